@@ -1,0 +1,60 @@
+import {Args, Command, Flags} from '@oclif/core'
+import {describeError} from '../core/errors.js'
+import {parseSourceSpec} from '../sources/index.js'
+import {type BuildSummary, buildTree} from '../tree/builder.js'
+import {formatBytes} from '../ui/format.js'
+import {ByteProgress} from '../ui/progress.js'
+
+export default class Build extends Command {
+  static override summary = 'Copy images into a registry tree (static files + headers index)'
+  static override description = `SOURCE uses skopeo's transport syntax, optionally followed by =NAME[:TAG]:
+  oci:PATH[:REF]            an OCI image layout (without REF: every tagged image)
+  oci-archive:FILE[:REF]    a tar of an OCI image layout
+  docker-archive:FILE[:NAME:TAG]  a \`docker save\` or skopeo docker-archive tarball
+  dir:PATH=NAME:TAG         a skopeo dir: copy (has no name of its own)
+Names come from the source with the registry host dropped (example.com/team/app:1 → team/app:1), then --prefix.
+Building into an existing tree adds to it; --clean starts afresh. Builds are atomic.`
+
+  static override examples = [
+    '<%= config.bin %> build oci:./layout:1.0=team/app:1.0 -o dist',
+    '<%= config.bin %> build docker-archive:app.tar --prefix acme',
+  ]
+
+  static override strict = false
+  static override args = {source: Args.string({description: 'image source(s)', required: true})}
+  static override flags = {
+    out: Flags.string({char: 'o', description: 'tree directory', default: './dist'}),
+    prefix: Flags.string({description: 'namespace prepended to every repository name'}),
+    clean: Flags.boolean({description: 'start a fresh tree instead of adding to the existing one'}),
+    'tag-max-age': Flags.integer({description: 'Cache-Control max-age (seconds) of tags and lists', min: 0}),
+    json: Flags.boolean({description: 'print a JSON summary'}),
+  }
+
+  async run(): Promise<void> {
+    const {argv, flags} = await this.parse(Build)
+    const progress = ByteProgress.forStream(flags.json, 'copying')
+    let summary: BuildSummary
+    try {
+      const specs = (argv as string[]).map((a) => parseSourceSpec(a))
+      summary = await buildTree(specs, {
+        out: flags.out, prefix: flags.prefix, clean: flags.clean, tagMaxAge: flags['tag-max-age'],
+        observer: {
+          blobStart: (_digest, size) => progress.addTotal(size),
+          bytes: (count) => progress.tick(count),
+          imageDone: (image) => {
+            if (!flags.json) progress.log(`${image.name}:${image.tag}  ${image.digest}  ${image.platforms.join(',') || '-'}`, (l) => this.log(l))
+          },
+        },
+      })
+    } catch (error) {
+      progress.stop()
+      this.error(describeError(error), {exit: 1})
+    }
+    progress.stop()
+    if (flags.json) {
+      this.log(JSON.stringify(summary, null, 2))
+      return
+    }
+    this.log(`${summary.out}: ${summary.repositories} repositories, ${summary.tags} tags, ${summary.blobs} blobs, ${formatBytes(summary.bytesStored)} stored (${formatBytes(summary.bytesSavedByDedup)} saved by storing each blob once), ${formatBytes(summary.bytesCopied)} copied`)
+  }
+}

@@ -1,0 +1,56 @@
+import {Args, Command, Flags} from '@oclif/core'
+import {describeError} from '../core/errors.js'
+import {type DeployReport, deployTree} from '../publish/deploy.js'
+import {BACKEND_PLUGINS, backendPlugin, pluginFlags} from '../publish/plugins.js'
+import {formatBytes} from '../ui/format.js'
+import {ByteProgress} from '../ui/progress.js'
+
+export default class Deploy extends Command {
+  static override summary = 'Publish a tree to a host, incrementally and in order (blobs, manifests, then tags)'
+  static override description = `Backends:\n${BACKEND_PLUGINS.map((p) => `  ${p.name.padEnd(10)} ${p.summary}`).join('\n')}`
+  static override examples = ['<%= config.bin %> deploy dist --backend dir --target ./public --prune']
+  static override args = {dir: Args.string({description: 'tree directory', default: './dist'})}
+  static override flags = {
+    backend: Flags.string({description: 'where to deploy', options: BACKEND_PLUGINS.map((p) => p.name), required: true}),
+    'dry-run': Flags.boolean({description: 'print the plan (uploads, copies, deletes, bytes) and touch nothing'}),
+    prune: Flags.boolean({description: 'after publishing, delete what the tree no longer has'}),
+    concurrency: Flags.integer({description: 'objects in flight at once', default: 8, min: 1}),
+    retries: Flags.integer({description: 'retries per object on transient errors', default: 4, min: 0}),
+    json: Flags.boolean({description: 'print a JSON summary'}),
+    ...pluginFlags(),
+  }
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(Deploy)
+    const progress = ByteProgress.forStream(flags.json, 'publishing')
+    let report: DeployReport
+    try {
+      const backend = backendPlugin(flags.backend).create(flags)
+      report = await deployTree(args.dir, backend, {
+        dryRun: flags['dry-run'], prune: flags.prune, concurrency: flags.concurrency, retries: flags.retries,
+        observer: {
+          phaseStart: (phase, steps) => {
+            const bytes = steps.reduce((sum, s) => sum + ('object' in s ? s.object.size : 0), 0)
+            progress.addTotal(bytes)
+            if (!flags.json) progress.log(`${phase}: ${steps.length} objects`, (l) => this.log(l))
+          },
+          stepDone: (step) => progress.tick('object' in step ? step.object.size : 0),
+          retry: (step, attempt, error) => {
+            if (!flags.json) progress.log(`retry ${attempt} ${'object' in step ? step.object.path : step.path}: ${(error as Error).message}`, (l) => this.warn(l))
+          },
+        },
+      })
+    } catch (error) {
+      progress.stop()
+      this.error(describeError(error), {exit: 1})
+    }
+    progress.stop()
+    if (flags.json) {
+      this.log(JSON.stringify(report, null, 2))
+      return
+    }
+    const {plan} = report
+    const verb = report.dryRun ? 'would' : 'did'
+    this.log(`${report.backend} ${report.location}: ${verb} upload ${plan.uploads} objects (${formatBytes(plan.bytesToUpload)}), copy ${plan.copies} server-side (${formatBytes(plan.bytesToCopy)}), delete ${plan.deletes}; ${plan.unchanged} unchanged`)
+  }
+}

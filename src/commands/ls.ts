@@ -1,0 +1,28 @@
+import {Args, Command, Flags} from '@oclif/core'
+import {describeError} from '../core/errors.js'
+import {listTree} from '../tree/listing.js'
+import {formatBytes} from '../ui/format.js'
+
+export default class Ls extends Command {
+  static override summary = 'List the repositories, tags, digests, platforms and sizes of a tree'
+  static override args = {dir: Args.string({description: 'tree directory', default: './dist'})}
+  static override flags = {json: Flags.boolean({description: 'print JSON'})}
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(Ls)
+    let listing
+    try {
+      listing = await listTree(args.dir)
+    } catch (error) {
+      this.error(describeError(error), {exit: 1})
+    }
+    if (flags.json) {
+      this.log(JSON.stringify(listing, null, 2))
+      return
+    }
+    for (const image of listing.images) {
+      this.log(`${image.repository}:${image.tag}\t${image.digest}\t${image.platforms.join(',') || '-'}\t${formatBytes(image.size)}`)
+    }
+    this.log(`${listing.repositories} repositories, ${listing.images.length} tags, ${formatBytes(listing.bytesStored)} stored`)
+  }
+}

@@ -1,0 +1,38 @@
+import {Args, Command, Flags} from '@oclif/core'
+import {describeError} from '../core/errors.js'
+import {startRegistryServer} from '../server/registry-server.js'
+import {RegistryTree} from '../tree/registry-tree.js'
+
+export default class Serve extends Command {
+  static override summary = 'Serve a tree as a read-only registry (the embedded default)'
+  static override examples = ['<%= config.bin %> serve dist -p 5000']
+  static override args = {dir: Args.string({description: 'tree directory', default: './dist'})}
+  static override flags = {
+    port: Flags.integer({char: 'p', description: 'port to listen on (0: any free port)', default: 5000, min: 0, max: 65535}),
+    host: Flags.string({description: 'address to listen on', default: '127.0.0.1'}),
+  }
+
+  async run(): Promise<void> {
+    const {args, flags} = await this.parse(Serve)
+    try {
+      const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port})
+      const tree = await RegistryTree.load(args.dir)
+      const hostPort = running.url.replace(/^http:\/\//, '')
+      this.log(`reg serving ${args.dir} at ${running.url}/v2/`)
+      const [name, repo] = Object.entries(tree.index.repositories)[0] ?? []
+      const tag = repo ? Object.keys(repo.tags).sort()[0] : undefined
+      if (name && tag) {
+        this.log(`try: skopeo inspect --tls-verify=false docker://${hostPort}/${name}:${tag}`)
+        this.log(`     docker pull ${hostPort}/${name}:${tag}   (Docker allows plain HTTP to 127.0.0.1 and localhost)`)
+      }
+      const stop = () => {
+        running.close().then(() => process.exit(0), () => process.exit(0))
+      }
+      process.once('SIGINT', stop)
+      process.once('SIGTERM', stop)
+      await new Promise<void>((resolve) => running.server.once('close', () => resolve()))
+    } catch (error) {
+      this.error(describeError(error), {exit: 1})
+    }
+  }
+}

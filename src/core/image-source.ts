@@ -1,0 +1,26 @@
+import type {Readable} from 'node:stream'
+import type {Descriptor} from './manifest.js'
+
+/** One tagged entry point of a source: a manifest (image or index) and the name it came with, if any. */
+export interface SourceRoot {
+  descriptor: Descriptor
+  /** repository name from the source (registry host already dropped), if the source has one */
+  name?: string
+  tag?: string
+}
+
+/**
+ * What every source adapter gives, in the spirit of go-containerregistry's `partial`: descriptors and
+ * raw bytes. Adapters do not verify; the shared ingest code hashes every byte against its descriptor.
+ */
+export interface ImageSource {
+  /** how the user named it, for messages: `oci:./layout:1.0` */
+  readonly description: string
+  roots(): Promise<SourceRoot[]>
+  /** exact bytes of a manifest (image or index) */
+  readManifest(descriptor: Descriptor): Promise<Buffer>
+  /** the bytes of a blob (config or layer), as stored */
+  openBlob(descriptor: Descriptor): Promise<Readable>
+  /** remove temporary files */
+  close(): Promise<void>
+}

@@ -1,0 +1,48 @@
+import type {RegistryObject} from '../tree/model.js'
+import type {RegistryTree} from '../tree/registry-tree.js'
+import type {PublishPlan} from './plan.js'
+
+/** What a host can do; the plan and the host configuration follow from it. */
+export interface BackendCapabilities {
+  /** can send Docker-Content-Digest, the API version header and per-object Content-Type */
+  customHeaders: boolean
+  /** can serve many URLs from one stored file (nginx/Apache rewrites, _redirects 200 rules) */
+  rewrites: boolean
+  /** can answer with redirects to another URL */
+  redirects: boolean
+  /** can protect reads with basic auth */
+  basicAuth: boolean
+  /** `copyObject` is cheap (hardlink, S3 CopyObject): no bytes are uploaded again */
+  serverSideCopy: boolean
+}
+
+/** What is deployed at a path, from one listing. `digest` is known when the host or our state file keeps it. */
+export interface RemoteObject {
+  path: string
+  size: number
+  digest?: string
+}
+
+export interface RemoteState {
+  objects: ReadonlyMap<string, RemoteObject>
+}
+
+/**
+ * The one small interface of a backend plugin (`plugins/backend-<name>/`). Backends never parse
+ * manifests: they get objects whose headers are already decided, and bytes as files of the tree.
+ */
+export interface Backend {
+  readonly name: string
+  readonly capabilities: BackendCapabilities
+  /** a human description of where it deploys, for messages: `dir ./public` */
+  readonly location: string
+  describeRemote(): Promise<RemoteState>
+  putObject(object: RegistryObject, file: string): Promise<void>
+  /** make `object` from the deployed object at `fromPath` (same bytes) */
+  copyObject(fromPath: string, object: RegistryObject): Promise<void>
+  deleteObject(path: string): Promise<void>
+  /** host configuration (nginx.conf, .htaccess, _headers...) and anything to do after all objects are in place */
+  writeHostConfig?(tree: RegistryTree, plan: PublishPlan): Promise<void>
+  /** is this failure worth another try (throttling, 5xx, resets)? */
+  isRetryable?(error: unknown): boolean
+}

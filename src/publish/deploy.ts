@@ -1,0 +1,36 @@
+import {RegistryTree} from '../tree/registry-tree.js'
+import type {Backend} from './backend.js'
+import {createPublishPlan, type PublishPlan} from './plan.js'
+import {type PublishObserver, type PublishResult, runPublishPlan} from './run.js'
+
+export interface DeployOptions {
+  dryRun?: boolean
+  prune?: boolean
+  concurrency?: number
+  retries?: number
+  observer?: PublishObserver
+}
+
+export interface DeployReport {
+  backend: string
+  location: string
+  dryRun: boolean
+  plan: {uploads: number; copies: number; deletes: number; unchanged: number; bytesToUpload: number; bytesToCopy: number; bytesToDelete: number}
+  result?: PublishResult
+}
+
+/** `reg deploy`: tree → plan (against one listing of the host) → ordered, retried publish → host config. */
+export async function deployTree(dir: string, backend: Backend, options: DeployOptions = {}): Promise<DeployReport> {
+  const tree = await RegistryTree.load(dir)
+  const remote = await backend.describeRemote()
+  const plan: PublishPlan = createPublishPlan(tree, remote, backend.capabilities, {prune: options.prune})
+  const count = (action: string) => plan.steps.filter((s) => s.action === action).length
+  const report: DeployReport = {
+    backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun),
+    plan: {uploads: count('put'), copies: count('copy'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete},
+  }
+  if (options.dryRun) return report
+  report.result = await runPublishPlan(plan, backend, tree, {concurrency: options.concurrency, retries: options.retries, observer: options.observer})
+  await backend.writeHostConfig?.(tree, plan)
+  return report
+}

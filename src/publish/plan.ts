@@ -1,0 +1,77 @@
+import type {RegistryObject} from '../tree/model.js'
+import type {RegistryTree} from '../tree/registry-tree.js'
+import type {BackendCapabilities, RemoteState} from './backend.js'
+
+/**
+ * Publish phases, in order (DESIGN §3): a client must never see a tag whose content is missing.
+ * Each phase completes before the next starts.
+ */
+export const PHASES = ['blobs', 'manifests', 'indexes', 'referrers', 'tags', 'prune'] as const
+export type Phase = (typeof PHASES)[number]
+
+export function phaseOf(object: RegistryObject): Phase {
+  switch (object.class) {
+    case 'blob': return 'blobs'
+    case 'digest-manifest': return object.isIndex ? 'indexes' : 'manifests'
+    case 'referrers': return 'referrers'
+    default: return 'tags'
+  }
+}
+
+export type PublishStep =
+  | {action: 'put'; phase: Phase; object: RegistryObject}
+  | {action: 'copy'; phase: Phase; object: RegistryObject; from: string}
+  | {action: 'delete'; phase: 'prune'; path: string; size: number}
+
+export interface PublishPlan {
+  steps: PublishStep[]
+  unchanged: number
+  bytesToUpload: number
+  bytesToCopy: number
+  bytesToDelete: number
+}
+
+/** Objects at content-addressed paths: if the path exists, its bytes are right (written only after verification). */
+function contentAddressed(object: RegistryObject): boolean {
+  return object.class === 'blob' || object.class === 'digest-manifest'
+}
+
+/**
+ * Diff a tree against what is deployed: upload what is missing or changed, copy server-side what is
+ * already there under another path (when the host can), and with `prune` delete what the tree no
+ * longer has. Never re-sends an object whose path and digest are already deployed.
+ */
+export function createPublishPlan(tree: RegistryTree, remote: RemoteState, capabilities: BackendCapabilities, options: {prune?: boolean} = {}): PublishPlan {
+  const steps: PublishStep[] = []
+  let unchanged = 0
+  /** a deployed (or about to be deployed) path holding each digest, for server-side copies */
+  const holders = new Map<string, string>()
+  for (const deployed of remote.objects.values()) {
+    const object = tree.objectsByPath.get(deployed.path)
+    const digest = deployed.digest ?? (object && contentAddressed(object) ? object.digest : undefined)
+    if (digest && (!object || object.digest === digest) && !holders.has(digest)) holders.set(digest, deployed.path)
+  }
+  const ordered = [...tree.objects].sort((a, b) => PHASES.indexOf(phaseOf(a)) - PHASES.indexOf(phaseOf(b)))
+  for (const object of ordered) {
+    const deployed = remote.objects.get(object.path)
+    const same = deployed && deployed.size === object.size && (deployed.digest === object.digest || (deployed.digest === undefined && contentAddressed(object)))
+    if (same) {
+      unchanged++
+      continue
+    }
+    const holder = holders.get(object.digest)
+    if (capabilities.serverSideCopy && holder !== undefined && holder !== object.path) {
+      steps.push({action: 'copy', phase: phaseOf(object), object, from: holder})
+    } else {
+      steps.push({action: 'put', phase: phaseOf(object), object})
+      holders.set(object.digest, object.path)
+    }
+  }
+  if (options.prune) {
+    for (const deployed of remote.objects.values()) {
+      if (!tree.objectsByPath.has(deployed.path)) steps.push({action: 'delete', phase: 'prune', path: deployed.path, size: deployed.size})
+    }
+  }
+  const sum = (action: PublishStep['action']) => steps.filter((s) => s.action === action).reduce((total, s) => total + ('object' in s ? s.object.size : s.size), 0)
+  return {steps, unchanged, bytesToUpload: sum('put'), bytesToCopy: sum('copy'), bytesToDelete: sum('delete')}
+}

@@ -1,0 +1,16 @@
+import {dirBackend} from '../../plugins/backend-dir/index.js'
+import {RegError} from '../core/errors.js'
+import type {BackendPlugin} from './plugin.js'
+
+export const BACKEND_PLUGINS: readonly BackendPlugin[] = [dirBackend]
+
+export function backendPlugin(name: string): BackendPlugin {
+  const plugin = BACKEND_PLUGINS.find((p) => p.name === name)
+  if (!plugin) throw new RegError(`unknown backend "${name}"`, `available: ${BACKEND_PLUGINS.map((p) => p.name).join(', ')}`)
+  return plugin
+}
+
+/** Every plugin's flags, for `reg deploy`'s static flag list. */
+export function pluginFlags(): BackendPlugin['flags'] {
+  return Object.assign({}, ...BACKEND_PLUGINS.map((p) => p.flags)) as BackendPlugin['flags']
+}

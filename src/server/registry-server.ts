@@ -1,0 +1,193 @@
+import {createReadStream} from 'node:fs'
+import {stat} from 'node:fs/promises'
+import http from 'node:http'
+import path from 'node:path'
+import {isDigest} from '../core/digest.js'
+import {RegError} from '../core/errors.js'
+import {MediaType} from '../core/media-types.js'
+import {type RegistryObject, TREE_INDEX_FILE} from '../tree/model.js'
+import {API_VERSION_HEADER} from '../tree/objects.js'
+import {RegistryTree} from '../tree/registry-tree.js'
+
+type ErrorCode = 'NAME_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN' | 'UNSUPPORTED' | 'RANGE_NOT_SATISFIABLE'
+
+/** The spec's JSON error body (distribution spec, "Error Codes"). */
+export function errorBody(code: ErrorCode | string, message: string, detail?: unknown): string {
+  return JSON.stringify({errors: [{code, message, ...(detail === undefined ? {} : {detail})}]})
+}
+
+/** Which spec error a missing path under /v2/ deserves. */
+export function notFoundError(urlPath: string): {code: ErrorCode; message: string} {
+  const match = /^v2\/(.+)\/(manifests|blobs|tags|referrers)\/[^/]+$/.exec(urlPath)
+  if (match?.[2] === 'manifests') return {code: 'MANIFEST_UNKNOWN', message: 'manifest unknown'}
+  if (match?.[2] === 'blobs') return {code: 'BLOB_UNKNOWN', message: 'blob unknown to registry'}
+  return {code: 'NAME_UNKNOWN', message: 'repository name not known to registry'}
+}
+
+/** Parse a single `bytes=a-b` range; undefined means "serve it all" (multi-range is not supported, as the spec allows). */
+function parseRange(header: string | undefined, size: number): {start: number; end: number} | 'unsatisfiable' | undefined {
+  if (!header) return undefined
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
+  if (!match || (match[1] === '' && match[2] === '')) return undefined
+  let start: number
+  let end: number
+  if (match[1] === '') {
+    const suffix = Number(match[2])
+    if (suffix === 0) return 'unsatisfiable'
+    start = Math.max(0, size - suffix)
+    end = size - 1
+  } else {
+    start = Number(match[1])
+    end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1)
+  }
+  if (start >= size || start > end) return 'unsatisfiable'
+  return {start, end}
+}
+
+/**
+ * Answers exactly the static registry's URL space (DESIGN §3) from a tree: what every backend must
+ * reproduce. Reloads the tree when a rebuild swapped it in.
+ */
+export class RegistryServer {
+  private tree?: RegistryTree
+  private treeStamp = ''
+
+  constructor(private readonly dir: string) {}
+
+  private async currentTree(): Promise<RegistryTree> {
+    const info = await stat(path.join(this.dir, TREE_INDEX_FILE))
+    const stamp = `${info.ino}:${info.mtimeMs}:${info.size}`
+    if (!this.tree || stamp !== this.treeStamp) {
+      this.tree = await RegistryTree.load(this.dir)
+      this.treeStamp = stamp
+    }
+    return this.tree
+  }
+
+  async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://registry.invalid')
+    let urlPath: string
+    try {
+      urlPath = decodeURIComponent(url.pathname).replace(/^\/+/, '')
+    } catch {
+      urlPath = url.pathname
+    }
+    const method = req.method ?? 'GET'
+    if (method !== 'GET' && method !== 'HEAD') {
+      this.sendError(res, 405, 'UNSUPPORTED', `${method} is not supported: this registry is read-only`, {Allow: 'GET, HEAD'})
+      return
+    }
+    if (urlPath === 'v2') {
+      res.writeHead(301, {Location: '/v2/' + url.search, ...API_VERSION_HEADER, 'Content-Length': '0'}).end()
+      return
+    }
+    const tree = await this.currentTree()
+    const object = tree.objectsByPath.get(urlPath)
+    if (object) {
+      if (object.class === 'tags-list' && (url.searchParams.has('n') || url.searchParams.has('last'))) {
+        this.sendTagsPage(res, method, tree, object, url)
+        return
+      }
+      this.sendObject(req, res, method, tree, object)
+      return
+    }
+    const referrers = /^v2\/(.+)\/referrers\/(sha256:[a-f0-9]{64})$/.exec(urlPath)
+    if (referrers && tree.objectsByPath.has(`v2/${referrers[1]}/manifests/${referrers[2]}`)) {
+      // The referrers API answers 200 with an empty index for a known manifest, never 404.
+      this.sendJson(res, method, 200, JSON.stringify({schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: []}), MediaType.OciIndex, `public, max-age=${tree.index.settings.tagMaxAge}`)
+      return
+    }
+    const {code, message} = urlPath.startsWith('v2/') ? notFoundError(urlPath) : {code: 'NAME_UNKNOWN' as const, message: 'not found'}
+    this.sendError(res, 404, code, message)
+  }
+
+  private sendObject(req: http.IncomingMessage, res: http.ServerResponse, method: string, tree: RegistryTree, object: RegistryObject): void {
+    const headers: Record<string, string | number> = {...object.headers, ETag: `"${object.digest}"`}
+    if (req.headers['if-none-match'] === `"${object.digest}"`) {
+      res.writeHead(304, headers).end()
+      return
+    }
+    let range: ReturnType<typeof parseRange>
+    if (object.class === 'blob') {
+      headers['Accept-Ranges'] = 'bytes'
+      range = parseRange(req.headers.range, object.size)
+    }
+    if (range === 'unsatisfiable') {
+      res.writeHead(416, {...headers, 'Content-Range': `bytes */${object.size}`, 'Content-Length': 0}).end()
+      return
+    }
+    const start = range?.start ?? 0
+    const end = range?.end ?? object.size - 1
+    headers['Content-Length'] = object.size === 0 ? 0 : end - start + 1
+    if (range) headers['Content-Range'] = `bytes ${start}-${end}/${object.size}`
+    res.writeHead(range ? 206 : 200, headers)
+    if (method === 'HEAD' || object.size === 0) {
+      res.end()
+      return
+    }
+    const stream = createReadStream(tree.fileOf(object), {start, end})
+    stream.on('error', () => res.destroy())
+    stream.pipe(res)
+  }
+
+  /** `?n=&last=` pagination, as the spec describes, with a `Link` header to the next page. */
+  private sendTagsPage(res: http.ServerResponse, method: string, tree: RegistryTree, object: RegistryObject, url: URL): void {
+    const name = object.repository ?? ''
+    const all = Object.keys(tree.index.repositories[name]?.tags ?? {}).sort()
+    const last = url.searchParams.get('last')
+    const n = url.searchParams.has('n') ? Number(url.searchParams.get('n')) : undefined
+    if (n !== undefined && (!Number.isInteger(n) || n < 0)) {
+      this.sendError(res, 400, 'PAGINATION_NUMBER_INVALID', 'invalid number of results requested')
+      return
+    }
+    const after = last === null ? all : all.filter((t) => t > last)
+    const page = n === undefined ? after : after.slice(0, n)
+    const headers: Record<string, string> = {}
+    if (n !== undefined && n > 0 && after.length > n) headers.Link = `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(page[page.length - 1])}>; rel="next"`
+    this.sendJson(res, method, 200, JSON.stringify({name, tags: page}), 'application/json', object.headers['Cache-Control'], headers)
+  }
+
+  private sendJson(res: http.ServerResponse, method: string, status: number, body: string, contentType: string, cacheControl: string, extra: Record<string, string> = {}): void {
+    res.writeHead(status, {'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': cacheControl, ...API_VERSION_HEADER, ...extra})
+    res.end(method === 'HEAD' ? undefined : body)
+  }
+
+  private sendError(res: http.ServerResponse, status: number, code: string, message: string, extra: Record<string, string> = {}): void {
+    this.sendJson(res, 'GET', status, errorBody(code, message), 'application/json', 'no-store', extra)
+  }
+}
+
+export interface RunningServer {
+  server: http.Server
+  url: string
+  port: number
+  close(): Promise<void>
+}
+
+/** Start `reg serve` on host:port (port 0 picks a free one). */
+export async function startRegistryServer(dir: string, options: {host?: string; port?: number} = {}): Promise<RunningServer> {
+  await RegistryTree.load(dir) // fail early, with a clear message, when DIR is not a tree
+  const registry = new RegistryServer(dir)
+  const server = http.createServer((req, res) => {
+    registry.handle(req, res).catch((error: unknown) => {
+      const message = error instanceof RegError ? error.message : 'internal error'
+      if (!res.headersSent) res.writeHead(500, {'Content-Type': 'application/json'})
+      res.end(errorBody('UNKNOWN', message))
+    })
+  })
+  const host = options.host ?? '127.0.0.1'
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port ?? 5000, host, () => resolve())
+  })
+  const address = server.address()
+  const port = typeof address === 'object' && address ? address.port : options.port ?? 5000
+  const displayHost = host.includes(':') ? `[${host}]` : host
+  return {
+    server, port, url: `http://${displayHost}:${port}`,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    }),
+  }
+}

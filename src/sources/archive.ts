@@ -1,0 +1,71 @@
+import {createReadStream, createWriteStream} from 'node:fs'
+import {mkdir, open} from 'node:fs/promises'
+import path from 'node:path'
+import {pipeline} from 'node:stream/promises'
+import {createGunzip} from 'node:zlib'
+import * as tar from 'tar-stream'
+import {errnoCode, RegError} from '../core/errors.js'
+
+/** Is the file gzip-compressed (magic 1f 8b)? */
+export async function isGzipFile(file: string): Promise<boolean> {
+  const handle = await open(file, 'r')
+  try {
+    const {bytesRead, buffer} = await handle.read(Buffer.alloc(2), 0, 2, 0)
+    return bytesRead === 2 && buffer[0] === 0x1f && buffer[1] === 0x8b
+  } finally {
+    await handle.close()
+  }
+}
+
+/**
+ * Extract a tar archive (optionally gzip-compressed) into `dest`, refusing entry names that would
+ * escape it (`../`, absolute paths) and links of any kind: image archives contain plain files only.
+ */
+export async function extractArchive(file: string, dest: string, label: string): Promise<void> {
+  let gzip: boolean
+  try {
+    gzip = await isGzipFile(file)
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') throw new RegError(`${label}: file ${file} does not exist`, 'check the path')
+    if (errnoCode(error) === 'EISDIR') throw new RegError(`${label}: ${file} is a directory, not an archive`, 'use the oci: or dir: transport for directories')
+    throw error
+  }
+  await mkdir(dest, {recursive: true})
+  const extract = tar.extract()
+  extract.on('entry', (header, stream, next) => {
+    const fail = (error: Error) => {
+      stream.resume()
+      next(error)
+    }
+    const name = header.name
+    const normalized = path.posix.normalize(name)
+    if (name.startsWith('/') || path.isAbsolute(name) || normalized === '..' || normalized.startsWith('../') || name.split('/').includes('..')) {
+      fail(new RegError(`${label}: archive entry "${name}" points outside the archive`, 'the archive is malicious or corrupt; reg refuses path traversal'))
+      return
+    }
+    const target = path.join(dest, normalized)
+    if (header.type === 'directory') {
+      mkdir(target, {recursive: true}).then(() => { stream.resume(); next() }, fail)
+      return
+    }
+    if (header.type !== 'file' && header.type !== 'contiguous-file') {
+      if (header.type === 'symlink' || header.type === 'link') {
+        fail(new RegError(`${label}: archive entry "${name}" is a ${header.type} (to "${header.linkname}")`, 'image archives hold plain files; reg refuses links in them'))
+        return
+      }
+      stream.resume()
+      next()
+      return
+    }
+    mkdir(path.dirname(target), {recursive: true})
+      .then(() => pipeline(stream, createWriteStream(target, {flags: 'wx'})))
+      .then(() => next(), (error: unknown) => fail(errnoCode(error) === 'EEXIST' ? new RegError(`${label}: archive entry "${name}" appears twice`) : error as Error))
+  })
+  try {
+    const input = createReadStream(file)
+    await (gzip ? pipeline(input, createGunzip(), extract) : pipeline(input, extract))
+  } catch (error) {
+    if (error instanceof RegError) throw error
+    throw new RegError(`${label}: cannot read archive ${file}: ${(error as Error).message}`, 'the archive is truncated or corrupt; export it again')
+  }
+}

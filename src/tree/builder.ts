@@ -1,0 +1,224 @@
+import {randomBytes} from 'node:crypto'
+import {mkdir, readdir, rename, rm, stat, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+import {errnoCode, RegError} from '../core/errors.js'
+import type {SourceRoot} from '../core/image-source.js'
+import {formatPlatform} from '../core/manifest.js'
+import {MediaType} from '../core/media-types.js'
+import {validateName, validateTag, withPrefix} from '../core/reference.js'
+import {openSource, type SourceSpec} from '../sources/index.js'
+import {BlobStore} from './blob-store.js'
+import {type IngestObserver, GraphIngester} from './ingest.js'
+import {DEFAULT_TAG_MAX_AGE, TREE_INDEX_FILE, type TreeIndex} from './model.js'
+import {deriveObjects, generateDocuments, repositoryBlobs, repositoryManifests} from './objects.js'
+import {readTreeIndex} from './registry-tree.js'
+import {validateTreeNames} from './validate.js'
+
+export interface BuildOptions {
+  out: string
+  prefix?: string
+  clean?: boolean
+  tagMaxAge?: number
+  observer?: BuildObserver
+}
+
+export interface BuiltImage {
+  name: string
+  tag: string
+  digest: string
+  mediaType: string
+  platforms: string[]
+  source: string
+}
+
+export interface BuildObserver extends IngestObserver {
+  sourceStart?(source: string): void
+  imageDone?(image: BuiltImage): void
+}
+
+export interface BuildSummary {
+  out: string
+  images: BuiltImage[]
+  repositories: number
+  tags: number
+  blobs: number
+  /** bytes of the blob store: every blob and manifest once */
+  bytesStored: number
+  /** what per-repository copies would add on top: the saving of storing each blob once */
+  bytesSavedByDedup: number
+  /** bytes read from sources and written in this run */
+  bytesCopied: number
+}
+
+function emptyIndex(tagMaxAge: number): Omit<TreeIndex, 'objects'> {
+  return {schemaVersion: 1, generator: 'reg', settings: {tagMaxAge}, repositories: {}, manifests: {}, blobs: {}}
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file)
+    return true
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return false
+    throw error
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return errnoCode(error) === 'EPERM'
+  }
+}
+
+/**
+ * Put a tree left half-swapped by a killed build back, and remove staging directories of builds
+ * that are no longer running.
+ */
+async function recoverSiblings(out: string): Promise<void> {
+  const parent = path.dirname(out)
+  const base = path.basename(out)
+  let names: string[]
+  try {
+    names = await readdir(parent)
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return
+    throw error
+  }
+  const old = names.find((n) => n.startsWith(`${base}.reg-old-`))
+  if (old && !(await exists(out))) await rename(path.join(parent, old), out)
+  for (const name of names) {
+    const staging = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.reg-(staging|old)-(\\d+)-`).exec(name)
+    if (staging && !processAlive(Number(staging[2])) && (await exists(path.join(parent, name)))) {
+      await rm(path.join(parent, name), {recursive: true, force: true})
+    }
+  }
+}
+
+/** Decide the name and tag an image is published under: `=NAME[:TAG]` first, then the source's, then `--prefix`. */
+function targetOf(spec: SourceSpec, root: SourceRoot, rootCount: number, prefix?: string): {name: string; tag: string} {
+  if (spec.target?.tag !== undefined && rootCount > 1) {
+    throw new RegError(`source "${spec.text}" holds ${rootCount} images but =${spec.target.name}:${spec.target.tag} names one`, `give only the name (=${spec.target.name}) to keep each image's tag, or pick one image with its REF`)
+  }
+  const name = spec.target?.name ?? root.name
+  const tag = spec.target?.tag ?? root.tag ?? (spec.target ? 'latest' : undefined)
+  if (!name) {
+    throw new RegError(`source "${spec.text}": the image${root.tag ? ` tagged "${root.tag}"` : ''} has no repository name`, `name it: ${spec.text}=team/app${root.tag ? '' : ':TAG'}`)
+  }
+  if (!tag) throw new RegError(`source "${spec.text}": the image has no tag`, `name it: ${spec.text}=${name}:TAG`)
+  return {name: withPrefix(prefix, validateName(name)), tag: validateTag(tag, name)}
+}
+
+/**
+ * `reg build`: copy images into a tree, atomically. The new tree is built in a staging directory
+ * beside the target (old blobs hardlinked, not copied) and renamed into place only when complete,
+ * so a failed or killed build leaves the previous tree serving.
+ */
+export async function buildTree(specs: SourceSpec[], options: BuildOptions): Promise<BuildSummary> {
+  const out = path.resolve(options.out)
+  await mkdir(path.dirname(out), {recursive: true})
+  await recoverSiblings(out)
+  const previous = options.clean ? undefined : await readTreeIndex(out)
+  if (!previous && (await exists(out))) {
+    const entries = await readdir(out).catch(() => [])
+    if (entries.length > 0 && !(await exists(path.join(out, TREE_INDEX_FILE)))) {
+      throw new RegError(`${out} exists and is not a reg tree`, 'choose an empty or new directory with -o, or remove it first')
+    }
+  }
+  const staging = `${out}.reg-staging-${process.pid}-${randomBytes(4).toString('hex')}`
+  const work = path.join(staging, '.work')
+  try {
+    const store = new BlobStore(staging)
+    await store.init()
+    const tagMaxAge = options.tagMaxAge ?? previous?.settings.tagMaxAge ?? DEFAULT_TAG_MAX_AGE
+    const index = previous ? {...emptyIndex(tagMaxAge), ...previous, settings: {tagMaxAge}} : emptyIndex(tagMaxAge)
+    if (previous) await store.linkFrom(new BlobStore(out))
+    const ingester = new GraphIngester(store, index, options.observer)
+    const images: BuiltImage[] = []
+    for (const [i, spec] of specs.entries()) {
+      options.observer?.sourceStart?.(spec.text)
+      const source = openSource(spec, path.join(work, String(i)))
+      try {
+        const roots = await source.roots()
+        for (const root of roots) {
+          const {name, tag} = targetOf(spec, root, roots.length, options.prefix)
+          const record = await ingester.ingest(source, root.descriptor, `${spec.text} (${name}:${tag})`)
+          index.repositories[name] ??= {tags: {}}
+          index.repositories[name].tags[tag] = root.descriptor.digest
+          const platforms = record.kind === 'index'
+            ? record.children.map((c) => formatPlatform(index.manifests[c].platform)).filter((p): p is string => Boolean(p))
+            : [formatPlatform(record.platform)].filter((p): p is string => Boolean(p))
+          const image = {name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms, source: spec.text}
+          images.push(image)
+          options.observer?.imageDone?.(image)
+        }
+      } finally {
+        await source.close()
+      }
+    }
+    await rm(work, {recursive: true, force: true})
+    validateTreeNames(index)
+    const documents = generateDocuments(index)
+    for (const doc of documents) await store.writeBytes(doc.bytes)
+    const objects = deriveObjects(index, documents)
+    const keep = new Set<string>([...objects.map((o) => o.digest)])
+    await store.retainOnly(keep)
+    // Drop records nothing reaches any more (a retagged image's old manifests).
+    for (const digest of Object.keys(index.manifests)) if (!keep.has(digest)) delete index.manifests[digest]
+    for (const digest of Object.keys(index.blobs)) if (!keep.has(digest)) delete index.blobs[digest]
+    const treeIndex: TreeIndex = {...index, objects}
+    await writeFile(path.join(staging, TREE_INDEX_FILE), JSON.stringify(treeIndex, null, 1))
+    await writeOciLayout(staging, treeIndex)
+    await swapInto(staging, out)
+    return summarize(out, treeIndex, images, ingester.bytesCopied)
+  } catch (error) {
+    await rm(staging, {recursive: true, force: true})
+    throw error
+  }
+}
+
+/** The tree is also an OCI image layout: `skopeo copy oci:DIR:team/app:1.0 ...` works on it. */
+async function writeOciLayout(dir: string, index: TreeIndex): Promise<void> {
+  const manifests = []
+  for (const name of Object.keys(index.repositories).sort()) {
+    for (const [tag, digest] of Object.entries(index.repositories[name].tags).sort()) {
+      const record = index.manifests[digest]
+      manifests.push({mediaType: record.mediaType, digest, size: record.size, annotations: {'org.opencontainers.image.ref.name': `${name}:${tag}`}})
+    }
+  }
+  await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({imageLayoutVersion: '1.0.0'}))
+  await writeFile(path.join(dir, 'index.json'), JSON.stringify({schemaVersion: 2, mediaType: MediaType.OciIndex, manifests}))
+}
+
+/** Replace `out` with `staging` by two renames; `recoverSiblings` repairs a kill between them. */
+async function swapInto(staging: string, out: string): Promise<void> {
+  if (!(await exists(out))) {
+    await rename(staging, out)
+    return
+  }
+  const old = `${out}.reg-old-${process.pid}-${randomBytes(4).toString('hex')}`
+  await rename(out, old)
+  await rename(staging, out)
+  await rm(old, {recursive: true, force: true})
+}
+
+function summarize(out: string, index: TreeIndex, images: BuiltImage[], bytesCopied: number): BuildSummary {
+  const uniqueBlobBytes = Object.values(index.blobs).reduce((sum, b) => sum + b.size, 0)
+  const manifestBytes = Object.values(index.manifests).reduce((sum, m) => sum + m.size, 0)
+  let perRepositoryBytes = 0
+  for (const name of Object.keys(index.repositories)) {
+    for (const digest of repositoryBlobs(index, repositoryManifests(index, name))) perRepositoryBytes += index.blobs[digest].size
+  }
+  return {
+    out,
+    images,
+    repositories: Object.keys(index.repositories).length,
+    tags: Object.values(index.repositories).reduce((sum, r) => sum + Object.keys(r.tags).length, 0),
+    blobs: Object.keys(index.blobs).length,
+    bytesStored: uniqueBlobBytes + manifestBytes,
+    bytesSavedByDedup: perRepositoryBytes - uniqueBlobBytes,
+    bytesCopied,
+  }
+}
