@@ -1,11 +1,11 @@
-import {Args, Command, Flags} from '@oclif/core'
-import {describeError} from '../core/errors.js'
+import {Args, Flags} from '@oclif/core'
+import {RegCommand} from '../ui/reg-command.js'
 import {parseSourceSpec} from '../sources/index.js'
 import {type BuildSummary, buildTree} from '../tree/builder.js'
 import {formatBytes} from '../ui/format.js'
 import {ByteProgress} from '../ui/progress.js'
 
-export default class Build extends Command {
+export default class Build extends RegCommand {
   static override summary = 'Copy images into a registry tree (static files + headers index)'
   static override description = `SOURCE uses skopeo's transport syntax, optionally followed by =NAME[:TAG]:
   oci:PATH[:REF]            an OCI image layout (without REF: every tagged image)
@@ -48,7 +48,7 @@ Building into an existing tree adds to it; --clean starts afresh. Builds are ato
       })
     } catch (error) {
       progress.stop()
-      this.error(describeError(error), {exit: 1})
+      this.fail(error)
     }
     progress.stop()
     if (flags.json) {

@@ -1,11 +1,11 @@
-import {Args, Command, Flags} from '@oclif/core'
-import {describeError} from '../core/errors.js'
+import {Args, Flags} from '@oclif/core'
+import {RegCommand} from '../ui/reg-command.js'
 import {type DeployReport, deployTree} from '../publish/deploy.js'
 import {BACKEND_PLUGINS, backendPlugin, pluginFlags} from '../publish/plugins.js'
 import {formatBytes} from '../ui/format.js'
 import {ByteProgress} from '../ui/progress.js'
 
-export default class Deploy extends Command {
+export default class Deploy extends RegCommand {
   static override summary = 'Publish a tree to a host, incrementally and in order (blobs, manifests, then tags)'
   static override description = `Backends:\n${BACKEND_PLUGINS.map((p) => `  ${p.name.padEnd(10)} ${p.summary}`).join('\n')}`
   static override examples = ['<%= config.bin %> deploy dist --backend dir --target ./public --prune']
@@ -42,7 +42,7 @@ export default class Deploy extends Command {
       })
     } catch (error) {
       progress.stop()
-      this.error(describeError(error), {exit: 1})
+      this.fail(error)
     }
     progress.stop()
     if (flags.json) {

@@ -1,9 +1,9 @@
-import {Args, Command, Flags} from '@oclif/core'
-import {describeError} from '../core/errors.js'
+import {Args, Flags} from '@oclif/core'
+import {RegCommand} from '../ui/reg-command.js'
 import {listTree} from '../tree/listing.js'
 import {formatBytes} from '../ui/format.js'
 
-export default class Ls extends Command {
+export default class Ls extends RegCommand {
   static override summary = 'List the repositories, tags, digests, platforms and sizes of a tree'
   static override args = {dir: Args.string({description: 'tree directory', default: './dist'})}
   static override flags = {json: Flags.boolean({description: 'print JSON'})}
@@ -14,7 +14,7 @@ export default class Ls extends Command {
     try {
       listing = await listTree(args.dir)
     } catch (error) {
-      this.error(describeError(error), {exit: 1})
+      this.fail(error)
     }
     if (flags.json) {
       this.log(JSON.stringify(listing, null, 2))

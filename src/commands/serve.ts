@@ -1,9 +1,9 @@
-import {Args, Command, Flags} from '@oclif/core'
-import {describeError} from '../core/errors.js'
+import {Args, Flags} from '@oclif/core'
+import {RegCommand} from '../ui/reg-command.js'
 import {startRegistryServer} from '../server/registry-server.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 
-export default class Serve extends Command {
+export default class Serve extends RegCommand {
   static override summary = 'Serve a tree as a read-only registry (the embedded default)'
   static override examples = ['<%= config.bin %> serve dist -p 5000']
   static override args = {dir: Args.string({description: 'tree directory', default: './dist'})}
@@ -32,7 +32,7 @@ export default class Serve extends Command {
       process.once('SIGTERM', stop)
       await new Promise<void>((resolve) => running.server.once('close', () => resolve()))
     } catch (error) {
-      this.error(describeError(error), {exit: 1})
+      this.fail(error)
     }
   }
 }

@@ -1,5 +1,5 @@
 import {createReadStream, createWriteStream} from 'node:fs'
-import {mkdir, open} from 'node:fs/promises'
+import {link, mkdir, open, symlink} from 'node:fs/promises'
 import path from 'node:path'
 import {pipeline} from 'node:stream/promises'
 import {createGunzip} from 'node:zlib'
@@ -17,9 +17,16 @@ export async function isGzipFile(file: string): Promise<boolean> {
   }
 }
 
+/** Does `name` (a path inside the archive, posix) stay inside it? */
+function staysInside(name: string): boolean {
+  const normalized = path.posix.normalize(name)
+  return !name.startsWith('/') && !path.isAbsolute(name) && normalized !== '..' && !normalized.startsWith('../') && !name.split('/').includes('..')
+}
+
 /**
  * Extract a tar archive (optionally gzip-compressed) into `dest`, refusing entry names that would
- * escape it (`../`, absolute paths) and links of any kind: image archives contain plain files only.
+ * escape it (`../`, absolute paths) and links pointing outside it. Links inside are kept: skopeo's
+ * docker-archive links `<id>/layer.tar` to `../<digest>.tar`.
  */
 export async function extractArchive(file: string, dest: string, label: string): Promise<void> {
   let gzip: boolean
@@ -33,24 +40,35 @@ export async function extractArchive(file: string, dest: string, label: string):
   await mkdir(dest, {recursive: true})
   const extract = tar.extract()
   extract.on('entry', (header, stream, next) => {
+    // A truncated entry errors on its stream before we may have piped it; the extract stream reports it too.
+    stream.on('error', () => undefined)
     const fail = (error: Error) => {
       stream.resume()
       next(error)
     }
     const name = header.name
-    const normalized = path.posix.normalize(name)
-    if (name.startsWith('/') || path.isAbsolute(name) || normalized === '..' || normalized.startsWith('../') || name.split('/').includes('..')) {
+    if (!staysInside(name)) {
       fail(new RegError(`${label}: archive entry "${name}" points outside the archive`, 'the archive is malicious or corrupt; reg refuses path traversal'))
       return
     }
-    const target = path.join(dest, normalized)
+    const target = path.join(dest, path.posix.normalize(name))
     if (header.type === 'directory') {
       mkdir(target, {recursive: true}).then(() => { stream.resume(); next() }, fail)
       return
     }
     if (header.type !== 'file' && header.type !== 'contiguous-file') {
       if (header.type === 'symlink' || header.type === 'link') {
-        fail(new RegError(`${label}: archive entry "${name}" is a ${header.type} (to "${header.linkname}")`, 'image archives hold plain files; reg refuses links in them'))
+        const linkname = header.linkname ?? ''
+        // A symlink is relative to its directory, a hard link to the archive root.
+        const resolved = header.type === 'symlink' ? path.posix.join(path.posix.dirname(name), linkname) : linkname
+        if (linkname.startsWith('/') || !staysInside(resolved)) {
+          fail(new RegError(`${label}: archive entry "${name}" is a ${header.type} to "${linkname}", outside the archive`, 'the archive is malicious or corrupt; reg refuses links leaving it'))
+          return
+        }
+        stream.resume()
+        mkdir(path.dirname(target), {recursive: true})
+          .then(() => (header.type === 'symlink' ? symlink(linkname, target) : link(path.join(dest, path.posix.normalize(resolved)), target)))
+          .then(() => next(), fail)
         return
       }
       stream.resume()

@@ -1,0 +1,53 @@
+// A tiny deterministic OCI image layout writer: the example image of `npm start` and test inputs.
+import {createHash} from 'node:crypto'
+import {mkdir, rm, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+import {gzipSync} from 'node:zlib'
+import * as tar from 'tar-stream'
+
+const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex')
+
+async function layerTar(files: Record<string, string>): Promise<Buffer> {
+  const pack = tar.pack()
+  const chunks: Buffer[] = []
+  pack.on('data', (c) => chunks.push(c as Buffer))
+  const done = new Promise<void>((resolve) => pack.on('end', () => resolve()))
+  for (const [name, content] of Object.entries(files).sort()) {
+    pack.entry({name, mode: 0o644, mtime: new Date(0), uid: 0, gid: 0, uname: 'root', gname: 'root'}, content)
+  }
+  pack.finalize()
+  await done
+  return Buffer.concat(chunks)
+}
+
+export interface TinyImage {
+  manifestDigest: string
+  configDigest: string
+  layerDigest: string
+}
+
+/** Write an OCI layout holding one linux/amd64 image with one layer of `files`, under index entry `ref`. */
+export async function writeTinyOciLayout(out: string, files: Record<string, string>, ref: string): Promise<TinyImage> {
+  await rm(out, {recursive: true, force: true})
+  await mkdir(path.join(out, 'blobs/sha256'), {recursive: true})
+  const put = async (b: Buffer) => {
+    await writeFile(path.join(out, 'blobs/sha256', sha(b).slice(7)), b)
+    return {digest: sha(b), size: b.length}
+  }
+  const tarBytes = await layerTar(files)
+  const layer = await put(gzipSync(tarBytes, {level: 9}))
+  const config = await put(Buffer.from(JSON.stringify({
+    architecture: 'amd64', os: 'linux', created: '2026-01-01T00:00:00Z',
+    config: {Cmd: ['/bin/true']}, rootfs: {type: 'layers', diff_ids: [sha(tarBytes)]},
+  })))
+  const manifest = await put(Buffer.from(JSON.stringify({
+    schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
+    config: {mediaType: 'application/vnd.oci.image.config.v1+json', ...config},
+    layers: [{mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer}],
+  })))
+  await writeFile(path.join(out, 'oci-layout'), JSON.stringify({imageLayoutVersion: '1.0.0'}))
+  await writeFile(path.join(out, 'index.json'), JSON.stringify({schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [
+    {mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: {'org.opencontainers.image.ref.name': ref}},
+  ]}))
+  return {manifestDigest: manifest.digest, configDigest: config.digest, layerDigest: layer.digest}
+}
