@@ -45,7 +45,7 @@ export class DirSource implements ImageSource {
   }
 
   async openBlob(descriptor: Descriptor): Promise<Readable> {
-    return createReadStream(await this.file(digestHex(descriptor.digest), `blob ${descriptor.digest}`))
+    return createReadStream(await this.file(digestHex(descriptor.digest), `blob ${descriptor.digest}`), {highWaterMark: 1 << 20})
   }
 
   async close(): Promise<void> {}

@@ -87,7 +87,7 @@ export class OciLayoutSource implements ImageSource {
   }
 
   async openBlob(descriptor: Descriptor): Promise<Readable> {
-    return createReadStream(await this.blobPath(descriptor))
+    return createReadStream(await this.blobPath(descriptor), {highWaterMark: 1 << 20})
   }
 
   async close(): Promise<void> {}

@@ -47,7 +47,7 @@ export class BlobStore {
     const verifier = new VerifyingStream(check)
     if (onBytes) verifier.on('data', (chunk: Buffer) => onBytes(chunk.length))
     try {
-      await pipeline(input, verifier, createWriteStream(temp, {flags: 'wx'}))
+      await pipeline(input, verifier, createWriteStream(temp, {flags: 'wx', highWaterMark: 1 << 20}))
       await rename(temp, this.pathOf(check.digest))
     } catch (error) {
       await unlink(temp).catch(() => undefined)
