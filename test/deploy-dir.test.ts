@@ -119,17 +119,17 @@ describe('publish order', () => {
       name: 'recorder', location: 'memory',
       capabilities: {customHeaders: true, rewrites: false, redirects: false, basicAuth: false, serverSideCopy: true},
       describeRemote: async (): Promise<RemoteState> => ({objects: new Map()}),
-      putObject: async (object: RegistryObject) => {
+      putObject: async (key: string, object: RegistryObject) => {
         if (object.class === 'blob' && failures-- > 0) throw new Error('503 Slow Down')
-        log.push(`put ${object.path}`)
+        log.push(`put ${key}`)
       },
-      copyObject: async (from: string, object: RegistryObject) => {
+      copyObject: async (from: string, key: string) => {
         assert.ok(log.includes(`put ${from}`), `copy from ${from} before it exists`)
-        log.push(`copy ${object.path}`)
+        log.push(`copy ${key}`)
       },
       deleteObject: async () => undefined,
     }
-    const plan = createPublishPlan(registry, await recorder.describeRemote(), recorder.capabilities)
+    const plan = createPublishPlan(registry, await recorder.describeRemote(), recorder)
     const retried: number[] = []
     const result = await runPublishPlan(plan, recorder, registry, {concurrency: 4, backoffMs: 1, observer: {retry: (_s, attempt) => retried.push(attempt)}})
     assert.equal(retried.length, 2)

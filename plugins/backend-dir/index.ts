@@ -7,9 +7,8 @@ import type {BackendPlugin} from '../../src/publish/plugin.js'
 import type {RegistryObject} from '../../src/tree/model.js'
 
 /**
- * Plain directories, ready for rsync or any static host: each blob stored once, hardlinked per
- * repository path. A plain file host cannot set headers, so this is for hosts configured separately
- * (or for inspection); nginx and apache build on the same local writer and add their configuration.
+ * Plain directories, ready for rsync or any static host: every URL is a file, each blob stored
+ * once (the other repositories' paths are hardlinks). A directory URL (`/v2/`) is its `index.json`.
  */
 class DirBackend implements Backend {
   readonly name = 'dir'
@@ -17,23 +16,27 @@ class DirBackend implements Backend {
   private readonly files: LocalFileTarget
 
   constructor(readonly location: string) {
-    this.files = new LocalFileTarget(location)
+    this.files = new LocalFileTarget(location, ['v2'])
+  }
+
+  storageKeyOf(object: RegistryObject): string {
+    return object.path.endsWith('/') ? `${object.path}index.json` : object.path
   }
 
   describeRemote(): Promise<RemoteState> {
     return this.files.describe()
   }
 
-  putObject(object: RegistryObject, file: string): Promise<void> {
-    return this.files.put(object, file)
+  putObject(key: string, object: RegistryObject, file: string): Promise<void> {
+    return this.files.put(key, object, file)
   }
 
-  copyObject(fromPath: string, object: RegistryObject): Promise<void> {
-    return this.files.copy(fromPath, object)
+  copyObject(fromKey: string, key: string, object: RegistryObject): Promise<void> {
+    return this.files.copy(fromKey, key, object)
   }
 
-  deleteObject(urlPath: string): Promise<void> {
-    return this.files.delete(urlPath)
+  deleteObject(key: string): Promise<void> {
+    return this.files.delete(key)
   }
 
   async writeHostConfig(): Promise<void> {

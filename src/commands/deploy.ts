@@ -36,7 +36,7 @@ export default class Deploy extends RegCommand {
           },
           stepDone: (step) => progress.tick('object' in step ? step.object.size : 0),
           retry: (step, attempt, error) => {
-            if (!flags.json) progress.log(`retry ${attempt} ${'object' in step ? step.object.path : step.path}: ${(error as Error).message}`, (l) => this.warn(l))
+            if (!flags.json) progress.log(`retry ${attempt} ${step.key}: ${(error as Error).message}`, (l) => this.warn(l))
           },
         },
       })

@@ -16,9 +16,9 @@ export interface BackendCapabilities {
   serverSideCopy: boolean
 }
 
-/** What is deployed at a path, from one listing. `digest` is known when the host or our state file keeps it. */
+/** What is deployed under a storage key, from one listing. `digest` is known when the host or our state file keeps it. */
 export interface RemoteObject {
-  path: string
+  key: string
   size: number
   digest?: string
 }
@@ -36,11 +36,17 @@ export interface Backend {
   readonly capabilities: BackendCapabilities
   /** a human description of where it deploys, for messages: `dir ./public` */
   readonly location: string
+  /**
+   * Where an object's bytes are stored on this host. Objects with the same key are stored once
+   * (a host with rewrites keeps one copy of a blob for every repository); `null` means the host
+   * configuration answers the URL (a tag rewritten to its manifest). Default: the URL path.
+   */
+  storageKeyOf?(object: RegistryObject): string | null
   describeRemote(): Promise<RemoteState>
-  putObject(object: RegistryObject, file: string): Promise<void>
-  /** make `object` from the deployed object at `fromPath` (same bytes) */
-  copyObject(fromPath: string, object: RegistryObject): Promise<void>
-  deleteObject(path: string): Promise<void>
+  putObject(key: string, object: RegistryObject, file: string): Promise<void>
+  /** store `object` under `key` from the deployed copy at `fromKey` (same bytes) */
+  copyObject(fromKey: string, key: string, object: RegistryObject): Promise<void>
+  deleteObject(key: string): Promise<void>
   /** host configuration (nginx.conf, .htaccess, _headers...) and anything to do after all objects are in place */
   writeHostConfig?(tree: RegistryTree, plan: PublishPlan): Promise<void>
   /** is this failure worth another try (throttling, 5xx, resets)? */

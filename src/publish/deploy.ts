@@ -23,7 +23,7 @@ export interface DeployReport {
 export async function deployTree(dir: string, backend: Backend, options: DeployOptions = {}): Promise<DeployReport> {
   const tree = await RegistryTree.load(dir)
   const remote = await backend.describeRemote()
-  const plan: PublishPlan = createPublishPlan(tree, remote, backend.capabilities, {prune: options.prune})
+  const plan: PublishPlan = createPublishPlan(tree, remote, backend, {prune: options.prune})
   const count = (action: string) => plan.steps.filter((s) => s.action === action).length
   const report: DeployReport = {
     backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun),

@@ -5,28 +5,25 @@ import {errnoCode, RegError} from '../core/errors.js'
 import type {RegistryObject} from '../tree/model.js'
 import type {RemoteObject, RemoteState} from './backend.js'
 
-/** Where a URL path is stored as a file: a directory URL (`v2/`) becomes its `index.json`. */
-export function fileKeyOf(urlPath: string): string {
-  return urlPath.endsWith('/') ? `${urlPath}index.json` : urlPath
-}
-
 export const LOCAL_STATE_FILE = '.reg-state.json'
 
 /**
- * Deploying into a local directory, shared by every file-serving backend (dir, nginx, apache):
- * files written under a temporary name and renamed into place (a running server never sees a
- * partial file), blobs hardlinked from the tree when on the same file system, further copies
- * hardlinked to the first, and a small state file of digests so re-runs skip what is there.
+ * Deploying into a local directory, shared by every file-serving backend (dir, nginx, apache).
+ * Keys are relative file paths. Files are written under a temporary name and renamed into place
+ * (a running server never sees a partial file), hardlinked from the tree when on the same file
+ * system, further copies hardlinked to the first; a small state file of digests lets re-runs skip
+ * what is there without re-hashing.
  */
 export class LocalFileTarget {
-  /** digests of the mutable files we wrote, by URL path */
+  /** digests of the files we wrote, by key */
   private state = new Map<string, string>()
 
-  constructor(readonly root: string, private readonly urlRoot = 'v2') {}
+  /** `roots`: the top-level directories of OUT that hold deployed objects (and nothing else). */
+  constructor(readonly root: string, private readonly roots: readonly string[]) {}
 
-  private fileOf(urlPath: string): string {
-    const file = path.join(this.root, fileKeyOf(urlPath))
-    if (!file.startsWith(this.root + path.sep)) throw new RegError(`refusing to write outside ${this.root}: ${urlPath}`)
+  fileOf(key: string): string {
+    const file = path.resolve(this.root, key)
+    if (!file.startsWith(this.root + path.sep)) throw new RegError(`refusing to write outside ${this.root}: ${key}`)
     return file
   }
 
@@ -38,30 +35,27 @@ export class LocalFileTarget {
       if (errnoCode(error) !== 'ENOENT') throw new RegError(`${path.join(this.root, LOCAL_STATE_FILE)} is corrupt`, 'delete it: the next deploy rewrites what it cannot verify')
     }
     const objects = new Map<string, RemoteObject>()
-    const walk = async (dir: string, prefix: string): Promise<void> => {
+    const walk = async (relative: string): Promise<void> => {
       let entries
       try {
-        entries = await readdir(dir, {withFileTypes: true})
+        entries = await readdir(path.join(this.root, relative), {withFileTypes: true})
       } catch (error) {
         if (errnoCode(error) === 'ENOENT') return
         throw error
       }
       for (const entry of entries) {
         if (entry.name.startsWith('.')) continue
-        const full = path.join(dir, entry.name)
-        const urlPath = `${prefix}${entry.name}`
-        if (entry.isDirectory()) await walk(full, `${urlPath}/`)
-        else if (entry.isFile()) {
-          const key = urlPath.endsWith('/index.json') ? urlPath.slice(0, -'index.json'.length) : urlPath
-          objects.set(key, {path: key, size: (await stat(full)).size, digest: this.state.get(key)})
-        }
+        const key = `${relative}/${entry.name}`
+        if (entry.isDirectory()) await walk(key)
+        else if (entry.isFile()) objects.set(key, {key, size: (await stat(this.fileOf(key))).size, digest: this.state.get(key)})
       }
     }
-    await walk(path.join(this.root, this.urlRoot), `${this.urlRoot}/`)
+    for (const root of this.roots) await walk(root)
     return {objects}
   }
 
-  private async placeFile(file: string, write: (temp: string) => Promise<void>): Promise<void> {
+  /** Write a file atomically (temporary name, then rename). */
+  async placeFile(file: string, write: (temp: string) => Promise<void>): Promise<void> {
     await mkdir(path.dirname(file), {recursive: true})
     const temp = path.join(path.dirname(file), `.tmp-${randomBytes(6).toString('hex')}`)
     try {
@@ -73,9 +67,9 @@ export class LocalFileTarget {
     }
   }
 
-  /** Hardlink (same file system) or copy `source` to the object's file. */
-  async put(object: RegistryObject, source: string): Promise<void> {
-    await this.placeFile(this.fileOf(object.path), async (temp) => {
+  /** Hardlink (same file system) or copy `source` to the key's file. */
+  async put(key: string, object: RegistryObject, source: string): Promise<void> {
+    await this.placeFile(this.fileOf(key), async (temp) => {
       try {
         await link(source, temp)
       } catch (error) {
@@ -83,24 +77,23 @@ export class LocalFileTarget {
         await copyFile(source, temp)
       }
     })
-    this.state.set(object.path, object.digest)
+    this.state.set(key, object.digest)
   }
 
-  /** Another URL for bytes already deployed: a hardlink, so the bytes are stored once. */
-  async copy(fromPath: string, object: RegistryObject): Promise<void> {
-    await this.put(object, this.fileOf(fromPath))
+  /** Another key for bytes already deployed: a hardlink, so the bytes are stored once. */
+  async copy(fromKey: string, key: string, object: RegistryObject): Promise<void> {
+    await this.put(key, object, this.fileOf(fromKey))
   }
 
-  async delete(urlPath: string): Promise<void> {
-    const file = this.fileOf(urlPath)
+  async delete(key: string): Promise<void> {
+    const file = this.fileOf(key)
     await unlink(file).catch((error: unknown) => {
       if (errnoCode(error) !== 'ENOENT') throw error
     })
-    this.state.delete(urlPath)
-    // Remove directories left empty, up to the registry root.
+    this.state.delete(key)
+    // Remove directories left empty, up to the top-level root they belong to.
     let dir = path.dirname(file)
-    const stop = path.join(this.root, this.urlRoot)
-    while (dir.startsWith(stop + path.sep)) {
+    while (this.roots.some((root) => dir.startsWith(this.fileOf(root) + path.sep))) {
       try {
         await rmdir(dir)
       } catch {

@@ -1,6 +1,6 @@
 import type {RegistryObject} from '../tree/model.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
-import type {BackendCapabilities, RemoteState} from './backend.js'
+import type {Backend, RemoteState} from './backend.js'
 
 /**
  * Publish phases, in order (DESIGN §3): a client must never see a tag whose content is missing.
@@ -19,13 +19,15 @@ export function phaseOf(object: RegistryObject): Phase {
 }
 
 export type PublishStep =
-  | {action: 'put'; phase: Phase; object: RegistryObject}
-  | {action: 'copy'; phase: Phase; object: RegistryObject; from: string}
-  | {action: 'delete'; phase: 'prune'; path: string; size: number}
+  | {action: 'put'; phase: Phase; key: string; object: RegistryObject}
+  | {action: 'copy'; phase: Phase; key: string; object: RegistryObject; from: string}
+  | {action: 'delete'; phase: 'prune'; key: string; size: number}
 
 export interface PublishPlan {
   steps: PublishStep[]
   unchanged: number
+  /** URLs the host configuration answers (no stored object), e.g. tags routed by rewrites */
+  routed: RegistryObject[]
   bytesToUpload: number
   bytesToCopy: number
   bytesToDelete: number
@@ -38,40 +40,49 @@ function contentAddressed(object: RegistryObject): boolean {
 
 /**
  * Diff a tree against what is deployed: upload what is missing or changed, copy server-side what is
- * already there under another path (when the host can), and with `prune` delete what the tree no
- * longer has. Never re-sends an object whose path and digest are already deployed.
+ * already there under another key (when the host can), and with `prune` delete what the tree no
+ * longer has. Never re-sends an object whose key and digest are already deployed.
  */
-export function createPublishPlan(tree: RegistryTree, remote: RemoteState, capabilities: BackendCapabilities, options: {prune?: boolean} = {}): PublishPlan {
+export function createPublishPlan(tree: RegistryTree, remote: RemoteState, backend: Pick<Backend, 'capabilities' | 'storageKeyOf'>, options: {prune?: boolean} = {}): PublishPlan {
+  const keyOf = (object: RegistryObject) => (backend.storageKeyOf ? backend.storageKeyOf(object) : object.path)
   const steps: PublishStep[] = []
+  const routed: RegistryObject[] = []
   let unchanged = 0
-  /** a deployed (or about to be deployed) path holding each digest, for server-side copies */
-  const holders = new Map<string, string>()
-  for (const deployed of remote.objects.values()) {
-    const object = tree.objectsByPath.get(deployed.path)
-    const digest = deployed.digest ?? (object && contentAddressed(object) ? object.digest : undefined)
-    if (digest && (!object || object.digest === digest) && !holders.has(digest)) holders.set(digest, deployed.path)
-  }
+  /** what each key will hold */
+  const wanted = new Map<string, RegistryObject>()
   const ordered = [...tree.objects].sort((a, b) => PHASES.indexOf(phaseOf(a)) - PHASES.indexOf(phaseOf(b)))
   for (const object of ordered) {
-    const deployed = remote.objects.get(object.path)
+    const key = keyOf(object)
+    if (key === null) routed.push(object)
+    else if (!wanted.has(key)) wanted.set(key, object)
+  }
+  /** a deployed (or about to be deployed) key holding each digest, for server-side copies */
+  const holders = new Map<string, string>()
+  for (const deployed of remote.objects.values()) {
+    const object = wanted.get(deployed.key)
+    const digest = deployed.digest ?? (object && contentAddressed(object) ? object.digest : undefined)
+    if (digest && (!object || object.digest === digest) && !holders.has(digest)) holders.set(digest, deployed.key)
+  }
+  for (const [key, object] of wanted) {
+    const deployed = remote.objects.get(key)
     const same = deployed && deployed.size === object.size && (deployed.digest === object.digest || (deployed.digest === undefined && contentAddressed(object)))
     if (same) {
       unchanged++
       continue
     }
     const holder = holders.get(object.digest)
-    if (capabilities.serverSideCopy && holder !== undefined && holder !== object.path) {
-      steps.push({action: 'copy', phase: phaseOf(object), object, from: holder})
+    if (backend.capabilities.serverSideCopy && holder !== undefined && holder !== key) {
+      steps.push({action: 'copy', phase: phaseOf(object), key, object, from: holder})
     } else {
-      steps.push({action: 'put', phase: phaseOf(object), object})
-      holders.set(object.digest, object.path)
+      steps.push({action: 'put', phase: phaseOf(object), key, object})
+      holders.set(object.digest, key)
     }
   }
   if (options.prune) {
     for (const deployed of remote.objects.values()) {
-      if (!tree.objectsByPath.has(deployed.path)) steps.push({action: 'delete', phase: 'prune', path: deployed.path, size: deployed.size})
+      if (!wanted.has(deployed.key)) steps.push({action: 'delete', phase: 'prune', key: deployed.key, size: deployed.size})
     }
   }
   const sum = (action: PublishStep['action']) => steps.filter((s) => s.action === action).reduce((total, s) => total + ('object' in s ? s.object.size : s.size), 0)
-  return {steps, unchanged, bytesToUpload: sum('put'), bytesToCopy: sum('copy'), bytesToDelete: sum('delete')}
+  return {steps, unchanged, routed, bytesToUpload: sum('put'), bytesToCopy: sum('copy'), bytesToDelete: sum('delete')}
 }

@@ -28,31 +28,27 @@ export interface PublishResult {
   unchanged: number
 }
 
-function stepPath(step: PublishStep): string {
-  return step.action === 'delete' ? step.path : step.object.path
-}
-
 /** Run a plan phase by phase, each with bounded concurrency and retries with exponential backoff. */
 export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: RegistryTree, options: PublishOptions = {}): Promise<PublishResult> {
   const concurrency = options.concurrency ?? 8
   const retries = options.retries ?? 4
   const backoffMs = options.backoffMs ?? 250
   const result: PublishResult = {uploaded: 0, bytesUploaded: 0, copied: 0, bytesCopied: 0, deleted: 0, unchanged: plan.unchanged}
-  /** puts in flight by path: a server-side copy waits for the put of its source */
+  /** puts in flight by key: a server-side copy waits for the put of its source */
   const puts = new Map<string, Promise<void>>()
 
   const attempt = async (step: PublishStep): Promise<void> => {
     for (let tries = 0; ; tries++) {
       try {
-        if (step.action === 'put') await backend.putObject(step.object, tree.fileOf(step.object))
-        else if (step.action === 'copy') await backend.copyObject(step.from, step.object)
-        else await backend.deleteObject(step.path)
+        if (step.action === 'put') await backend.putObject(step.key, step.object, tree.fileOf(step.object))
+        else if (step.action === 'copy') await backend.copyObject(step.from, step.key, step.object)
+        else await backend.deleteObject(step.key)
         return
       } catch (error) {
         const retryable = !(error instanceof RegError) && (backend.isRetryable?.(error) ?? true)
         if (!retryable || tries >= retries) {
           if (error instanceof RegError) throw error
-          throw new RegError(`${backend.name}: cannot ${step.action} ${stepPath(step)}${tries > 0 ? ` after ${tries + 1} attempts` : ''}: ${(error as Error).message}`, 'nothing after this step was published; run the same deploy again to resume')
+          throw new RegError(`${backend.name}: cannot ${step.action} ${step.key}${tries > 0 ? ` after ${tries + 1} attempts` : ''}: ${(error as Error).message}`, 'nothing after this step was published; run the same deploy again to resume')
         }
         options.observer?.retry?.(step, tries + 1, error)
         await sleep(backoffMs * 2 ** tries)
@@ -69,7 +65,7 @@ export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: 
     await mapLimit(ordered, concurrency, async (step) => {
       if (step.action === 'put') {
         const running = attempt(step)
-        puts.set(step.object.path, running)
+        puts.set(step.key, running)
         await running
         result.uploaded++
         result.bytesUploaded += step.object.size
