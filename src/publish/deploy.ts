@@ -30,7 +30,10 @@ export async function deployTree(dir: string, backend: Backend, options: DeployO
     plan: {uploads: count('put'), copies: count('copy'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete},
   }
   if (options.dryRun) return report
-  report.result = await runPublishPlan(plan, backend, tree, {concurrency: options.concurrency, retries: options.retries, observer: options.observer})
-  await backend.writeHostConfig?.(tree, plan)
+  report.result = await runPublishPlan(plan, backend, tree, {
+    concurrency: options.concurrency, retries: options.retries, observer: options.observer,
+    // Host configuration routes tags: it goes live after every object it points at, before anything is deleted.
+    beforePrune: async () => backend.writeHostConfig?.(tree, plan),
+  })
   return report
 }

@@ -17,6 +17,8 @@ export interface PublishOptions {
   /** first backoff delay in ms, doubled per attempt */
   backoffMs?: number
   observer?: PublishObserver
+  /** runs after the tags phase and before pruning (host configuration that routes tags) */
+  beforePrune?: () => Promise<void>
 }
 
 export interface PublishResult {
@@ -57,6 +59,7 @@ export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: 
   }
 
   for (const phase of PHASES) {
+    if (phase === 'prune') await options.beforePrune?.()
     const steps = plan.steps.filter((s) => s.phase === phase)
     if (steps.length === 0) continue
     options.observer?.phaseStart?.(phase, steps)

@@ -2,27 +2,12 @@ import {createReadStream} from 'node:fs'
 import {stat} from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
-import {isDigest} from '../core/digest.js'
+import {errorBody, notFoundError, UNSUPPORTED_MESSAGE} from '../core/api-errors.js'
 import {RegError} from '../core/errors.js'
 import {MediaType} from '../core/media-types.js'
 import {type RegistryObject, TREE_INDEX_FILE} from '../tree/model.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
 import {RegistryTree} from '../tree/registry-tree.js'
-
-type ErrorCode = 'NAME_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN' | 'UNSUPPORTED' | 'RANGE_NOT_SATISFIABLE'
-
-/** The spec's JSON error body (distribution spec, "Error Codes"). */
-export function errorBody(code: ErrorCode | string, message: string, detail?: unknown): string {
-  return JSON.stringify({errors: [{code, message, ...(detail === undefined ? {} : {detail})}]})
-}
-
-/** Which spec error a missing path under /v2/ deserves. */
-export function notFoundError(urlPath: string): {code: ErrorCode; message: string} {
-  const match = /^v2\/(.+)\/(manifests|blobs|tags|referrers)\/[^/]+$/.exec(urlPath)
-  if (match?.[2] === 'manifests') return {code: 'MANIFEST_UNKNOWN', message: 'manifest unknown'}
-  if (match?.[2] === 'blobs') return {code: 'BLOB_UNKNOWN', message: 'blob unknown to registry'}
-  return {code: 'NAME_UNKNOWN', message: 'repository name not known to registry'}
-}
 
 /** Parse a single `bytes=a-b` range; undefined means "serve it all" (multi-range is not supported, as the spec allows). */
 function parseRange(header: string | undefined, size: number): {start: number; end: number} | 'unsatisfiable' | undefined {
@@ -74,7 +59,7 @@ export class RegistryServer {
     }
     const method = req.method ?? 'GET'
     if (method !== 'GET' && method !== 'HEAD') {
-      this.sendError(res, 405, 'UNSUPPORTED', `${method} is not supported: this registry is read-only`, {Allow: 'GET, HEAD'})
+      this.sendError(res, 405, 'UNSUPPORTED', UNSUPPORTED_MESSAGE, {Allow: 'GET, HEAD'})
       return
     }
     if (urlPath === 'v2') {
@@ -97,7 +82,7 @@ export class RegistryServer {
       this.sendJson(res, method, 200, JSON.stringify({schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: []}), MediaType.OciIndex, `public, max-age=${tree.index.settings.tagMaxAge}`)
       return
     }
-    const {code, message} = urlPath.startsWith('v2/') ? notFoundError(urlPath) : {code: 'NAME_UNKNOWN' as const, message: 'not found'}
+    const {code, message} = urlPath.startsWith('v2/') ? notFoundError(urlPath) : notFoundError('')
     this.sendError(res, 404, code, message)
   }
 

@@ -1,0 +1,40 @@
+import path from 'node:path'
+import {Flags} from '@oclif/core'
+import {RegError} from '../../src/core/errors.js'
+import {LocalHostBackend} from '../../src/publish/local-host.js'
+import type {BackendPlugin} from '../../src/publish/plugin.js'
+import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
+import {nginxMaps, nginxServer, nginxStandalone} from './config.js'
+
+/**
+ * nginx, stock modules only: objects under `_registry/` (each blob and manifest once), a server-level
+ * include of a dozen pattern locations, an http-level map routing tags, and a standalone nginx.conf.
+ */
+export const nginxBackend: BackendPlugin = {
+  name: 'nginx',
+  summary: 'files + nginx.conf / registry.conf (stock nginx: pattern locations, tags in a map)',
+  flags: {
+    'server-name': Flags.string({description: '[nginx] server_name of the generated server block', default: '_', helpGroup: 'NGINX'}),
+    listen: Flags.string({description: '[nginx] listen address of the generated nginx.conf', default: '80', helpGroup: 'NGINX'}),
+    'server-root': Flags.string({description: '[nginx] root the configuration serves from (default: the target directory; any string, e.g. $registry_root)', helpGroup: 'NGINX'}),
+  },
+  create(flags) {
+    if (typeof flags.target !== 'string') throw new RegError('--backend nginx needs --target OUT', 'e.g. reg deploy ./dist --backend nginx --target /srv/registry')
+    const target = path.resolve(flags.target)
+    const settings = {
+      serverRoot: typeof flags['server-root'] === 'string' ? flags['server-root'] : target,
+      listen: String(flags.listen ?? '80'),
+      serverName: String(flags['server-name'] ?? '_'),
+    }
+    return new LocalHostBackend('nginx', target, {customHeaders: true, rewrites: true, redirects: true, basicAuth: true, serverSideCopy: true}, {
+      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
+      storageKeyOf: staticStorageKey,
+      configFiles: (tree, plan) => [
+        ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
+        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(plan.routed))},
+        {path: 'registry.conf', content: nginxServer(tree.index, settings)},
+        {path: 'nginx.conf', content: nginxStandalone(settings)},
+      ],
+    })
+  },
+}
