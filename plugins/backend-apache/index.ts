@@ -1,0 +1,52 @@
+import {readdir} from 'node:fs/promises'
+import path from 'node:path'
+import {errnoCode, RegError} from '../../src/core/errors.js'
+import {LocalHostBackend} from '../../src/publish/local-host.js'
+import type {BackendPlugin} from '../../src/publish/plugin.js'
+import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
+import {apacheConfigFiles} from './config.js'
+
+/** Every `v2/<name>/manifests/.htaccess` under the target: the ones a repository that left no longer needs are removed. */
+async function repositoryHtaccessFiles(target: string, dir = 'v2'): Promise<string[]> {
+  let entries
+  try {
+    entries = await readdir(path.join(target, dir), {withFileTypes: true})
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return []
+    throw error
+  }
+  const found: string[] = []
+  for (const entry of entries) {
+    const relative = `${dir}/${entry.name}`
+    if (entry.isDirectory()) found.push(...await repositoryHtaccessFiles(target, relative))
+    else if (entry.name === '.htaccess' && dir.endsWith('/manifests')) found.push(relative)
+  }
+  return found
+}
+
+/**
+ * Apache with only `.htaccess` (shared hosting): the same store-once layout as nginx, routed by
+ * mod_rewrite; headers by mod_headers; each repository's tags in its own small .htaccess, so a
+ * request only reads the rules of its repository and a deploy is live without a reload.
+ */
+export const apacheBackend: BackendPlugin = {
+  name: 'apache',
+  summary: 'files + .htaccess (mod_rewrite, mod_headers, mod_mime; AllowOverride FileInfo), the target is the DocumentRoot',
+  flags: {},
+  create(flags) {
+    if (typeof flags.target !== 'string') throw new RegError('--backend apache needs --target OUT', 'e.g. reg deploy ./dist --backend apache --target /var/www/registry (the DocumentRoot)')
+    const target = path.resolve(flags.target)
+    return new LocalHostBackend('apache', target, {customHeaders: true, rewrites: true, redirects: true, basicAuth: true, serverSideCopy: true}, {
+      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
+      storageKeyOf: staticStorageKey,
+      configFiles: (tree, plan) => [
+        ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
+        ...apacheConfigFiles(tree.index, tagRoutes(plan.routed)),
+      ],
+      staleConfigFiles: async (current) => {
+        const wanted = new Set(current.map((c) => c.path))
+        return (await repositoryHtaccessFiles(target)).filter((file) => !wanted.has(file))
+      },
+    })
+  },
+}
