@@ -26,18 +26,21 @@ export interface TinyImage {
   layerDigest: string
 }
 
-/** Write an OCI layout holding one linux/amd64 image with one layer of `files`, under index entry `ref`. */
-export async function writeTinyOciLayout(out: string, files: Record<string, string>, ref: string): Promise<TinyImage> {
+async function startLayout(out: string): Promise<(b: Buffer) => Promise<{digest: string; size: number}>> {
   await rm(out, {recursive: true, force: true})
   await mkdir(path.join(out, 'blobs/sha256'), {recursive: true})
-  const put = async (b: Buffer) => {
+  await writeFile(path.join(out, 'oci-layout'), JSON.stringify({imageLayoutVersion: '1.0.0'}))
+  return async (b: Buffer) => {
     await writeFile(path.join(out, 'blobs/sha256', sha(b).slice(7)), b)
     return {digest: sha(b), size: b.length}
   }
+}
+
+async function writeImage(put: (b: Buffer) => Promise<{digest: string; size: number}>, files: Record<string, string>, platform: {os: string; architecture: string; variant?: string}): Promise<TinyImage & {size: number}> {
   const tarBytes = await layerTar(files)
   const layer = await put(gzipSync(tarBytes, {level: 9}))
   const config = await put(Buffer.from(JSON.stringify({
-    architecture: 'amd64', os: 'linux', created: '2026-01-01T00:00:00Z',
+    ...platform, created: '2026-01-01T00:00:00Z',
     config: {Cmd: ['/bin/true']}, rootfs: {type: 'layers', diff_ids: [sha(tarBytes)]},
   })))
   const manifest = await put(Buffer.from(JSON.stringify({
@@ -45,9 +48,35 @@ export async function writeTinyOciLayout(out: string, files: Record<string, stri
     config: {mediaType: 'application/vnd.oci.image.config.v1+json', ...config},
     layers: [{mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer}],
   })))
-  await writeFile(path.join(out, 'oci-layout'), JSON.stringify({imageLayoutVersion: '1.0.0'}))
-  await writeFile(path.join(out, 'index.json'), JSON.stringify({schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [
-    {mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: {'org.opencontainers.image.ref.name': ref}},
-  ]}))
-  return {manifestDigest: manifest.digest, configDigest: config.digest, layerDigest: layer.digest}
+  return {manifestDigest: manifest.digest, configDigest: config.digest, layerDigest: layer.digest, size: manifest.size}
+}
+
+async function writeIndexJson(out: string, entries: Array<{mediaType: string; digest: string; size: number; ref: string}>): Promise<void> {
+  await writeFile(path.join(out, 'index.json'), JSON.stringify({schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests:
+    entries.map(({ref, ...d}) => ({...d, annotations: {'org.opencontainers.image.ref.name': ref}}))}))
+}
+
+/** Write an OCI layout holding one linux/amd64 image with one layer of `files`, under index entry `ref`. */
+export async function writeTinyOciLayout(out: string, files: Record<string, string>, ref: string): Promise<TinyImage> {
+  const put = await startLayout(out)
+  const {size, ...image} = await writeImage(put, files, {os: 'linux', architecture: 'amd64'})
+  await writeIndexJson(out, [{mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: image.manifestDigest, size, ref}])
+  return image
+}
+
+/** Write an OCI layout with one multi-platform image index (one tiny image per platform) under `ref`. */
+export async function writeTinyIndexLayout(out: string, platforms: string[], ref: string): Promise<{indexDigest: string; images: TinyImage[]}> {
+  const put = await startLayout(out)
+  const manifests = []
+  const images: TinyImage[] = []
+  for (const text of platforms) {
+    const [os, architecture, variant] = text.split('/')
+    const platform = {os, architecture, ...(variant ? {variant} : {})}
+    const {size, ...image} = await writeImage(put, {'platform.txt': `${text}\n`}, platform)
+    images.push(image)
+    manifests.push({mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: image.manifestDigest, size, platform})
+  }
+  const index = await put(Buffer.from(JSON.stringify({schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests})))
+  await writeIndexJson(out, [{mediaType: 'application/vnd.oci.image.index.v1+json', ...index, ref}])
+  return {indexDigest: index.digest, images}
 }

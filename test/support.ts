@@ -52,4 +52,4 @@ export async function treeSnapshot(dir: string): Promise<string> {
   return JSON.stringify({index, blobs, siblings})
 }
 
-export {writeTinyOciLayout, type TinyImage} from '../scripts/tiny-image.js'
+export {writeTinyIndexLayout, writeTinyOciLayout, type TinyImage} from '../scripts/tiny-image.js'

@@ -1,5 +1,5 @@
 import {API_VERSION_HEADER} from '../../src/tree/objects.js'
-import {cacheControls, DIGEST_PATTERN, ERRORS_DIR, MANIFEST_EXTENSIONS, STORE_DIR, type TagRoute} from '../../src/publish/static-host.js'
+import {cacheControls, DIGEST_PATTERN, ERRORS_DIR, MANIFEST_EXTENSIONS, STORE_DIR, TAG_PATTERN, type TagRoute} from '../../src/publish/static-host.js'
 import type {HostConfigFile} from '../../src/publish/local-host.js'
 import type {TreeIndex} from '../../src/tree/model.js'
 
@@ -36,7 +36,7 @@ RewriteRule "^v2/.+/referrers/${DIGEST_PATTERN}$" - [L]
 # Blobs: one stored copy for every repository (a missing one answers BLOB_UNKNOWN from the store).
 RewriteRule "^v2/.+/blobs/(${DIGEST_PATTERN})$" ${STORE_DIR}/blobs/$1 [L,E=REG_DIGEST:$1]
 # Manifests of repositories without a manifests/.htaccess of their own: unknown.
-RewriteRule ^v2/.+/manifests/ ${STORE_DIR}/manifests/unknown [L]
+RewriteRule "^v2/.+/manifests/(${TAG_PATTERN}|${DIGEST_PATTERN})$" ${STORE_DIR}/manifests/unknown [L]
 # Nothing else is served: not the store, the configuration, dotfiles or directories.
 RewriteRule ^ - [R=404,L]
 
@@ -97,7 +97,8 @@ RewriteEngine On
 ${ONLY_GET}
 ${tags.join('\n')}
 ${byDigest.join('\n')}
-RewriteRule ^ /${STORE_DIR}/manifests/unknown [L]
+RewriteRule "^(${TAG_PATTERN}|${DIGEST_PATTERN})$" /${STORE_DIR}/manifests/unknown [L]
+RewriteRule ^ - [R=404,L]
 `
 }
 

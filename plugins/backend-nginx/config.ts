@@ -1,5 +1,5 @@
 import {API_VERSION_HEADER} from '../../src/tree/objects.js'
-import {cacheControls, DIGEST_PATTERN, ERRORS_DIR, MANIFEST_EXTENSIONS, STORE_DIR, type TagRoute} from '../../src/publish/static-host.js'
+import {cacheControls, DIGEST_PATTERN, ERRORS_DIR, MANIFEST_EXTENSIONS, STORE_DIR, TAG_PATTERN, type TagRoute} from '../../src/publish/static-host.js'
 import type {TreeIndex} from '../../src/tree/model.js'
 
 export interface NginxSettings {
@@ -8,7 +8,6 @@ export interface NginxSettings {
   serverName: string
 }
 
-const TAG_PATTERN = '[A-Za-z0-9_][A-Za-z0-9._-]{0,127}'
 const API = `add_header Docker-Distribution-API-Version ${API_VERSION_HEADER['Docker-Distribution-API-Version']} always;`
 
 function manifestTypes(): string {

@@ -5,11 +5,15 @@ export function errorBody(code: string, message: string, detail?: unknown): stri
 
 export type NotFoundCode = 'NAME_UNKNOWN' | 'MANIFEST_UNKNOWN' | 'BLOB_UNKNOWN'
 
-/** Which spec error a missing URL deserves. */
+export const TAG_PATTERN = '[A-Za-z0-9_][A-Za-z0-9._-]{0,127}'
+export const DIGEST_PATTERN = 'sha256:[a-f0-9]{64}'
+const MANIFEST_URL = new RegExp(`^v2/.+/manifests/(${TAG_PATTERN}|${DIGEST_PATTERN})$`)
+const BLOB_URL = new RegExp(`^v2/.+/blobs/${DIGEST_PATTERN}$`)
+
+/** Which spec error a missing URL deserves: a well-formed manifest or blob reference is unknown, anything else names nothing. */
 export function notFoundError(urlPath: string): {code: NotFoundCode; message: string} {
-  const match = /^v2\/(.+)\/(manifests|blobs|tags|referrers)\/[^/]+$/.exec(urlPath)
-  if (match?.[2] === 'manifests') return {code: 'MANIFEST_UNKNOWN', message: 'manifest unknown'}
-  if (match?.[2] === 'blobs') return {code: 'BLOB_UNKNOWN', message: 'blob unknown to registry'}
+  if (MANIFEST_URL.test(urlPath)) return {code: 'MANIFEST_UNKNOWN', message: 'manifest unknown'}
+  if (BLOB_URL.test(urlPath)) return {code: 'BLOB_UNKNOWN', message: 'blob unknown to registry'}
   return {code: 'NAME_UNKNOWN', message: 'repository name not known to registry'}
 }
 

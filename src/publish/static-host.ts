@@ -21,7 +21,7 @@ export const MANIFEST_EXTENSIONS: Readonly<Record<string, string>> = {
   [MediaType.DockerManifestList]: 'docker-list',
 }
 
-export const DIGEST_PATTERN = 'sha256:[a-f0-9]{64}'
+export {DIGEST_PATTERN, TAG_PATTERN} from '../core/api-errors.js'
 
 export function manifestKey(digest: string, mediaType: string): string {
   return `${STORE_DIR}/manifests/${digest}.${MANIFEST_EXTENSIONS[mediaType]}`
@@ -65,8 +65,8 @@ export function cacheControls(index: Pick<TreeIndex, 'settings'>): {immutable: s
 
 /** The spec JSON error bodies a static host serves with its 404s and 405s, as files. */
 export const ERROR_DOCUMENTS: ReadonlyArray<{file: string; body: string}> = [
-  {file: 'manifest-unknown.json', body: errorBody('MANIFEST_UNKNOWN', notFoundError('v2/x/manifests/x').message)},
-  {file: 'blob-unknown.json', body: errorBody('BLOB_UNKNOWN', notFoundError('v2/x/blobs/x').message)},
+  {file: 'manifest-unknown.json', body: errorBody('MANIFEST_UNKNOWN', notFoundError('v2/x/manifests/latest').message)},
+  {file: 'blob-unknown.json', body: errorBody('BLOB_UNKNOWN', notFoundError(`v2/x/blobs/sha256:${'0'.repeat(64)}`).message)},
   {file: 'name-unknown.json', body: errorBody('NAME_UNKNOWN', notFoundError('').message)},
   {file: 'unsupported.json', body: errorBody('UNSUPPORTED', UNSUPPORTED_MESSAGE)},
 ]

@@ -1,0 +1,122 @@
+// Real nginx and apache2 for the backend tests: started on free ports on 127.0.0.1, stopped by the test.
+import {execFileSync, spawn} from 'node:child_process'
+import {access, chmod, mkdir, readFile, writeFile} from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address()
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0))
+    })
+  })
+}
+
+/** Fail (never skip) when a tool the test needs is missing: CI must install it. */
+export function requireTool(command: string): string {
+  try {
+    return execFileSync('sh', ['-c', `command -v ${command}`], {encoding: 'utf8'}).trim()
+  } catch {
+    throw new Error(`${command} is not installed: .ci/run installs it (apt-get install)`)
+  }
+}
+
+async function waitForHttp(url: string, what: string, logFile?: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    try {
+      await fetch(url)
+      return
+    } catch {
+      await sleep(50)
+    }
+  }
+  const log = logFile ? await readFile(logFile, 'utf8').catch(() => '') : ''
+  throw new Error(`${what} did not answer on ${url}\n${log}`)
+}
+
+/** The server workers run as an unprivileged user: every directory up to the served files must be traversable. */
+export async function makeServable(dir: string): Promise<void> {
+  let current = dir
+  while (current !== path.dirname(current)) {
+    await chmod(current, 0o755).catch(() => undefined)
+    current = path.dirname(current)
+    if (current === '/tmp' || current === '/') break
+  }
+}
+
+export interface RunningHost {
+  url: string
+  hostPort: string
+  stop(): Promise<void>
+}
+
+/** nginx with the configuration `reg deploy --backend nginx` generated in `out`. */
+export async function startNginx(out: string, port: number): Promise<RunningHost> {
+  requireTool('nginx')
+  const nginx = requireTool('nginx') || 'nginx'
+  const pid = path.join(out, '..', `nginx-${port}.pid`)
+  const log = path.join(out, '..', `nginx-${port}.log`)
+  execFileSync(nginx, ['-p', out, '-c', 'nginx.conf', '-e', log, '-g', `pid ${pid};`, '-t'], {stdio: 'pipe'})
+  execFileSync(nginx, ['-p', out, '-c', 'nginx.conf', '-e', log, '-g', `pid ${pid};`], {stdio: 'pipe'})
+  const url = `http://127.0.0.1:${port}`
+  await waitForHttp(`${url}/v2/`, 'nginx', log)
+  return {
+    url, hostPort: `127.0.0.1:${port}`,
+    stop: async () => {
+      const pidText = await readFile(pid, 'utf8').catch(() => '')
+      if (pidText) process.kill(Number(pidText), 'SIGQUIT')
+      for (let i = 0; i < 100 && (await access(pid).then(() => true, () => false)); i++) await sleep(50)
+    },
+  }
+}
+
+/**
+ * apache2 with its own -f configuration and ServerRoot (not the system service), serving `out` as
+ * DocumentRoot with only `AllowOverride FileInfo`, and just the modules the README names.
+ */
+export async function startApache(out: string, port: number): Promise<RunningHost> {
+  const apache = requireTool('apache2')
+  const root = path.join(out, '..', `apache-${port}`)
+  await mkdir(root, {recursive: true})
+  const modules = '/usr/lib/apache2/modules'
+  const config = `ServerRoot "${root}"
+Listen 127.0.0.1:${port}
+PidFile ${root}/httpd.pid
+ServerName 127.0.0.1
+LoadModule mpm_event_module ${modules}/mod_mpm_event.so
+LoadModule authz_core_module ${modules}/mod_authz_core.so
+LoadModule mime_module ${modules}/mod_mime.so
+LoadModule rewrite_module ${modules}/mod_rewrite.so
+LoadModule headers_module ${modules}/mod_headers.so
+TypesConfig /etc/mime.types
+User www-data
+Group www-data
+ErrorLog ${root}/error.log
+DocumentRoot ${out}
+<Directory />
+    AllowOverride None
+    Require all denied
+</Directory>
+<Directory ${out}>
+    AllowOverride FileInfo
+    Require all granted
+</Directory>
+`
+  await writeFile(path.join(root, 'httpd.conf'), config)
+  const env = {...process.env, APACHE_RUN_DIR: root, APACHE_LOCK_DIR: root, APACHE_LOG_DIR: root}
+  execFileSync(apache, ['-f', path.join(root, 'httpd.conf'), '-t'], {stdio: 'pipe', env})
+  const child = spawn(apache, ['-f', path.join(root, 'httpd.conf'), '-DFOREGROUND'], {stdio: 'ignore', env})
+  const url = `http://127.0.0.1:${port}`
+  await waitForHttp(`${url}/v2/`, 'apache2', path.join(root, 'error.log'))
+  return {
+    url, hostPort: `127.0.0.1:${port}`,
+    stop: async () => {
+      child.kill('SIGTERM')
+      await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)))
+    },
+  }
+}
