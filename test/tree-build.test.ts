@@ -139,3 +139,46 @@ describe('reg build', () => {
     assert.deepEqual(Object.keys((await readIndex(tree)).repositories).sort(), ['examples/hello', 'team/o'])
   })
 })
+
+describe('the tree as an OCI layout, and referrers', () => {
+  after(removeTempDirs)
+
+  it('is a valid OCI image layout that skopeo reads by name:tag', async () => {
+    const tree = path.join(await tempDir(), 'tree')
+    assert.equal((await runReg(['build', `oci:${EXAMPLE_LAYOUT}=team/app:1.0`, '-o', tree])).code, 0)
+    const digest = (await readIndex(tree)).repositories['team/app'].tags['1.0']
+    const inspected = JSON.parse(execFileSync('skopeo', ['inspect', `oci:${tree}:team/app:1.0`], {encoding: 'utf8'})) as {Digest: string}
+    assert.equal(inspected.Digest, digest)
+  })
+
+  it('serves an artifact that names a subject under the subject\'s referrers URL', async () => {
+    const work = await tempDir()
+    const layout = path.join(work, 'layout')
+    const image = await writeTinyOciLayout(layout, {'a.txt': 'a'}, '1.0')
+    const put = async (bytes: Buffer) => {
+      const digest = 'sha256:' + createHash('sha256').update(bytes).digest('hex')
+      await writeFile(path.join(layout, 'blobs/sha256', digest.slice(7)), bytes)
+      return {digest, size: bytes.length}
+    }
+    const subjectSize = (await stat(path.join(layout, 'blobs/sha256', image.manifestDigest.slice(7)))).size
+    const empty = await put(Buffer.from('{}'))
+    const signature = await put(Buffer.from('signature bytes'))
+    const artifact = await put(Buffer.from(JSON.stringify({
+      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', artifactType: 'application/vnd.example.signature',
+      config: {mediaType: 'application/vnd.oci.empty.v1+json', ...empty},
+      layers: [{mediaType: 'application/octet-stream', ...signature}],
+      subject: {mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: image.manifestDigest, size: subjectSize},
+    })))
+    const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as {manifests: unknown[]}
+    index.manifests.push({mediaType: 'application/vnd.oci.image.manifest.v1+json', ...artifact, annotations: {'org.opencontainers.image.ref.name': 'sha256-' + image.manifestDigest.slice(7) + '.sig'}})
+    await writeFile(path.join(layout, 'index.json'), JSON.stringify(index))
+    const tree = path.join(work, 'tree')
+    const built = await runReg(['build', `oci:${layout}=team/app`, '-o', tree])
+    assert.equal(built.code, 0, built.stderr)
+    const referrers = (await readIndex(tree)).objects.find((o) => o.path === `v2/team/app/referrers/${image.manifestDigest}`)
+    assert.ok(referrers, 'a referrers object for the subject')
+    assert.equal(referrers.headers['Content-Type'], 'application/vnd.oci.image.index.v1+json')
+    const body = JSON.parse(await readFile(path.join(tree, 'blobs/sha256', referrers.digest.slice(7)), 'utf8')) as {manifests: Array<{digest: string; artifactType: string}>}
+    assert.deepEqual(body.manifests.map((m) => [m.digest, m.artifactType]), [[artifact.digest, 'application/vnd.example.signature']])
+  })
+})
