@@ -1,12 +1,12 @@
 import {createReadStream} from 'node:fs'
-import {readFile, stat} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
 import type {Readable} from 'node:stream'
 import {digestHex, sha256} from '../core/digest.js'
-import {errnoCode, RegError} from '../core/errors.js'
+import {RegError} from '../core/errors.js'
 import type {ImageSource, SourceRoot} from '../core/image-source.js'
 import type {Descriptor} from '../core/manifest.js'
 import {parseManifest} from '../core/manifest.js'
-import {resolveInside} from './safe-path.js'
+import {requireDirectory, resolveInside} from './safe-path.js'
 
 /**
  * skopeo's `dir:` transport: `manifest.json` (the top manifest), `version`, each blob as `<hex>`,
@@ -19,12 +19,7 @@ export class DirSource implements ImageSource {
   constructor(readonly description: string, private readonly root: string) {}
 
   async roots(): Promise<SourceRoot[]> {
-    try {
-      if (!(await stat(this.root)).isDirectory()) throw new RegError(`${this.description}: ${this.root} is not a directory`)
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') throw new RegError(`${this.description}: ${this.root} does not exist`, 'check the path')
-      throw error
-    }
+    await requireDirectory(this.root, this.description)
     const file = await resolveInside(this.root, 'manifest.json', `${this.description}: manifest.json`)
     if (!file) throw new RegError(`${this.description}: ${this.root} has no manifest.json`, 'point dir: at a directory written by `skopeo copy ... dir:DIR`')
     const raw = await readFile(file)

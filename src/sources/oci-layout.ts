@@ -1,5 +1,5 @@
 import {createReadStream} from 'node:fs'
-import {readFile, stat} from 'node:fs/promises'
+import {readFile} from 'node:fs/promises'
 import type {Readable} from 'node:stream'
 import {digestHex} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
@@ -7,7 +7,7 @@ import type {ImageSource, SourceRoot} from '../core/image-source.js'
 import type {Descriptor} from '../core/manifest.js'
 import {parseManifest} from '../core/manifest.js'
 import {parseReference, validateTag} from '../core/reference.js'
-import {resolveInside} from './safe-path.js'
+import {requireDirectory, resolveInside} from './safe-path.js'
 
 const REF_NAME = 'org.opencontainers.image.ref.name'
 const CONTAINERD_NAME = 'io.containerd.image.name'
@@ -44,12 +44,7 @@ export class OciLayoutSource implements ImageSource {
   }
 
   async roots(): Promise<SourceRoot[]> {
-    try {
-      if (!(await stat(this.root)).isDirectory()) throw new RegError(`${this.description}: ${this.root} is not a directory`)
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') throw new RegError(`${this.description}: ${this.root} does not exist`, 'check the path')
-      throw error
-    }
+    await requireDirectory(this.root, this.description)
     const layout = await this.readLayoutFile('oci-layout')
     try {
       const version = (JSON.parse(layout.toString()) as {imageLayoutVersion?: unknown}).imageLayoutVersion

@@ -1,4 +1,4 @@
-import {realpath} from 'node:fs/promises'
+import {realpath, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {errnoCode, RegError} from '../core/errors.js'
 
@@ -21,4 +21,14 @@ export async function resolveInside(root: string, relative: string, what: string
     throw new RegError(`${what} resolves outside the source (${real})`, 'the source contains a symlink pointing outside it; reg refuses to read through it')
   }
   return real
+}
+
+/** Fail with a clear message unless `dir` is an existing directory. */
+export async function requireDirectory(dir: string, description: string): Promise<void> {
+  try {
+    if (!(await stat(dir)).isDirectory()) throw new RegError(`${description}: ${dir} is not a directory`)
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') throw new RegError(`${description}: ${dir} does not exist`, 'check the path')
+    throw error
+  }
 }
