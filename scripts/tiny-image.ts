@@ -7,7 +7,7 @@ import * as tar from 'tar-stream'
 
 const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex')
 
-async function layerTar(files: Record<string, string>): Promise<Buffer> {
+export async function layerTarOf(files: Record<string, string>): Promise<Buffer> {
   const pack = tar.pack()
   const chunks: Buffer[] = []
   pack.on('data', (c) => chunks.push(c as Buffer))
@@ -36,19 +36,20 @@ async function startLayout(out: string): Promise<(b: Buffer) => Promise<{digest:
   }
 }
 
-async function writeImage(put: (b: Buffer) => Promise<{digest: string; size: number}>, files: Record<string, string>, platform: {os: string; architecture: string; variant?: string}): Promise<TinyImage & {size: number}> {
-  const tarBytes = await layerTar(files)
-  const layer = await put(gzipSync(tarBytes, {level: 9}))
+/** One image whose layers are the given file sets (a shared base layer is just the same set twice). */
+async function writeImage(put: (b: Buffer) => Promise<{digest: string; size: number}>, layerFiles: Array<Record<string, string>>, platform: {os: string; architecture: string; variant?: string}): Promise<TinyImage & {size: number}> {
+  const tars = await Promise.all(layerFiles.map((files) => layerTarOf(files)))
+  const layers = await Promise.all(tars.map((t) => put(gzipSync(t, {level: 9}))))
   const config = await put(Buffer.from(JSON.stringify({
     ...platform, created: '2026-01-01T00:00:00Z',
-    config: {Cmd: ['/bin/true']}, rootfs: {type: 'layers', diff_ids: [sha(tarBytes)]},
+    config: {Cmd: ['/bin/true']}, rootfs: {type: 'layers', diff_ids: tars.map(sha)},
   })))
   const manifest = await put(Buffer.from(JSON.stringify({
     schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
     config: {mediaType: 'application/vnd.oci.image.config.v1+json', ...config},
-    layers: [{mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...layer}],
+    layers: layers.map((l) => ({mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...l})),
   })))
-  return {manifestDigest: manifest.digest, configDigest: config.digest, layerDigest: layer.digest, size: manifest.size}
+  return {manifestDigest: manifest.digest, configDigest: config.digest, layerDigest: layers[layers.length - 1].digest, size: manifest.size}
 }
 
 async function writeIndexJson(out: string, entries: Array<{mediaType: string; digest: string; size: number; ref: string}>): Promise<void> {
@@ -59,12 +60,18 @@ async function writeIndexJson(out: string, entries: Array<{mediaType: string; di
 /** Write an OCI layout holding one linux/amd64 image with one layer of `files`, under index entry `ref`. */
 export async function writeTinyOciLayout(out: string, files: Record<string, string>, ref: string): Promise<TinyImage> {
   const put = await startLayout(out)
-  const {size, ...image} = await writeImage(put, files, {os: 'linux', architecture: 'amd64'})
+  const {size, ...image} = await writeImage(put, [files], {os: 'linux', architecture: 'amd64'})
   await writeIndexJson(out, [{mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: image.manifestDigest, size, ref}])
   return image
 }
 
-/** Write an OCI layout with one multi-platform image index (one tiny image per platform) under `ref`. */
+/** The base layer every image of a multi-platform index shares. */
+export const SHARED_BASE_FILES: Record<string, string> = {'etc/os-release': 'NAME="reg test base"\n', 'base.txt': 'shared base layer\n'.repeat(64)}
+
+/**
+ * Write an OCI layout with one multi-platform image index under `ref`: one tiny image per
+ * platform, each with the same base layer and a layer of its own.
+ */
 export async function writeTinyIndexLayout(out: string, platforms: string[], ref: string): Promise<{indexDigest: string; images: TinyImage[]}> {
   const put = await startLayout(out)
   const manifests = []
@@ -72,7 +79,7 @@ export async function writeTinyIndexLayout(out: string, platforms: string[], ref
   for (const text of platforms) {
     const [os, architecture, variant] = text.split('/')
     const platform = {os, architecture, ...(variant ? {variant} : {})}
-    const {size, ...image} = await writeImage(put, {'platform.txt': `${text}\n`}, platform)
+    const {size, ...image} = await writeImage(put, [SHARED_BASE_FILES, {'platform.txt': `${text}\n`}], platform)
     images.push(image)
     manifests.push({mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: image.manifestDigest, size, platform})
   }

@@ -1,0 +1,83 @@
+// The real clients: skopeo, containerd's ctr (against a containerd the test starts), podman.
+import {execFile, spawn} from 'node:child_process'
+import {createHash} from 'node:crypto'
+import {mkdir, readFile, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {requireTool} from './static-hosts.js'
+
+export function run(command: string, args: string[], timeoutMs = 120_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, {timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024}, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args.join(' ')} failed: ${stderr || error.message}`))
+      else resolve(stdout)
+    })
+  })
+}
+
+/** `skopeo inspect` (which also reads tags/list): the digest of the tag. */
+export async function skopeoInspectDigest(hostPort: string, ref: string): Promise<string> {
+  return (JSON.parse(await run('skopeo', ['inspect', '--tls-verify=false', `docker://${hostPort}/${ref}`])) as {Digest: string}).Digest
+}
+
+/**
+ * `skopeo copy --all` to a `dir:` (which keeps manifests byte for byte, where `oci:` would convert
+ * Docker ones): the digest of the manifest copied, with every blob verified by skopeo on the way.
+ */
+export async function skopeoCopyDigest(hostPort: string, ref: string, dest: string): Promise<string> {
+  await mkdir(dest, {recursive: true})
+  await run('skopeo', ['copy', '-q', '--all', '--src-tls-verify=false', `docker://${hostPort}/${ref}`, `dir:${dest}`])
+  return 'sha256:' + createHash('sha256').update(await readFile(path.join(dest, 'manifest.json'))).digest('hex')
+}
+
+export interface Containerd {
+  pull(ref: string, options?: {platform?: string; allPlatforms?: boolean}): Promise<string>
+  stop(): Promise<void>
+}
+
+/** A containerd of our own (root, state, socket under `dir`), as root; the CRI plugin is off. */
+export async function startContainerd(dir: string): Promise<Containerd> {
+  const containerd = requireTool('containerd')
+  requireTool('ctr')
+  await mkdir(dir, {recursive: true})
+  const config = path.join(dir, 'config.toml')
+  await writeFile(config, 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n')
+  const address = path.join(dir, 'containerd.sock')
+  const child = spawn(containerd, ['--config', config, '--root', path.join(dir, 'root'), '--state', path.join(dir, 'state'), '--address', address], {stdio: 'ignore'})
+  let ready = false
+  for (let i = 0; i < 100 && !ready; i++) {
+    ready = await run('ctr', ['--address', address, 'version'], 5000).then(() => true, () => false)
+    if (!ready) await sleep(100)
+  }
+  if (!ready) {
+    child.kill('SIGKILL')
+    throw new Error('containerd did not start')
+  }
+  const ctr = (...args: string[]) => run('ctr', ['--address', address, '--namespace', 'reg-test', ...args])
+  return {
+    async pull(ref, options = {}) {
+      const flags = options.allPlatforms ? ['--all-platforms'] : options.platform ? ['--platform', options.platform] : []
+      await ctr('images', 'pull', '--plain-http', ...flags, ref)
+      const listing = await ctr('images', 'ls')
+      const line = listing.split('\n').find((l) => l.split(/\s+/)[0] === ref)
+      if (!line) throw new Error(`ctr images ls does not list ${ref}:\n${listing}`)
+      const digest = line.split(/\s+/)[2]
+      await ctr('images', 'rm', ref)
+      return digest
+    },
+    async stop() {
+      child.kill('SIGTERM')
+      await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)))
+    },
+  }
+}
+
+/** `podman pull` into private storage (vfs), then the digest podman recorded for the reference. */
+export async function podmanPullDigest(storage: string, ref: string): Promise<string> {
+  requireTool('podman')
+  const podman = ['--root', path.join(storage, 'root'), '--runroot', path.join(storage, 'run'), '--storage-driver', 'vfs']
+  await run('podman', [...podman, 'pull', '-q', '--tls-verify=false', ref])
+  const digest = (await run('podman', [...podman, 'image', 'inspect', '--format', '{{.Digest}}', ref])).trim()
+  await run('podman', [...podman, 'rmi', '-f', ref])
+  return digest
+}

@@ -1,0 +1,109 @@
+// Real clients pull every core fixture from every host (reg serve, nginx, apache) with the digests
+// of the source: skopeo inspect and copy, containerd's ctr (single platform, --platform, all
+// platforms) and podman.
+import assert from 'node:assert/strict'
+import {readdir, readFile, stat} from 'node:fs/promises'
+import path from 'node:path'
+import {after, before, describe, it} from 'node:test'
+import {startRegistryServer} from '../src/server/registry-server.js'
+import {type Containerd, podmanPullDigest, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
+import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
+import {freePort, makeServable, requireTool, type RunningHost, startApache, startNginx} from './static-hosts.js'
+import {removeTempDirs, runReg, tempDir} from './support.js'
+
+interface Host {
+  name: string
+  start(fixtures: CoreFixtures, work: string): Promise<RunningHost>
+}
+
+async function deployed(backend: 'nginx' | 'apache', fixtures: CoreFixtures, work: string, start: (out: string, port: number) => Promise<RunningHost>): Promise<RunningHost> {
+  const port = await freePort()
+  const out = path.join(work, `${backend}-public`)
+  const result = await runReg(['deploy', fixtures.tree, '--backend', backend, '--target', out, ...(backend === 'nginx' ? ['--listen', `127.0.0.1:${port}`] : [])])
+  assert.equal(result.code, 0, result.stderr)
+  await makeServable(out)
+  return start(out, port)
+}
+
+const HOSTS: Host[] = [
+  {
+    name: 'reg serve',
+    start: async (fixtures) => {
+      const server = await startRegistryServer(fixtures.tree, {port: 0})
+      return {url: server.url, hostPort: server.url.replace('http://', ''), stop: () => server.close()}
+    },
+  },
+  {name: 'nginx', start: (fixtures, work) => deployed('nginx', fixtures, work, startNginx)},
+  {name: 'apache', start: (fixtures, work) => deployed('apache', fixtures, work, startApache)},
+]
+
+describe('real clients', () => {
+  let work: string
+  let fixtures: CoreFixtures
+  let containerd: Containerd
+
+  before(async () => {
+    for (const tool of ['skopeo', 'ctr', 'containerd', 'podman']) requireTool(tool)
+    work = await tempDir()
+    await makeServable(work)
+    fixtures = await buildCoreFixtures(work)
+    containerd = await startContainerd(path.join(work, 'containerd'))
+  })
+  after(async () => {
+    await containerd?.stop()
+    await removeTempDirs()
+  })
+
+  it('the tree stores the shared base layer once, and bytes on disk equal the unique bytes', async () => {
+    const dir = path.join(fixtures.tree, 'blobs/sha256')
+    const names = await readdir(dir)
+    assert.equal(names.filter((n) => `sha256:${n}` === fixtures.sharedBaseLayer).length, 1, 'the base layer is in the store')
+    const index = JSON.parse(await readFile(path.join(fixtures.tree, 'registry.json'), 'utf8')) as {objects: Array<{digest: string; size: number; class: string}>}
+    const users = index.objects.filter((o) => o.digest === fixtures.sharedBaseLayer)
+    assert.ok(users.length >= 1)
+    const inodes = new Map<number, number>()
+    for (const name of names) {
+      const info = await stat(path.join(dir, name))
+      inodes.set(info.ino, info.size)
+    }
+    const unique = new Map(index.objects.map((o) => [o.digest, o.size]))
+    assert.equal([...inodes.values()].reduce((a, b) => a + b, 0), [...unique.values()].reduce((a, b) => a + b, 0))
+  })
+
+  for (const host of HOSTS) {
+    describe(`from ${host.name}`, () => {
+      let running: RunningHost
+      before(async () => {
+        running = await host.start(fixtures, work)
+      })
+      after(async () => running?.stop())
+
+      it('skopeo inspect and skopeo copy --all get the source digests', async () => {
+        for (const image of fixtures.images) {
+          const ref = `${image.name}:${image.tag}`
+          assert.equal(await skopeoInspectDigest(running.hostPort, ref), image.digest, `inspect ${ref}`)
+          assert.equal(await skopeoCopyDigest(running.hostPort, ref, path.join(work, 'copies', host.name.replace(' ', '-'), image.name, image.tag)), image.digest, `copy ${ref}`)
+        }
+      })
+
+      it('ctr pulls every image; the multi-arch index with --platform linux/arm64 and --all-platforms', async () => {
+        for (const image of fixtures.images) {
+          const ref = `${running.hostPort}/${image.name}:${image.tag}`
+          if (image.multiArch) {
+            assert.equal(await containerd.pull(ref, {platform: 'linux/arm64'}), image.digest, `ctr --platform linux/arm64 ${ref}`)
+            assert.equal(await containerd.pull(ref, {allPlatforms: true}), image.digest, `ctr --all-platforms ${ref}`)
+          } else {
+            assert.equal(await containerd.pull(ref), image.digest, `ctr ${ref}`)
+          }
+        }
+      })
+
+      it('podman pulls every image', async () => {
+        for (const image of fixtures.images) {
+          const ref = `${running.hostPort}/${image.name}:${image.tag}`
+          assert.equal(await podmanPullDigest(path.join(work, 'podman', host.name.replace(' ', '-')), ref), image.digest, `podman ${ref}`)
+        }
+      })
+    })
+  }
+})
