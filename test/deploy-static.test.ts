@@ -104,12 +104,15 @@ for (const testCase of CASES) {
       const pruned = await deploy('--prune')
       assert.ok(pruned.result.deleted > 0)
       if (testCase.backend === 'nginx') execFileSync('nginx', ['-p', out, '-c', 'nginx.conf', '-g', `pid ${path.join(out, '..', `nginx-${port}.pid`)};`, '-s', 'reload'])
-      // apache reads .htaccess per request: the new tags are live without a reload
-      for (let i = 0; i < 50; i++) {
-        if ((await fetch(`${host!.url}/v2/team/app/manifests/1.0`)).status === 404) break
-        await new Promise((resolve) => setTimeout(resolve, 100))
+      // apache reads .htaccess per request: the new tags are live without a reload. nginx's old
+      // workers close their keep-alive connections while reloading: a fresh connection each try.
+      const statusOf = async (url: string) => (await fetch(url, {headers: {Connection: 'close'}}).catch(() => undefined))?.status
+      let status: number | undefined
+      for (let i = 0; i < 50 && status !== 404; i++) {
+        status = await statusOf(`${host!.url}/v2/team/app/manifests/1.0`)
+        if (status !== 404) await new Promise((resolve) => setTimeout(resolve, 100))
       }
-      assert.equal((await fetch(`${host!.url}/v2/team/app/manifests/1.0`)).status, 404, 'a pruned tag is gone')
+      assert.equal(status, 404, 'a pruned tag is gone')
       const newIndex = JSON.parse(await readFile(path.join(tree, 'registry.json'), 'utf8')) as TreeIndex
       assert.equal(skopeoDigest(host!.hostPort, 'examples/hello:1.0'), newIndex.repositories['examples/hello'].tags['1.0'])
       const blobs = (await readdir(path.join(out, '_registry/blobs'))).filter((n) => n.startsWith('sha256:'))
