@@ -29,6 +29,7 @@ export class ByteProgress {
       this.bar.start(this.total, this.done, {doneText: formatBytes(this.done), totalText: formatBytes(this.total)})
     } else {
       this.bar.setTotal(this.total)
+      this.bar.update(this.done, {doneText: formatBytes(this.done), totalText: formatBytes(this.total)})
     }
   }
 
