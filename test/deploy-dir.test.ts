@@ -94,6 +94,21 @@ describe('reg deploy --backend dir', () => {
     await assert.rejects(stat(path.join(out, 'v2/examples')), 'empty directories are removed')
   })
 
+  it('--name-prefix serves every repository under a namespace, with lists that name it', async () => {
+    const prefixed = path.join(work, 'prefixed')
+    const result = await runReg(['deploy', tree, '--backend', 'dir', '--target', prefixed, '--name-prefix', 'acme', '--json'])
+    assert.equal(result.code, 0, result.stderr)
+    const registry = await RegistryTree.load(tree)
+    const digest = registry.index.repositories['team/app'].tags['2.0']
+    assert.deepEqual(await readFile(path.join(prefixed, 'v2/acme/team/app/manifests/2.0')), await readFile(path.join(tree, 'blobs/sha256', digest.slice(7))))
+    assert.deepEqual(JSON.parse(await readFile(path.join(prefixed, 'v2/acme/team/app/tags/list'), 'utf8')), {name: 'acme/team/app', tags: ['2.0']})
+    assert.deepEqual(JSON.parse(await readFile(path.join(prefixed, 'v2/_catalog'), 'utf8')), {repositories: ['acme/team/app']})
+    assert.deepEqual((await readdir(path.join(prefixed, 'v2'))).sort(), ['_catalog', 'acme', 'index.json'])
+    const bad = await runReg(['deploy', tree, '--backend', 'dir', '--target', prefixed, '--name-prefix', 'Acme'])
+    assert.notEqual(bad.code, 0)
+    assert.match(bad.stderr, /invalid repository name "Acme"/)
+  })
+
   it('refuses a missing --target and a directory that is not a tree', async () => {
     const missing = await runReg(['deploy', tree, '--backend', 'dir'])
     assert.notEqual(missing.code, 0)

@@ -12,6 +12,7 @@ export default class Deploy extends RegCommand {
   static override args = {dir: Args.string({description: 'tree directory', default: './dist'})}
   static override flags = {
     backend: Flags.string({description: 'where to deploy', options: BACKEND_PLUGINS.map((p) => p.name), required: true}),
+    'name-prefix': Flags.string({description: 'serve every repository under this namespace (team/app → NS/team/app); the tree is unchanged'}),
     'dry-run': Flags.boolean({description: 'print the plan (uploads, copies, deletes, bytes) and touch nothing'}),
     prune: Flags.boolean({description: 'after publishing, delete what the tree no longer has'}),
     concurrency: Flags.integer({description: 'objects in flight at once', default: 8, min: 1}),
@@ -27,7 +28,7 @@ export default class Deploy extends RegCommand {
     try {
       const backend = backendPlugin(flags.backend).create(flags)
       report = await deployTree(args.dir, backend, {
-        dryRun: flags['dry-run'], prune: flags.prune, concurrency: flags.concurrency, retries: flags.retries,
+        namePrefix: flags['name-prefix'], dryRun: flags['dry-run'], prune: flags.prune, concurrency: flags.concurrency, retries: flags.retries,
         observer: {
           phaseStart: (phase, steps) => {
             const bytes = steps.reduce((sum, s) => sum + ('object' in s ? s.object.size : 0), 0)

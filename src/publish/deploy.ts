@@ -1,9 +1,14 @@
+import {mkdtemp, rm} from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
 import {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend} from './backend.js'
 import {createPublishPlan, type PublishPlan} from './plan.js'
 import {type PublishObserver, type PublishResult, runPublishPlan} from './run.js'
 
 export interface DeployOptions {
+  /** serve every repository under this namespace (`team/app` → `NS/team/app`) */
+  namePrefix?: string
   dryRun?: boolean
   prune?: boolean
   concurrency?: number
@@ -21,7 +26,17 @@ export interface DeployReport {
 
 /** `reg deploy`: tree → plan (against one listing of the host) → ordered, retried publish → host config. */
 export async function deployTree(dir: string, backend: Backend, options: DeployOptions = {}): Promise<DeployReport> {
-  const tree = await RegistryTree.load(dir)
+  const loaded = await RegistryTree.load(dir)
+  const scratch = options.namePrefix ? await mkdtemp(path.join(os.tmpdir(), 'reg-deploy-')) : undefined
+  try {
+    const tree = options.namePrefix && scratch ? await loaded.withNamePrefix(options.namePrefix, scratch) : loaded
+    return await publishTree(tree, backend, options)
+  } finally {
+    if (scratch) await rm(scratch, {recursive: true, force: true})
+  }
+}
+
+async function publishTree(tree: RegistryTree, backend: Backend, options: DeployOptions): Promise<DeployReport> {
   const remote = await backend.describeRemote()
   const plan: PublishPlan = createPublishPlan(tree, remote, backend, {prune: options.prune})
   const count = (action: string) => plan.steps.filter((s) => s.action === action).length
