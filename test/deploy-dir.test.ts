@@ -144,7 +144,7 @@ describe('publish order', () => {
       },
       deleteObject: async () => undefined,
     }
-    const plan = createPublishPlan(registry, await recorder.describeRemote(), recorder)
+    const plan = await createPublishPlan(registry, await recorder.describeRemote(), recorder)
     const retried: number[] = []
     const result = await runPublishPlan(plan, recorder, registry, {concurrency: 4, backoffMs: 1, observer: {retry: (_s, attempt) => retried.push(attempt)}})
     assert.equal(retried.length, 2)

@@ -1,4 +1,4 @@
-// Real clients pull every core fixture from every host (reg serve, nginx, apache) with the digests
+// Real clients pull every core fixture from every host (reg serve, nginx, apache, s3rver) with the digests
 // of the source: skopeo inspect and copy, containerd's ctr (single platform, --platform, all
 // platforms) and podman.
 import assert from 'node:assert/strict'
@@ -8,6 +8,7 @@ import {after, before, describe, it} from 'node:test'
 import {startRegistryServer} from '../src/server/registry-server.js'
 import {type Containerd, podmanPullDigest, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
+import {S3_BUCKET, S3_CREDENTIALS, startS3rver} from './s3rver.js'
 import {freePort, makeServable, requireTool, type RunningHost, startApache, startNginx} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir} from './support.js'
 
@@ -35,6 +36,16 @@ const HOSTS: Host[] = [
   },
   {name: 'nginx', start: (fixtures, work) => deployed('nginx', fixtures, work, startNginx)},
   {name: 'apache', start: (fixtures, work) => deployed('apache', fixtures, work, startApache)},
+  {
+    // s3rver itself serves the pulls, at the host root: LOCALHOST:PORT (see test/s3rver.ts).
+    name: 's3rver',
+    start: async (fixtures, work) => {
+      const s3 = await startS3rver(path.join(work, 's3rver'), await freePort())
+      const result = await runReg(['deploy', fixtures.tree, '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style'], {env: S3_CREDENTIALS})
+      assert.equal(result.code, 0, result.stderr)
+      return {url: s3.url, hostPort: s3.hostPort, stop: s3.stop}
+    },
+  },
 ]
 
 describe('real clients', () => {

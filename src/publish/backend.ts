@@ -21,6 +21,8 @@ export interface RemoteObject {
   key: string
   size: number
   digest?: string
+  /** the MD5 hex of the bytes, where the host reports one (S3's ETag of a single-part upload) */
+  md5?: string
 }
 
 export interface RemoteState {

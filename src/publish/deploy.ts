@@ -38,7 +38,7 @@ export async function deployTree(dir: string, backend: Backend, options: DeployO
 
 async function publishTree(tree: RegistryTree, backend: Backend, options: DeployOptions): Promise<DeployReport> {
   const remote = await backend.describeRemote()
-  const plan: PublishPlan = createPublishPlan(tree, remote, backend, {prune: options.prune})
+  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune})
   const count = (action: string) => plan.steps.filter((s) => s.action === action).length
   const report: DeployReport = {
     backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun),

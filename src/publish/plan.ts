@@ -1,3 +1,5 @@
+import {createHash} from 'node:crypto'
+import {readFile} from 'node:fs/promises'
 import type {RegistryObject} from '../tree/model.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, RemoteState} from './backend.js'
@@ -33,6 +35,11 @@ export interface PublishPlan {
   bytesToDelete: number
 }
 
+/** MD5 of a (small, mutable) object's bytes, to compare with a host's ETag without downloading. */
+async function md5Of(file: string): Promise<string> {
+  return createHash('md5').update(await readFile(file)).digest('hex')
+}
+
 /** Objects at content-addressed paths: if the path exists, its bytes are right (written only after verification). */
 function contentAddressed(object: RegistryObject): boolean {
   return object.class === 'blob' || object.class === 'digest-manifest'
@@ -43,7 +50,7 @@ function contentAddressed(object: RegistryObject): boolean {
  * already there under another key (when the host can), and with `prune` delete what the tree no
  * longer has. Never re-sends an object whose key and digest are already deployed.
  */
-export function createPublishPlan(tree: RegistryTree, remote: RemoteState, backend: Pick<Backend, 'capabilities' | 'storageKeyOf'>, options: {prune?: boolean} = {}): PublishPlan {
+export async function createPublishPlan(tree: RegistryTree, remote: RemoteState, backend: Pick<Backend, 'capabilities' | 'storageKeyOf'>, options: {prune?: boolean} = {}): Promise<PublishPlan> {
   const keyOf = (object: RegistryObject) => (backend.storageKeyOf ? backend.storageKeyOf(object) : object.path)
   const steps: PublishStep[] = []
   const routed: RegistryObject[] = []
@@ -65,7 +72,8 @@ export function createPublishPlan(tree: RegistryTree, remote: RemoteState, backe
   }
   for (const [key, object] of wanted) {
     const deployed = remote.objects.get(key)
-    const same = deployed && deployed.size === object.size && (deployed.digest === object.digest || (deployed.digest === undefined && contentAddressed(object)))
+    const same = deployed && deployed.size === object.size && (deployed.digest === object.digest ||
+      (deployed.digest === undefined && (contentAddressed(object) || (deployed.md5 !== undefined && deployed.md5 === await md5Of(tree.fileOf(object))))))
     if (same) {
       unchanged++
       continue

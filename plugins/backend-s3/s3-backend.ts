@@ -1,0 +1,171 @@
+import {createReadStream} from 'node:fs'
+import {
+  CopyObjectCommand, DeleteObjectCommand, ListObjectsV2Command, type ObjectCannedACL, PutObjectCommand, S3Client, S3ServiceException,
+  type StorageClass,
+} from '@aws-sdk/client-s3'
+import {Upload} from '@aws-sdk/lib-storage'
+import {RegError} from '../../src/core/errors.js'
+import type {Backend, BackendCapabilities, RemoteObject, RemoteState} from '../../src/publish/backend.js'
+import type {RegistryObject} from '../../src/tree/model.js'
+
+export interface S3Settings {
+  bucket: string
+  region: string
+  endpoint?: string
+  keyPrefix: string
+  acl?: ObjectCannedACL
+  forcePathStyle: boolean
+  storageClass?: StorageClass
+  /** 'WHEN_REQUIRED' unless asked: newer SDK defaults break R2 and corrupt streamed uploads on some S3-compatible servers */
+  checksums: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED'
+  /** what "another repository's copy of a blob" is: a server-side CopyObject, or a second upload */
+  dedupe: 'copy' | 'none'
+  /** a name for messages: s3, r2, scaleway */
+  provider: string
+}
+
+const MiB = 1024 * 1024
+/** Scaleway caps multipart uploads at 1,000 parts: keep a 50 GB layer under 900, never below S3's 5 MiB minimum. */
+export function partSizeFor(size: number): number {
+  return Math.max(8 * MiB, Math.ceil(size / 900 / MiB) * MiB)
+}
+
+/** S3's single CopyObject limit; larger objects are uploaded again. */
+const COPY_LIMIT = 5 * 1024 * MiB
+
+/**
+ * One plugin for the S3 family (AWS S3, Cloudflare R2, Scaleway, any endpoint). Every URL is an
+ * object (S3 cannot rewrite), with Content-Type and Cache-Control, and the digest as
+ * x-amz-meta-docker-content-digest (S3 cannot send Docker-Content-Digest itself: clients hash
+ * the body instead). Other repositories' copies of a blob are made server-side.
+ */
+export class S3Backend implements Backend {
+  readonly name: string
+  readonly capabilities: BackendCapabilities
+  readonly location: string
+  readonly client: S3Client
+
+  constructor(private readonly settings: S3Settings) {
+    this.name = settings.provider
+    this.location = `s3://${settings.bucket}/${settings.keyPrefix}${settings.endpoint ? ` at ${settings.endpoint}` : ''}`
+    this.capabilities = {customHeaders: false, rewrites: false, redirects: false, basicAuth: false, serverSideCopy: settings.dedupe === 'copy'}
+    this.client = new S3Client({
+      region: settings.region,
+      endpoint: settings.endpoint,
+      forcePathStyle: settings.forcePathStyle,
+      requestChecksumCalculation: settings.checksums,
+      responseChecksumValidation: settings.checksums,
+    })
+  }
+
+  /** `v2/` is an object of its own (GET /v2/ in API mode); `v2/index.json` serves it in website mode. */
+  storageKeyOf(object: RegistryObject): string {
+    return this.settings.keyPrefix + object.path
+  }
+
+  private objectParams(object: RegistryObject) {
+    return {
+      Bucket: this.settings.bucket,
+      ContentType: object.headers['Content-Type'],
+      CacheControl: object.headers['Cache-Control'],
+      Metadata: {'docker-content-digest': object.headers['Docker-Content-Digest'] ?? object.digest},
+      ...(this.settings.acl ? {ACL: this.settings.acl} : {}),
+      ...(this.settings.storageClass ? {StorageClass: this.settings.storageClass} : {}),
+    }
+  }
+
+  /** One flat, paginated ListObjectsV2 over the registry's key space: no per-object HEAD. */
+  async describeRemote(): Promise<RemoteState> {
+    const objects = new Map<string, RemoteObject>()
+    let ContinuationToken: string | undefined
+    try {
+      do {
+        const page = await this.client.send(new ListObjectsV2Command({Bucket: this.settings.bucket, Prefix: `${this.settings.keyPrefix}v2/`, ContinuationToken}))
+        for (const item of page.Contents ?? []) {
+          if (!item.Key) continue
+          const etag = item.ETag?.replaceAll('"', '')
+          objects.set(item.Key, {key: item.Key, size: item.Size ?? 0, md5: etag && /^[a-f0-9]{32}$/.test(etag) ? etag : undefined})
+        }
+        ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
+      } while (ContinuationToken)
+    } catch (error) {
+      throw explainS3Error(error, this.settings)
+    }
+    return {objects}
+  }
+
+  async putObject(key: string, object: RegistryObject, file: string): Promise<void> {
+    if (object.size < 8 * MiB) {
+      // Small objects in one request; the body is a stream with a known length (no aws-chunked framing).
+      await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: createReadStream(file), ContentLength: object.size}))
+    } else {
+      const upload = new Upload({
+        client: this.client,
+        params: {...this.objectParams(object), Key: key, Body: createReadStream(file, {highWaterMark: MiB})},
+        partSize: partSizeFor(object.size),
+        queueSize: 4,
+        leavePartsOnError: false,
+      })
+      try {
+        await upload.done()
+      } catch (error) {
+        throw explainS3Error(error, this.settings)
+      }
+    }
+    if (object.class === 'api-root') {
+      await this.send(new PutObjectCommand({...this.objectParams(object), Key: `${key}index.json`, Body: createReadStream(file), ContentLength: object.size}))
+    }
+  }
+
+  async copyObject(fromKey: string, key: string, object: RegistryObject): Promise<void> {
+    if (object.size > COPY_LIMIT) throw new RegError(`${key}: objects over 5 GiB cannot be copied with one CopyObject`, 'run with --dedupe none')
+    // REPLACE: a tag and its manifest by digest share bytes but not Cache-Control.
+    // CopySource keeps ':' as is (encodeURI): s3rver decodes it with decodeURI, AWS accepts either.
+    await this.send(new CopyObjectCommand({...this.objectParams(object), Key: key, CopySource: encodeURI(`${this.settings.bucket}/${fromKey}`), MetadataDirective: 'REPLACE'}))
+  }
+
+  async deleteObject(key: string): Promise<void> {
+    await this.send(new DeleteObjectCommand({Bucket: this.settings.bucket, Key: key}))
+  }
+
+  isRetryable(error: unknown): boolean {
+    if (error instanceof S3ServiceException) {
+      const status = error.$metadata.httpStatusCode ?? 0
+      return status >= 500 || status === 429 || error.name === 'SlowDown' || error.name === 'RequestTimeout'
+    }
+    return true // network resets, timeouts
+  }
+
+  private async send(command: PutObjectCommand | CopyObjectCommand | DeleteObjectCommand): Promise<void> {
+    try {
+      await this.client.send(command as PutObjectCommand)
+    } catch (error) {
+      if (!this.isRetryable(error)) throw explainS3Error(error, this.settings)
+      throw error
+    }
+  }
+}
+
+/** Turn the S3 errors users actually hit into what to do about them. */
+export function explainS3Error(error: unknown, settings: S3Settings): Error {
+  if (!(error instanceof Error)) return new Error(String(error))
+  const name = error.name
+  const where = `${settings.provider} bucket ${settings.bucket}`
+  if (name === 'NoSuchBucket') return new RegError(`${where} does not exist`, 'create it first, or check --bucket and --region')
+  if (name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'CredentialsProviderError') {
+    return new RegError(`${where}: access denied (${error.message})`, 'check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or OIDC) and that they may list, put, copy and delete objects')
+  }
+  if (name === 'AccessControlListNotSupported') {
+    const policy = {Version: '2012-10-17', Statement: [{Sid: 'PublicRead', Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${settings.bucket}/*`}]}
+    return new RegError(`${where} refuses ACLs (new buckets have Object Ownership "bucket owner enforced")`, `run with --acl none and make the bucket public with this bucket policy:\n${JSON.stringify(policy, null, 2)}`)
+  }
+  if (name === 'PermanentRedirect' || name === 'AuthorizationHeaderMalformed' || name === 'IllegalLocationConstraintException') {
+    const region = (error as {Region?: string}).Region ?? (error as {$response?: {headers?: Record<string, string>}}).$response?.headers?.['x-amz-bucket-region']
+    return new RegError(`${where} is in another region${region ? ` (${region})` : ''}`, region ? `run with --region ${region}` : 'pass the bucket\'s --region')
+  }
+  const code = (error as {code?: string}).code
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
+    return new RegError(`${settings.endpoint ?? 'the S3 endpoint'} is unreachable (${code})`, 'check --endpoint and the network')
+  }
+  return error
+}

@@ -1,0 +1,86 @@
+// s3rver, a real S3 API server, for the S3 backend tests; and a counting proxy in front of it.
+import {spawn} from 'node:child_process'
+import {mkdir} from 'node:fs/promises'
+import http from 'node:http'
+import path from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {REPO_ROOT} from './support.js'
+
+/** The bucket: s3rver takes it from the Host header, so clients pull from LOCALHOST:PORT at the host root. */
+export const S3_BUCKET = 'LOCALHOST'
+export const S3_CREDENTIALS = {AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1'}
+
+export interface RunningS3 {
+  endpoint: string
+  /** what clients pull from: `LOCALHOST:PORT` */
+  hostPort: string
+  url: string
+  stop(): Promise<void>
+}
+
+export async function startS3rver(dir: string, port: number): Promise<RunningS3> {
+  await mkdir(dir, {recursive: true})
+  // Its paged listings encrypt continuation tokens with DES: OpenSSL 3 needs the legacy provider.
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'node_modules/s3rver/bin/s3rver.js'), '-d', dir, '-p', String(port), '-a', '127.0.0.1', '--configure-bucket', S3_BUCKET, '--silent'], {
+    stdio: 'ignore', env: {...process.env, NODE_OPTIONS: '--openssl-legacy-provider'},
+  })
+  const endpoint = `http://127.0.0.1:${port}`
+  for (let i = 0; i < 100; i++) {
+    if (await fetch(`${endpoint}/${S3_BUCKET}?list-type=2`).then(() => true, () => false)) break
+    await sleep(50)
+  }
+  return {
+    endpoint, hostPort: `${S3_BUCKET}:${port}`, url: `http://${S3_BUCKET}:${port}`,
+    stop: async () => {
+      child.kill('SIGTERM')
+      await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)))
+    },
+  }
+}
+
+export interface CountingProxy {
+  endpoint: string
+  requests: Array<{method: string; url: string; bodyBytes: number; copy: boolean}>
+  reset(): void
+  /** answer this fraction of requests with a 503 or a reset connection instead of forwarding them */
+  faults: {rate: number}
+  stop(): Promise<void>
+}
+
+/** A proxy that counts requests and request-body bytes, and injects faults on demand. */
+export async function startCountingProxy(target: string, port: number): Promise<CountingProxy> {
+  const requests: CountingProxy['requests'] = []
+  const faults = {rate: 0}
+  let n = 0
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const body = Buffer.concat(chunks)
+      requests.push({method: req.method ?? '', url: req.url ?? '', bodyBytes: body.length, copy: Boolean(req.headers['x-amz-copy-source'])})
+      // Deterministic faults: every k-th request, alternating a 503 and a reset connection.
+      if (faults.rate > 0 && ++n % Math.round(1 / faults.rate) === 0) {
+        if (n % 2 === 0) res.writeHead(503, {'Content-Type': 'application/xml'}).end('<Error><Code>SlowDown</Code><Message>injected</Message></Error>')
+        else req.socket.destroy()
+        return
+      }
+      const upstream = http.request(target + (req.url ?? ''), {method: req.method, headers: req.headers}, (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers)
+        up.pipe(res)
+      })
+      upstream.on('error', () => res.destroy())
+      upstream.end(body)
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()))
+  return {
+    endpoint: `http://127.0.0.1:${port}`, requests, faults,
+    reset: () => {
+      requests.length = 0
+    },
+    stop: () => new Promise<void>((resolve) => {
+      server.close(() => resolve())
+      server.closeAllConnections()
+    }),
+  }
+}
