@@ -42,20 +42,21 @@ export interface CountingProxy {
   endpoint: string
   requests: Array<{method: string; url: string; bodyBytes: number; copy: boolean}>
   reset(): void
-  /** answer this fraction of requests with a 503 or a reset connection instead of forwarding them */
-  faults: {rate: number}
+  /** answer this fraction of requests with a 503 or a reset connection instead of forwarding them; delay each request */
+  faults: {rate: number; delayMs: number}
   stop(): Promise<void>
 }
 
 /** A proxy that counts requests and request-body bytes, and injects faults on demand. */
 export async function startCountingProxy(target: string, port: number): Promise<CountingProxy> {
   const requests: CountingProxy['requests'] = []
-  const faults = {rate: 0}
+  const faults = {rate: 0, delayMs: 0}
   let n = 0
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () => {
+    req.on('end', async () => {
+      if (faults.delayMs) await sleep(faults.delayMs)
       const body = Buffer.concat(chunks)
       requests.push({method: req.method ?? '', url: req.url ?? '', bodyBytes: body.length, copy: Boolean(req.headers['x-amz-copy-source'])})
       // Deterministic faults: every k-th request, alternating a 503 and a reset connection.

@@ -82,7 +82,8 @@ export class S3Backend implements Backend {
       do {
         const page = await this.client.send(new ListObjectsV2Command({Bucket: this.settings.bucket, Prefix: `${this.settings.keyPrefix}v2/`, ContinuationToken}))
         for (const item of page.Contents ?? []) {
-          if (!item.Key) continue
+          // v2/index.json goes with v2/ (written together): not an object of its own.
+          if (!item.Key || item.Key === `${this.settings.keyPrefix}v2/index.json`) continue
           const etag = item.ETag?.replaceAll('"', '')
           objects.set(item.Key, {key: item.Key, size: item.Size ?? 0, md5: etag && /^[a-f0-9]{32}$/.test(etag) ? etag : undefined})
         }
