@@ -147,6 +147,14 @@ export class S3Backend implements Backend {
   }
 }
 
+/** Which link of the AWS default credential chain will answer, for error messages. */
+export function credentialSource(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.AWS_ACCESS_KEY_ID) return 'credentials from the environment (AWS_ACCESS_KEY_ID)'
+  if (env.AWS_WEB_IDENTITY_TOKEN_FILE) return `web identity (OIDC) credentials for role ${env.AWS_ROLE_ARN ?? '(AWS_ROLE_ARN unset)'}`
+  if (env.AWS_PROFILE) return `profile "${env.AWS_PROFILE}" (shared config/credentials files, SSO)`
+  return 'the default profile or the instance/container role (AWS default credential chain)'
+}
+
 /** Turn the S3 errors users actually hit into what to do about them. */
 export function explainS3Error(error: unknown, settings: S3Settings): Error {
   if (!(error instanceof Error)) return new Error(String(error))
@@ -154,7 +162,7 @@ export function explainS3Error(error: unknown, settings: S3Settings): Error {
   const where = `${settings.provider} bucket ${settings.bucket}`
   if (name === 'NoSuchBucket') return new RegError(`${where} does not exist`, 'create it first, or check --bucket and --region')
   if (name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'CredentialsProviderError') {
-    return new RegError(`${where}: access denied (${error.message})`, 'check the credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or OIDC) and that they may list, put, copy and delete objects')
+    return new RegError(`${where}: access denied with ${credentialSource()} (${error.message})`, 'check those credentials, and that they may list, put, copy and delete objects in the bucket')
   }
   if (name === 'AccessControlListNotSupported') {
     const policy = {Version: '2012-10-17', Statement: [{Sid: 'PublicRead', Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${settings.bucket}/*`}]}
