@@ -3,9 +3,8 @@
 // Prints wall time ratio, throughput against sha256sum over the same bytes, bytes on disk against
 // unique blob bytes, and peak RSS. Sizes: BENCH_IMAGES (8), BENCH_BASE_MB (400), BENCH_UNIQUE_MB (16).
 import {execFileSync, spawn} from 'node:child_process'
-import {createCipheriv, createHash} from 'node:crypto'
-import {createWriteStream} from 'node:fs'
-import {link, mkdir, mkdtemp, readdir, readFile, rm, stat, unlink, writeFile} from 'node:fs/promises'
+import {link, mkdir, mkdtemp, readdir, readFile, rm, stat, unlink} from 'node:fs/promises'
+import {bigImageRef, makeLayout} from './synthetic.js'
 import os from 'node:os'
 import path from 'node:path'
 import {performance} from 'node:perf_hooks'
@@ -16,57 +15,6 @@ const BASE_MB = Number(process.env.BENCH_BASE_MB ?? 400)
 const UNIQUE_MB = Number(process.env.BENCH_UNIQUE_MB ?? 16)
 const REPO = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 const MB = 1024 * 1024
-
-/** Deterministic incompressible bytes (AES-CTR keystream of a seed), streamed to `file`; returns the digest. */
-async function writeRandomBlob(dir: string, seed: string, bytes: number): Promise<{digest: string; size: number}> {
-  const key = createHash('sha256').update(seed).digest()
-  const cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16))
-  const hash = createHash('sha256')
-  const temp = path.join(dir, `.tmp-${seed}`)
-  const out = createWriteStream(temp)
-  const zero = Buffer.alloc(MB)
-  for (let written = 0; written < bytes; written += MB) {
-    const chunk = cipher.update(zero.subarray(0, Math.min(MB, bytes - written)))
-    hash.update(chunk)
-    if (!out.write(chunk)) await new Promise<void>((resolve) => out.once('drain', () => resolve()))
-  }
-  await new Promise<void>((resolve, reject) => out.end((error?: Error | null) => (error ? reject(error) : resolve())))
-  const digest = 'sha256:' + hash.digest('hex')
-  execFileSync('mv', [temp, path.join(dir, digest.slice(7))])
-  return {digest, size: bytes}
-}
-
-async function writeJsonBlob(dir: string, value: unknown): Promise<{digest: string; size: number}> {
-  const bytes = Buffer.from(JSON.stringify(value))
-  const digest = 'sha256:' + createHash('sha256').update(bytes).digest('hex')
-  await writeFile(path.join(dir, digest.slice(7)), bytes)
-  return {digest, size: bytes.length}
-}
-
-/** An OCI layout with IMAGES images `img-<i>`: one shared base layer, one unique layer each. */
-async function makeLayout(root: string): Promise<{uniqueBytes: number; blobFiles: string[]}> {
-  const blobs = path.join(root, 'blobs', 'sha256')
-  await mkdir(blobs, {recursive: true})
-  const layerType = 'application/vnd.oci.image.layer.v1.tar'
-  const base = await writeRandomBlob(blobs, 'base', BASE_MB * MB)
-  const entries = []
-  for (let i = 0; i < IMAGES; i++) {
-    const unique = await writeRandomBlob(blobs, `unique-${i}`, UNIQUE_MB * MB)
-    const config = await writeJsonBlob(blobs, {architecture: 'amd64', os: 'linux', rootfs: {type: 'layers', diff_ids: [base.digest, unique.digest]}, config: {Env: [`IMAGE=${i}`]}})
-    const manifest = await writeJsonBlob(blobs, {
-      schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: {mediaType: 'application/vnd.oci.image.config.v1+json', ...config},
-      layers: [{mediaType: layerType, ...base}, {mediaType: layerType, ...unique}],
-    })
-    entries.push({mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, annotations: {'org.opencontainers.image.ref.name': `img-${i}`}})
-  }
-  await writeFile(path.join(root, 'oci-layout'), JSON.stringify({imageLayoutVersion: '1.0.0'}))
-  await writeFile(path.join(root, 'index.json'), JSON.stringify({schemaVersion: 2, manifests: entries}))
-  const blobFiles = (await readdir(blobs)).map((n) => path.join(blobs, n))
-  let uniqueBytes = 0
-  for (const file of blobFiles) uniqueBytes += (await stat(file)).size
-  return {uniqueBytes, blobFiles}
-}
 
 /** Run a command, timing it and sampling its peak resident set (VmHWM) from /proc. */
 async function measure(command: string, args: string[]): Promise<{seconds: number; peakRssMb: number; stdout: string}> {
@@ -108,7 +56,7 @@ async function bytesOnDisk(dir: string): Promise<number> {
 async function baseline(layout: string, out: string): Promise<number> {
   await mkdir(out, {recursive: true})
   const start = performance.now()
-  for (let i = 0; i < IMAGES; i++) execFileSync('skopeo', ['copy', '-q', `oci:${layout}:img-${i}`, `dir:${path.join(out, `img-${i}`)}`])
+  for (let i = 0; i < IMAGES; i++) execFileSync('skopeo', ['copy', '-q', `oci:${layout}:${bigImageRef(i)}`, `dir:${path.join(out, `img-${i}`)}`])
   const first = new Map<string, string>()
   for (let i = 0; i < IMAGES; i++) {
     const dir = path.join(out, `img-${i}`)
@@ -130,7 +78,7 @@ const work = await mkdtemp(path.join(os.tmpdir(), 'reg-bench-'))
 try {
   console.log(`generating ${IMAGES} images: a ${BASE_MB} MiB shared base layer + ${UNIQUE_MB} MiB each ...`)
   const layout = path.join(work, 'layout')
-  const {uniqueBytes, blobFiles} = await makeLayout(layout)
+  const {uniqueBytes, blobFiles} = await makeLayout(layout, {images: IMAGES, baseMb: BASE_MB, uniqueMb: UNIQUE_MB})
   const logicalBytes = IMAGES * (BASE_MB + UNIQUE_MB) * MB
   // Warm the page cache for both contenders, and measure sha256sum over the same bytes.
   execFileSync('sh', ['-c', `cat ${blobFiles.map((f) => `'${f}'`).join(' ')} > /dev/null`])
