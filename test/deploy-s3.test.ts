@@ -9,6 +9,7 @@ import {after, before, describe, it} from 'node:test'
 import type {TreeIndex} from '../src/tree/model.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
 import {type CountingProxy, type RunningS3, S3_BUCKET, S3_CREDENTIALS, startCountingProxy, startS3rver} from './s3rver.js'
+import {skopeoCopyDigest, skopeoInspectDigest} from './clients.js'
 import {freePort} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir} from './support.js'
 
@@ -159,5 +160,37 @@ describe('reg deploy --backend s3 (s3rver)', () => {
     assert.deepEqual(rootKeys.sort(), [...small.objects.map((o) => o.path), 'v2/index.json'].sort())
     assert.ok(keys.includes('keep-me.txt'))
     assert.ok(keys.some((k) => k.startsWith('clean/v2/')), 'other prefixes are not the registry\'s key space')
+  })
+})
+
+describe('reg deploy --backend s3 --dedupe redirect (s3rver website endpoint)', () => {
+  after(removeTempDirs)
+
+  it('stores each blob once under _blobs/, redirects every repository\'s blob URL to it, and skopeo follows', async () => {
+    const work = await tempDir()
+    const fixtures = await buildCoreFixtures(work)
+    const index = JSON.parse(await readFile(path.join(fixtures.tree, 'registry.json'), 'utf8')) as TreeIndex
+    const s3 = await startS3rver(path.join(work, 's3rver'), await freePort(), {website: true})
+    try {
+      const deploy = () => runReg(['deploy', fixtures.tree, '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style', '--dedupe', 'redirect', '--json'], {env: S3_CREDENTIALS})
+      const first = await deploy()
+      assert.equal(first.code, 0, first.stderr)
+      const xml = await (await fetch(`${s3.endpoint}/${S3_BUCKET}?list-type=2&max-keys=1000`, {headers: {'x-amz-content-sha256': 'UNSIGNED-PAYLOAD'}})).text()
+      const keys = new Map([...xml.matchAll(/<Key>([^<]+)<\/Key>.*?<Size>(\d+)<\/Size>/gs)].map((m) => [m[1], Number(m[2])]))
+      const uniqueBlobs = new Map(index.objects.filter((o) => o.class === 'blob').map((o) => [o.digest, o.size]))
+      assert.deepEqual([...keys.keys()].filter((k) => k.startsWith('_blobs/')).sort(), [...uniqueBlobs.keys()].map((d) => `_blobs/${d}`).sort())
+      for (const object of index.objects.filter((o) => o.class === 'blob')) assert.equal(keys.get(object.path), 0, `${object.path} is a redirect`)
+      for (const image of fixtures.images) {
+        const ref = `${image.name}:${image.tag}`
+        assert.equal(await skopeoInspectDigest(s3.hostPort, ref), image.digest, ref)
+        assert.equal(await skopeoCopyDigest(s3.hostPort, ref, path.join(work, 'copies', image.name, image.tag)), image.digest, ref)
+      }
+      const again = await deploy()
+      assert.equal(again.code, 0, again.stderr)
+      const report = JSON.parse(again.stdout) as {result: {uploaded: number; copied: number}}
+      assert.equal(report.result.uploaded + report.result.copied, 0, 'a re-deploy sees the redirects as the blobs they stand for')
+    } finally {
+      await s3.stop()
+    }
   })
 })

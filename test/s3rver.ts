@@ -1,6 +1,6 @@
 // s3rver, a real S3 API server, for the S3 backend tests; and a counting proxy in front of it.
 import {spawn} from 'node:child_process'
-import {mkdir} from 'node:fs/promises'
+import {mkdir, writeFile} from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -18,10 +18,21 @@ export interface RunningS3 {
   stop(): Promise<void>
 }
 
-export async function startS3rver(dir: string, port: number): Promise<RunningS3> {
+/**
+ * s3rver on 127.0.0.1:port with the bucket LOCALHOST. `website`: the bucket has a website
+ * configuration (index document `index.json`), so plain GETs get website behaviour: index
+ * documents and WebsiteRedirectLocation redirects.
+ */
+export async function startS3rver(dir: string, port: number, options: {website?: boolean} = {}): Promise<RunningS3> {
   await mkdir(dir, {recursive: true})
+  const bucketConfigs: string[] = []
+  if (options.website) {
+    const website = path.join(dir, '..', `website-${port}.xml`)
+    await writeFile(website, '<WebsiteConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><IndexDocument><Suffix>index.json</Suffix></IndexDocument></WebsiteConfiguration>')
+    bucketConfigs.push(website)
+  }
   // Its paged listings encrypt continuation tokens with DES: OpenSSL 3 needs the legacy provider.
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'node_modules/s3rver/bin/s3rver.js'), '-d', dir, '-p', String(port), '-a', '127.0.0.1', '--configure-bucket', S3_BUCKET, '--silent'], {
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'node_modules/s3rver/bin/s3rver.js'), '-d', dir, '-p', String(port), '-a', '127.0.0.1', '--configure-bucket', S3_BUCKET, ...bucketConfigs, '--silent'], {
     stdio: 'ignore', env: {...process.env, NODE_OPTIONS: '--openssl-legacy-provider'},
   })
   const endpoint = `http://127.0.0.1:${port}`

@@ -19,7 +19,7 @@ function common(flags: Record<string, unknown>, provider: string): Omit<S3Settin
     keyPrefix: keyPrefix(flags['key-prefix']),
     storageClass: flags['storage-class'] as StorageClass | undefined,
     checksums: flags.checksums === 'when-supported' ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
-    dedupe: flags.dedupe === 'none' ? 'none' : 'copy',
+    dedupe: flags.dedupe === 'none' || flags.dedupe === 'redirect' ? flags.dedupe : 'copy',
   }
 }
 
@@ -35,7 +35,7 @@ export const s3Backend: BackendPlugin = {
     acl: Flags.string({description: '[s3, scaleway] canned ACL for every object (new AWS buckets refuse ACLs: use none and a bucket policy)', options: ['public-read', 'none'], default: 'none', helpGroup: group}),
     'force-path-style': Flags.boolean({description: '[s3] path-style requests (most S3-compatible servers)', helpGroup: group}),
     'storage-class': Flags.string({description: '[s3, scaleway] storage class, e.g. STANDARD, INTELLIGENT_TIERING', helpGroup: group}),
-    dedupe: Flags.string({description: '[s3, r2, scaleway] other repositories\' copies of a blob: server-side CopyObject, or upload again', options: ['copy', 'none'], default: 'copy', helpGroup: group}),
+    dedupe: Flags.string({description: '[s3, r2, scaleway] one copy of each blob: server-side CopyObject per repository (copy), one shared object and website redirects (redirect: S3 website endpoints only), or upload again (none)', options: ['copy', 'redirect', 'none'], default: 'copy', helpGroup: group}),
     checksums: Flags.string({description: '[s3, r2, scaleway] SDK request/response checksums (when-supported breaks R2 and some S3-compatible servers)', options: ['when-required', 'when-supported'], default: 'when-required', helpGroup: group}),
     'account-id': Flags.string({description: '[r2] Cloudflare account ID (endpoint https://ID.r2.cloudflarestorage.com)', helpGroup: group}),
   },
@@ -57,6 +57,7 @@ export const r2Backend: BackendPlugin = {
   flags: {},
   create(flags) {
     if (typeof flags['account-id'] !== 'string') throw new RegError('--backend r2 needs --account-id ID', 'find it in the Cloudflare dashboard, R2 overview')
+    if (flags.dedupe === 'redirect') throw new RegError('R2 has no website redirects', 'use --dedupe copy (the default)')
     return new S3Backend({...common(flags, 'r2'), region: 'auto', endpoint: `https://${flags['account-id']}.r2.cloudflarestorage.com`, forcePathStyle: false, acl: undefined})
   },
 }

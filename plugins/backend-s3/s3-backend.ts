@@ -18,8 +18,11 @@ export interface S3Settings {
   storageClass?: StorageClass
   /** 'WHEN_REQUIRED' unless asked: newer SDK defaults break R2 and corrupt streamed uploads on some S3-compatible servers */
   checksums: 'WHEN_REQUIRED' | 'WHEN_SUPPORTED'
-  /** what "another repository's copy of a blob" is: a server-side CopyObject, or a second upload */
-  dedupe: 'copy' | 'none'
+  /**
+   * What "another repository's copy of a blob" is: a server-side CopyObject; a tiny object that
+   * redirects to one shared copy under `_blobs/` (S3 website endpoints only); or a second upload.
+   */
+  dedupe: 'copy' | 'redirect' | 'none'
   /** a name for messages: s3, r2, scaleway */
   provider: string
 }
@@ -48,7 +51,7 @@ export class S3Backend implements Backend {
   constructor(private readonly settings: S3Settings) {
     this.name = settings.provider
     this.location = `s3://${settings.bucket}/${settings.keyPrefix}${settings.endpoint ? ` at ${settings.endpoint}` : ''}`
-    this.capabilities = {customHeaders: false, rewrites: false, redirects: false, basicAuth: false, serverSideCopy: settings.dedupe === 'copy'}
+    this.capabilities = {customHeaders: false, rewrites: false, redirects: settings.dedupe === 'redirect', basicAuth: false, serverSideCopy: settings.dedupe !== 'none'}
     this.client = new S3Client({
       region: settings.region,
       endpoint: settings.endpoint,
@@ -74,16 +77,20 @@ export class S3Backend implements Backend {
     }
   }
 
-  /** One flat, paginated ListObjectsV2 over the registry's key space: no per-object HEAD. */
-  async describeRemote(): Promise<RemoteState> {
+  /** The shared copy of a blob in redirect mode. */
+  private sharedBlobKey(digest: string): string {
+    return `${this.settings.keyPrefix}_blobs/${digest}`
+  }
+
+  /** One flat, paginated ListObjectsV2 over a key prefix: no per-object HEAD. */
+  private async list(prefix: string): Promise<Map<string, RemoteObject>> {
     const objects = new Map<string, RemoteObject>()
     let ContinuationToken: string | undefined
     try {
       do {
-        const page = await this.client.send(new ListObjectsV2Command({Bucket: this.settings.bucket, Prefix: `${this.settings.keyPrefix}v2/`, ContinuationToken}))
+        const page = await this.client.send(new ListObjectsV2Command({Bucket: this.settings.bucket, Prefix: prefix, ContinuationToken}))
         for (const item of page.Contents ?? []) {
-          // v2/index.json goes with v2/ (written together): not an object of its own.
-          if (!item.Key || item.Key === `${this.settings.keyPrefix}v2/index.json`) continue
+          if (!item.Key) continue
           const etag = item.ETag?.replaceAll('"', '')
           objects.set(item.Key, {key: item.Key, size: item.Size ?? 0, md5: etag && /^[a-f0-9]{32}$/.test(etag) ? etag : undefined})
         }
@@ -92,10 +99,50 @@ export class S3Backend implements Backend {
     } catch (error) {
       throw explainS3Error(error, this.settings)
     }
+    return objects
+  }
+
+  /** The registry's key space, `[prefix]v2/`; in redirect mode also the shared blobs. */
+  async describeRemote(): Promise<RemoteState> {
+    const objects = await this.list(`${this.settings.keyPrefix}v2/`)
+    // v2/index.json goes with v2/ (written together): not an object of its own.
+    objects.delete(`${this.settings.keyPrefix}v2/index.json`)
+    if (this.settings.dedupe === 'redirect') {
+      const shared = await this.list(`${this.settings.keyPrefix}_blobs/`)
+      this.sharedBlobs = new Set(shared.keys())
+      // A redirect object is empty: it stands for its shared blob, if that is there.
+      for (const [key, object] of objects) {
+        const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(key)?.[1]
+        const target = digest && shared.get(this.sharedBlobKey(digest))
+        if (target && object.size === 0) objects.set(key, {...object, size: target.size, md5: undefined})
+      }
+    }
     return {objects}
   }
 
+  /** shared blobs known to exist (redirect mode) */
+  private sharedBlobs = new Set<string>()
+
   async putObject(key: string, object: RegistryObject, file: string): Promise<void> {
+    if (this.settings.dedupe === 'redirect' && object.class === 'blob') {
+      const shared = this.sharedBlobKey(object.digest)
+      if (!this.sharedBlobs.has(shared)) await this.upload(shared, object, file)
+      this.sharedBlobs.add(shared)
+      await this.putRedirect(key, shared, object)
+      return
+    }
+    await this.upload(key, object, file)
+    if (object.class === 'api-root') {
+      await this.send(new PutObjectCommand({...this.objectParams(object), Key: `${key}index.json`, Body: createReadStream(file), ContentLength: object.size}))
+    }
+  }
+
+  /** A tiny object the S3 website endpoint answers with a 301 to the shared copy. */
+  private async putRedirect(key: string, target: string, object: RegistryObject): Promise<void> {
+    await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: '', ContentLength: 0, WebsiteRedirectLocation: `/${target}`}))
+  }
+
+  private async upload(key: string, object: RegistryObject, file: string): Promise<void> {
     if (object.size < 8 * MiB) {
       // Small objects in one request; the body is a stream with a known length (no aws-chunked framing).
       await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: createReadStream(file), ContentLength: object.size}))
@@ -113,12 +160,13 @@ export class S3Backend implements Backend {
         throw explainS3Error(error, this.settings)
       }
     }
-    if (object.class === 'api-root') {
-      await this.send(new PutObjectCommand({...this.objectParams(object), Key: `${key}index.json`, Body: createReadStream(file), ContentLength: object.size}))
-    }
   }
 
   async copyObject(fromKey: string, key: string, object: RegistryObject): Promise<void> {
+    if (this.settings.dedupe === 'redirect' && object.class === 'blob') {
+      await this.putRedirect(key, this.sharedBlobKey(object.digest), object)
+      return
+    }
     if (object.size > COPY_LIMIT) throw new RegError(`${key}: objects over 5 GiB cannot be copied with one CopyObject`, 'run with --dedupe none')
     // REPLACE: a tag and its manifest by digest share bytes but not Cache-Control.
     // CopySource keeps ':' as is (encodeURI): s3rver decodes it with decodeURI, AWS accepts either.
