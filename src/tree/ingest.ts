@@ -77,7 +77,9 @@ export class GraphIngester {
           } catch (error) {
             throw this.missing(error, label, `blob ${blob.digest}`)
           }
-          this.bytesCopied += await this.store.ingest(input, {digest: blob.digest, size: blob.size, label: `${label}: blob ${blob.digest}`}, this.observer.bytes)
+          // Read the count first: `x += await …` would add to a stale value while other blobs copy concurrently.
+          const copied = await this.store.ingest(input, {digest: blob.digest, size: blob.size, label: `${label}: blob ${blob.digest}`}, this.observer.bytes)
+          this.bytesCopied += copied
         }
         this.index.blobs[blob.digest] = {size: blob.size, mediaType: blob.mediaType}
       })())
