@@ -12,6 +12,7 @@ export default class Build extends RegCommand {
   oci-archive:FILE[:REF]    a tar of an OCI image layout
   docker-archive:FILE[:NAME:TAG]  a \`docker save\` or skopeo docker-archive tarball
   dir:PATH=NAME:TAG         a skopeo dir: copy (has no name of its own)
+  docker://HOST/NAME[:TAG|@DIGEST]  a remote registry (NAME and TAG may use * and ** globs)
 Names come from the source with the registry host dropped (example.com/team/app:1 → team/app:1), then --prefix.
 Building into an existing tree adds to it; --clean starts afresh. Builds are atomic.`
 
@@ -28,6 +29,10 @@ Building into an existing tree adds to it; --clean starts afresh. Builds are ato
     clean: Flags.boolean({description: 'start a fresh tree instead of adding to the existing one'}),
     'tag-max-age': Flags.integer({description: 'Cache-Control max-age (seconds) of tags and lists', min: 0}),
     json: Flags.boolean({description: 'print a JSON summary'}),
+    creds: Flags.string({description: '[docker://] registry credentials USER:PASS (else REG_USERNAME/REG_PASSWORD, ~/.docker/config.json, containers auth.json)', helpGroup: 'REGISTRY SOURCES'}),
+    platform: Flags.string({description: '[docker://] keep one platform of a multi-arch image, os/arch[/variant] (default: all)', helpGroup: 'REGISTRY SOURCES'}),
+    'plain-http': Flags.boolean({description: '[docker://] talk plain HTTP to the registry (localhost registries)', helpGroup: 'REGISTRY SOURCES'}),
+    insecure: Flags.boolean({description: '[docker://] HTTPS without certificate verification', helpGroup: 'REGISTRY SOURCES'}),
   }
 
   async run(): Promise<void> {
@@ -38,6 +43,7 @@ Building into an existing tree adds to it; --clean starts afresh. Builds are ato
       const specs = (argv as string[]).map((a) => parseSourceSpec(a))
       summary = await buildTree(specs, {
         out: flags.out, prefix: flags.prefix, clean: flags.clean, tagMaxAge: flags['tag-max-age'],
+        sources: {creds: flags.creds, platform: flags.platform, plainHttp: flags['plain-http'], insecure: flags.insecure},
         observer: {
           blobStart: (_digest, size) => progress.addTotal(size),
           bytes: (count) => progress.tick(count),

@@ -6,9 +6,13 @@ import {DirSource} from './dir.js'
 import {DockerArchiveSource} from './docker-archive.js'
 import {OciArchiveSource} from './oci-archive.js'
 import {OciLayoutSource} from './oci-layout.js'
+import {RegistrySource, type RegistrySourceOptions} from './registry/registry-source.js'
 
-export const TRANSPORTS = ['oci', 'oci-archive', 'docker-archive', 'dir'] as const
-const LATER_TRANSPORTS = ['docker-daemon', 'docker', 'containers-storage']
+export const TRANSPORTS = ['oci', 'oci-archive', 'docker-archive', 'dir', 'docker'] as const
+const LATER_TRANSPORTS = ['docker-daemon', 'containers-storage']
+
+/** Options of the sources that need them (remote registries). */
+export type SourceOptions = RegistrySourceOptions
 
 export interface SourceSpec {
   /** the argument as given, for messages */
@@ -30,7 +34,7 @@ export function parseSourceSpec(text: string): SourceSpec {
   const transport = colon > 0 ? text.slice(0, colon) : ''
   if (!(TRANSPORTS as readonly string[]).includes(transport)) {
     const known = TRANSPORTS.map((t) => `${t}:`).join(', ')
-    if (LATER_TRANSPORTS.includes(transport) || text.startsWith('docker://')) {
+    if (LATER_TRANSPORTS.includes(transport)) {
       throw new RegError(`source "${text}": the ${transport}: transport is not supported yet`, `supported transports: ${known}; export the image first, e.g. \`skopeo copy ${text} oci:./layout:TAG\``)
     }
     throw new RegError(`source "${text}": unknown transport "${transport || text}"`, `write SOURCE as TRANSPORT:LOCATION with one of ${known}`)
@@ -45,6 +49,10 @@ export function parseSourceSpec(text: string): SourceSpec {
     const name = tagAt > targetText.lastIndexOf('/') ? targetText.slice(0, tagAt) : targetText
     const tag = tagAt > targetText.lastIndexOf('/') ? targetText.slice(tagAt + 1) : undefined
     target = {name: validateName(name), tag: tag === undefined ? undefined : validateTag(tag, name)}
+  }
+  if (transport === 'docker') {
+    if (!rest.startsWith('//')) throw new RegError(`source "${text}": write docker://HOST/NAME[:TAG|@DIGEST]`)
+    return {text, transport, path: rest, target}
   }
   let location = rest
   let ref: string | undefined
@@ -63,8 +71,9 @@ export function parseSourceSpec(text: string): SourceSpec {
 }
 
 /** Open the adapter for a spec. `workDir` is a private scratch directory for archives. */
-export function openSource(spec: SourceSpec, workDir: string): ImageSource {
+export function openSource(spec: SourceSpec, workDir: string, options: SourceOptions = {}): ImageSource {
   switch (spec.transport) {
+    case 'docker': return new RegistrySource(spec.text, spec.path, options)
     case 'oci': return new OciLayoutSource(spec.text, spec.path, spec.ref)
     case 'oci-archive': return new OciArchiveSource(spec.text, spec.path, workDir, spec.ref)
     case 'docker-archive': return new DockerArchiveSource(spec.text, spec.path, workDir, spec.ref)

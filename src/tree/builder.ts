@@ -6,7 +6,7 @@ import type {SourceRoot} from '../core/image-source.js'
 import {formatPlatform} from '../core/manifest.js'
 import {MediaType} from '../core/media-types.js'
 import {validateName, validateTag, withPrefix} from '../core/reference.js'
-import {openSource, type SourceSpec} from '../sources/index.js'
+import {openSource, type SourceOptions, type SourceSpec} from '../sources/index.js'
 import {BlobStore} from './blob-store.js'
 import {type IngestObserver, GraphIngester} from './ingest.js'
 import {DEFAULT_TAG_MAX_AGE, TREE_INDEX_FILE, type TreeIndex} from './model.js'
@@ -20,6 +20,7 @@ export interface BuildOptions {
   clean?: boolean
   tagMaxAge?: number
   observer?: BuildObserver
+  sources?: SourceOptions
 }
 
 export interface BuiltImage {
@@ -139,7 +140,7 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
     const images: BuiltImage[] = []
     for (const [i, spec] of specs.entries()) {
       options.observer?.sourceStart?.(spec.text)
-      const source = openSource(spec, path.join(work, String(i)))
+      const source = openSource(spec, path.join(work, String(i)), options.sources)
       try {
         const roots = await source.roots()
         for (const root of roots) {

@@ -1,0 +1,179 @@
+import type {Readable} from 'node:stream'
+import {parseDigest, sha256} from '../../core/digest.js'
+import {RegError} from '../../core/errors.js'
+import type {ImageSource, SourceRoot} from '../../core/image-source.js'
+import {type Descriptor, formatPlatform, parseManifest} from '../../core/manifest.js'
+import {MediaType} from '../../core/media-types.js'
+import {validateName, validateTag} from '../../core/reference.js'
+import {RegistryClient, type RegistryClientOptions} from './client.js'
+import {findCredentials} from './credentials.js'
+
+/** Every manifest type we store; schema 1 is asked for too, so it can be refused with a clear message. */
+const ACCEPT = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest, MediaType.DockerSchema1Signed].join(', ')
+
+export interface RegistrySourceOptions extends Omit<RegistryClientOptions, 'credentials'> {
+  creds?: string
+  /** keep one platform of an index (`os/arch[/variant]`); default: the whole index */
+  platform?: string
+}
+
+/** `docker://HOST/NAME[:TAG|@DIGEST]`, NAME and TAG may hold `*` and `**` globs. */
+export function parseRegistryReference(text: string): {host: string; name: string; tag?: string; digest?: string} {
+  const rest = text.replace(/^\/\//, '')
+  const slash = rest.indexOf('/')
+  if (slash <= 0) throw new RegError(`docker://${rest}: no repository`, 'write docker://HOST/NAME[:TAG]')
+  const host = rest.slice(0, slash)
+  let name = rest.slice(slash + 1)
+  let tag: string | undefined
+  let digest: string | undefined
+  const at = name.indexOf('@')
+  if (at >= 0) {
+    digest = parseDigest(name.slice(at + 1))
+    name = name.slice(0, at)
+  }
+  const colon = name.lastIndexOf(':')
+  if (colon > name.lastIndexOf('/')) {
+    tag = name.slice(colon + 1)
+    name = name.slice(0, colon)
+  }
+  return {host: host === 'docker.io' ? 'registry-1.docker.io' : host, name, tag, digest}
+}
+
+/** `*` matches within one path component, `**` across components. */
+export function globToRegExp(glob: string): RegExp {
+  const pattern = glob.split('**').map((part) => part.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*')).join('.*')
+  return new RegExp(`^${pattern}$`)
+}
+
+function platformMatches(descriptor: Descriptor, wanted: string): boolean {
+  return formatPlatform(descriptor.platform) === wanted
+}
+
+/**
+ * A remote registry as a source: manifests byte for byte (their digests unchanged), blobs streamed
+ * (the shared ingest verifies them, and skips those already in the tree).
+ */
+export class RegistrySource implements ImageSource {
+  private client?: RegistryClient
+  private readonly manifests = new Map<string, Buffer>()
+  private readonly ref: ReturnType<typeof parseRegistryReference>
+  /** descriptor digest → repository it was found in */
+  private readonly repositories = new Map<string, string>()
+
+  constructor(readonly description: string, reference: string, private readonly options: RegistrySourceOptions = {}) {
+    this.ref = parseRegistryReference(reference)
+  }
+
+  private async connect(): Promise<RegistryClient> {
+    if (!this.client) {
+      const credentials = await findCredentials(this.ref.host, this.options.creds)
+      this.client = new RegistryClient(this.ref.host, {...this.options, credentials})
+    }
+    return this.client
+  }
+
+  /** A paged list (`_catalog`, `tags/list`), following `Link: <…>; rel="next"`. */
+  private async listAll(client: RegistryClient, first: string, repository: string | undefined, field: 'repositories' | 'tags'): Promise<string[]> {
+    const all: string[] = []
+    let next: string | undefined = first
+    for (let page = 0; next && page < 1000; page++) {
+      const {bytes, headers} = await client.getBytes(next, repository)
+      all.push(...((JSON.parse(bytes.toString('utf8')) as Record<string, string[] | null>)[field] ?? []))
+      const link = /<([^>]+)>;\s*rel="?next"?/.exec(String(headers.link ?? ''))
+      next = link ? link[1] : undefined
+    }
+    return all
+  }
+
+  /** Expand globs in the name (from `_catalog`) and the tag (from `tags/list`). */
+  private async expand(client: RegistryClient): Promise<Array<{name: string; reference: string; tag?: string}>> {
+    const {name, tag, digest} = this.ref
+    let names = [name]
+    if (name.includes('*')) {
+      const pattern = globToRegExp(name)
+      names = (await this.listAll(client, '/v2/_catalog?n=1000', undefined, 'repositories')).filter((r) => pattern.test(r))
+      if (names.length === 0) throw new RegError(`${this.description}: no repository in ${this.ref.host}'s catalog matches ${name}`)
+    }
+    const found: Array<{name: string; reference: string; tag?: string}> = []
+    for (const repository of names) {
+      validateName(repository)
+      if (digest) {
+        found.push({name: repository, reference: digest})
+        continue
+      }
+      if (tag?.includes('*') || name.includes('*') && tag === undefined) {
+        const pattern = globToRegExp(tag ?? '*')
+        const tags = await this.listAll(client, `/v2/${repository}/tags/list?n=1000`, repository, 'tags')
+        for (const t of tags.filter((x) => pattern.test(x)).sort()) found.push({name: repository, reference: t, tag: t})
+      } else {
+        const t = validateTag(tag ?? 'latest', repository)
+        found.push({name: repository, reference: t, tag: t})
+      }
+    }
+    if (found.length === 0) throw new RegError(`${this.description}: no tag matches`)
+    return found
+  }
+
+  async roots(): Promise<SourceRoot[]> {
+    const client = await this.connect()
+    const roots: SourceRoot[] = []
+    for (const {name, reference, tag} of await this.expand(client)) {
+      const {bytes, headers} = await client.getBytes(`/v2/${name}/manifests/${reference}`, name, ACCEPT)
+      const digest = sha256(bytes)
+      const advertised = headers['docker-content-digest']
+      if (reference.startsWith('sha256:') && digest !== reference) {
+        throw new RegError(`${this.description}: the manifest of ${name}@${reference} hashes to ${digest}`, 'the registry returned other bytes than the digest names')
+      }
+      if (typeof advertised === 'string' && advertised.startsWith('sha256:') && advertised !== digest) {
+        throw new RegError(`${this.description}: ${name}:${reference} says Docker-Content-Digest ${advertised} but its bytes hash to ${digest}`)
+      }
+      const manifest = parseManifest(bytes, `${this.description} ${name}:${reference}`)
+      this.manifests.set(digest, bytes)
+      this.repositories.set(digest, name)
+      let descriptor: Descriptor = {mediaType: manifest.mediaType, digest, size: bytes.length}
+      if (this.options.platform && manifest.kind === 'index') {
+        const child = manifest.manifests.find((m) => platformMatches(m, this.options.platform!))
+        if (!child) {
+          const offered = manifest.manifests.map((m) => formatPlatform(m.platform)).filter(Boolean).join(', ')
+          throw new RegError(`${this.description}: ${name}:${reference} has no ${this.options.platform} image`, `platforms in it: ${offered}`)
+        }
+        descriptor = child
+      }
+      this.remember(manifest, name)
+      roots.push({descriptor, name, tag})
+    }
+    return roots
+  }
+
+  /** Children and blobs are fetched from the repository their manifest came from. */
+  private remember(manifest: ReturnType<typeof parseManifest>, repository: string): void {
+    for (const child of manifest.kind === 'index' ? manifest.manifests : [manifest.config, ...manifest.layers]) this.repositories.set(child.digest, repository)
+  }
+
+  private repositoryOf(digest: string): string {
+    return this.repositories.get(digest) ?? this.ref.name
+  }
+
+  async readManifest(descriptor: Descriptor): Promise<Buffer> {
+    const cached = this.manifests.get(descriptor.digest)
+    if (cached) return cached
+    const client = await this.connect()
+    const repository = this.repositoryOf(descriptor.digest)
+    const {bytes} = await client.getBytes(`/v2/${repository}/manifests/${descriptor.digest}`, repository, ACCEPT)
+    this.remember(parseManifest(bytes, `${this.description} ${descriptor.digest}`), repository)
+    return bytes
+  }
+
+  async openBlob(descriptor: Descriptor): Promise<Readable> {
+    const client = await this.connect()
+    const repository = this.repositoryOf(descriptor.digest)
+    const res = await client.request('GET', `/v2/${repository}/blobs/${descriptor.digest}`, repository)
+    if (res.status !== 200) {
+      res.body.resume()
+      throw new RegError(`${this.description}: blob ${descriptor.digest} of ${repository}: the registry answered ${res.status}`)
+    }
+    return res.body
+  }
+
+  async close(): Promise<void> {}
+}

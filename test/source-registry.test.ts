@@ -1,0 +1,126 @@
+// docker://HOST/NAME sources against the reference registry (distribution 2.8): anonymous, Basic
+// (htpasswd) and Bearer token auth. Fixtures are pushed with skopeo, mirrored with reg build,
+// served with reg serve and pulled with skopeo and ctr: digests identical.
+import assert from 'node:assert/strict'
+import {readFile} from 'node:fs/promises'
+import path from 'node:path'
+import {after, before, describe, it} from 'node:test'
+import {startRegistryServer} from '../src/server/registry-server.js'
+import type {TreeIndex} from '../src/tree/model.js'
+import {type Containerd, run, skopeoInspectDigest, startContainerd} from './clients.js'
+import {type RunningRegistry, startDistribution, startTokenServer, type TokenServer, writeHtpasswd} from './distribution.js'
+import {freePort} from './static-hosts.js'
+import {removeTempDirs, runReg, tempDir, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
+
+const USER = 'mirror'
+const PASSWORD = 's3cret-pass'
+
+interface Mode {
+  name: string
+  start(work: string): Promise<{registry: RunningRegistry; creds?: string; token?: TokenServer}>
+}
+
+const MODES: Mode[] = [
+  {name: 'anonymous', start: async (work) => ({registry: await startDistribution(path.join(work, 'registry'), await freePort())})},
+  {
+    name: 'htpasswd Basic auth',
+    start: async (work) => {
+      const htpasswd = await writeHtpasswd(path.join(work, 'htpasswd'), USER, PASSWORD)
+      return {registry: await startDistribution(path.join(work, 'registry'), await freePort(), {htpasswd}), creds: `${USER}:${PASSWORD}`}
+    },
+  },
+  {
+    name: 'Bearer token auth',
+    start: async (work) => {
+      const token = await startTokenServer(path.join(work, 'token'), await freePort(), {[USER]: PASSWORD})
+      const registry = await startDistribution(path.join(work, 'registry'), await freePort(), {token})
+      const stop = registry.stop
+      return {registry: {...registry, stop: async () => {
+        await stop()
+        await token.stop()
+      }}, creds: `${USER}:${PASSWORD}`, token}
+    },
+  },
+]
+
+for (const mode of MODES) {
+  describe(`reg build docker:// (${mode.name})`, () => {
+    let work: string
+    let registry: RunningRegistry
+    let creds: string | undefined
+    let token: TokenServer | undefined
+    let single: {manifestDigest: string}
+    let multi: {indexDigest: string; images: Array<{manifestDigest: string}>}
+    let containerd: Containerd
+
+    before(async () => {
+      work = await tempDir()
+      ;({registry, creds, token} = await mode.start(work))
+      single = await writeTinyOciLayout(path.join(work, 'single'), {'a.txt': `single ${mode.name}\n`}, '1.0')
+      multi = await writeTinyIndexLayout(path.join(work, 'multi'), ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], 'multi')
+      const destCreds = creds ? ['--dest-creds', creds] : []
+      // Asynchronously: the token server runs in this process and must answer skopeo.
+      await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', ...destCreds, `oci:${path.join(work, 'single')}:1.0`, `docker://${registry.hostPort}/team/app:1.0`])
+      await run('skopeo', ['copy', '-q', '--all', '--dest-tls-verify=false', ...destCreds, `oci:${path.join(work, 'multi')}:multi`, `docker://${registry.hostPort}/team/multi:3`])
+      containerd = await startContainerd(path.join(work, 'containerd'))
+    })
+    after(async () => {
+      await containerd?.stop()
+      await registry?.stop()
+      await removeTempDirs()
+    })
+
+    const build = (args: string[], env: NodeJS.ProcessEnv = {}) => runReg(['build', '--plain-http', '--json', ...args, ...(creds && !env.REG_USERNAME && !args.includes('--creds') ? ['--creds', creds] : [])], {env})
+
+    it('mirrors tags byte for byte, a multi-arch index with all its platforms; real clients pull the mirror', async () => {
+      const tree = path.join(work, 'tree')
+      const result = await build([`docker://${registry.hostPort}/team/app:1.0`, `docker://${registry.hostPort}/team/multi:3`, '-o', tree])
+      assert.equal(result.code, 0, result.stderr)
+      const index = JSON.parse(await readFile(path.join(tree, 'registry.json'), 'utf8')) as TreeIndex
+      assert.equal(index.repositories['team/app'].tags['1.0'], single.manifestDigest)
+      assert.equal(index.repositories['team/multi'].tags['3'], multi.indexDigest)
+      assert.deepEqual(index.manifests[multi.indexDigest].children.sort(), multi.images.map((i) => i.manifestDigest).sort())
+      if (token) assert.ok(token.requests.some((s) => s === 'repository:team/app:pull'), `token scopes: ${token.requests.join(', ')}`)
+      const server = await startRegistryServer(tree, {port: 0})
+      try {
+        const hostPort = server.url.replace('http://', '')
+        assert.equal(await skopeoInspectDigest(hostPort, 'team/multi:3'), multi.indexDigest)
+        assert.equal(await containerd.pull(`${hostPort}/team/multi:3`, {allPlatforms: true}), multi.indexDigest)
+        assert.equal(await containerd.pull(`${hostPort}/team/app:1.0`), single.manifestDigest)
+      } finally {
+        await server.close()
+      }
+    })
+
+    it('a second mirror run downloads no blob and re-reads only the manifests', async () => {
+      const tree = path.join(work, 'tree')
+      const again = await build([`docker://${registry.hostPort}/team/multi:3`, '-o', tree])
+      assert.equal(again.code, 0, again.stderr)
+      assert.equal((JSON.parse(again.stdout) as {bytesCopied: number}).bytesCopied, 0)
+    })
+
+    it('--platform keeps one platform and the tag points at its manifest; globs expand over the catalog', async () => {
+      const tree = path.join(work, 'arm64')
+      const result = await build([`docker://${registry.hostPort}/team/*`, '--platform', 'linux/arm64', '-o', tree])
+      assert.equal(result.code, 0, result.stderr)
+      const index = JSON.parse(await readFile(path.join(tree, 'registry.json'), 'utf8')) as TreeIndex
+      const arm64 = multi.images[1].manifestDigest
+      assert.equal(index.repositories['team/multi'].tags['3'], arm64)
+      assert.equal(index.manifests[multi.indexDigest], undefined, 'the index itself is not kept')
+      assert.deepEqual(Object.keys(index.repositories).sort(), ['team/app', 'team/multi'])
+    })
+
+    it('errors name the problem: unknown manifest, and for private registries the credentials used', async () => {
+      const missing = await build([`docker://${registry.hostPort}/team/app:nope`, '-o', path.join(work, 'x')])
+      assert.notEqual(missing.code, 0)
+      assert.match(missing.stderr, /answered 404 \(MANIFEST_UNKNOWN/)
+      if (creds) {
+        const wrong = await build([`docker://${registry.hostPort}/team/app:1.0`, '--creds', 'mirror:wrong', '-o', path.join(work, 'y')])
+        assert.notEqual(wrong.code, 0)
+        assert.match(wrong.stderr, /credentials from --creds/)
+        const fromEnv = await build([`docker://${registry.hostPort}/team/app:1.0`, '-o', path.join(work, 'z')], {REG_USERNAME: USER, REG_PASSWORD: PASSWORD})
+        assert.equal(fromEnv.code, 0, fromEnv.stderr)
+      }
+    })
+  })
+}
