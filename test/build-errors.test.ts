@@ -87,7 +87,7 @@ describe('reg build refuses bad input and keeps the existing tree', () => {
   })
 
   it('a transport that is not there yet', async () => {
-    await expectRefused(['docker-daemon:team/app'], /docker-daemon: transport is not supported yet/)
+    await expectRefused(['containers-storage:team/app'], /containers-storage: transport is not supported yet/)
   })
 
   it('a missing path', async () => {

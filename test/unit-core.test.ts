@@ -44,7 +44,7 @@ describe('source specs', () => {
   it('refuses what it cannot read, with a hint', () => {
     assert.throws(() => parseSourceSpec('/just/a/path'), /unknown transport/)
     assert.throws(() => parseSourceSpec('dir:/x'), /has no name/)
-    assert.throws(() => parseSourceSpec('docker-daemon:a:1'), /not supported yet/)
+    assert.throws(() => parseSourceSpec('containers-storage:a:1'), /not supported yet/)
     assert.equal(parseSourceSpec('docker://example.com/a/b:1=c/d').path, '//example.com/a/b:1')
     assert.throws(() => parseSourceSpec('oci:'), /no path given/)
   })

@@ -1,6 +1,7 @@
 import {createReadStream, createWriteStream} from 'node:fs'
 import {link, mkdir, open, symlink} from 'node:fs/promises'
 import path from 'node:path'
+import type {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {createGunzip} from 'node:zlib'
 import * as tar from 'tar-stream'
@@ -37,6 +38,12 @@ export async function extractArchive(file: string, dest: string, label: string):
     if (errnoCode(error) === 'EISDIR') throw new RegError(`${label}: ${file} is a directory, not an archive`, 'use the oci: or dir: transport for directories')
     throw error
   }
+  await extractTarStream(createReadStream(file), dest, label, {what: file, gzip})
+}
+
+/** Extract a tar stream into `dest` with the same checks (entry names, links) as `extractArchive`. */
+export async function extractTarStream(input: Readable, dest: string, label: string, options: {what?: string; gzip?: boolean} = {}): Promise<void> {
+  const what = options.what ?? 'the archive'
   await mkdir(dest, {recursive: true})
   const extract = tar.extract()
   extract.on('entry', (header, stream, next) => {
@@ -80,10 +87,9 @@ export async function extractArchive(file: string, dest: string, label: string):
       .then(() => next(), (error: unknown) => fail(errnoCode(error) === 'EEXIST' ? new RegError(`${label}: archive entry "${name}" appears twice`) : error as Error))
   })
   try {
-    const input = createReadStream(file)
-    await (gzip ? pipeline(input, createGunzip(), extract) : pipeline(input, extract))
+    await (options.gzip ? pipeline(input, createGunzip(), extract) : pipeline(input, extract))
   } catch (error) {
     if (error instanceof RegError) throw error
-    throw new RegError(`${label}: cannot read archive ${file}: ${(error as Error).message}`, 'the archive is truncated or corrupt; export it again')
+    throw new RegError(`${label}: cannot read archive ${what}: ${(error as Error).message}`, 'the archive is truncated or corrupt; export it again')
   }
 }

@@ -34,7 +34,10 @@ export class DockerArchiveSource implements ImageSource {
   private readonly manifests = new Map<string, Buffer>()
   private extracted?: string
 
-  constructor(readonly description: string, private readonly archive: string, private readonly workDir: string, private readonly ref?: string) {}
+  /** `extracted`: the archive's contents already unpacked there (a daemon's export), instead of `archive` */
+  constructor(readonly description: string, private readonly archive: string, private readonly workDir: string, private readonly ref?: string, extracted?: string) {
+    this.extracted = extracted
+  }
 
   private async extract(): Promise<string> {
     if (!this.extracted) {

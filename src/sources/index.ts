@@ -2,14 +2,15 @@ import path from 'node:path'
 import {RegError} from '../core/errors.js'
 import type {ImageSource} from '../core/image-source.js'
 import {validateName, validateTag} from '../core/reference.js'
+import {DaemonSource} from './daemon/daemon-source.js'
 import {DirSource} from './dir.js'
 import {DockerArchiveSource} from './docker-archive.js'
 import {OciArchiveSource} from './oci-archive.js'
 import {OciLayoutSource} from './oci-layout.js'
 import {RegistrySource, type RegistrySourceOptions} from './registry/registry-source.js'
 
-export const TRANSPORTS = ['oci', 'oci-archive', 'docker-archive', 'dir', 'docker'] as const
-const LATER_TRANSPORTS = ['docker-daemon', 'containers-storage']
+export const TRANSPORTS = ['oci', 'oci-archive', 'docker-archive', 'dir', 'docker', 'docker-daemon'] as const
+const LATER_TRANSPORTS = ['containers-storage']
 
 /** Options of the sources that need them (remote registries). */
 export type SourceOptions = RegistrySourceOptions
@@ -50,6 +51,10 @@ export function parseSourceSpec(text: string): SourceSpec {
     const tag = tagAt > targetText.lastIndexOf('/') ? targetText.slice(tagAt + 1) : undefined
     target = {name: validateName(name), tag: tag === undefined ? undefined : validateTag(tag, name)}
   }
+  if (transport === 'docker-daemon') {
+    if (!rest) throw new RegError(`source "${text}": no image named`, 'write docker-daemon:NAME[:TAG], globs allowed: docker-daemon:\'example.com/*\'')
+    return {text, transport, path: rest, target}
+  }
   if (transport === 'docker') {
     if (!rest.startsWith('//')) throw new RegError(`source "${text}": write docker://HOST/NAME[:TAG|@DIGEST]`)
     return {text, transport, path: rest, target}
@@ -74,6 +79,7 @@ export function parseSourceSpec(text: string): SourceSpec {
 export function openSource(spec: SourceSpec, workDir: string, options: SourceOptions = {}): ImageSource {
   switch (spec.transport) {
     case 'docker': return new RegistrySource(spec.text, spec.path, options)
+    case 'docker-daemon': return new DaemonSource(spec.text, spec.path, workDir)
     case 'oci': return new OciLayoutSource(spec.text, spec.path, spec.ref)
     case 'oci-archive': return new OciArchiveSource(spec.text, spec.path, workDir, spec.ref)
     case 'docker-archive': return new DockerArchiveSource(spec.text, spec.path, workDir, spec.ref)
