@@ -61,6 +61,6 @@ Building into an existing tree adds to it; --clean starts afresh. Builds are ato
       this.log(JSON.stringify(summary, null, 2))
       return
     }
-    this.log(`${summary.out}: ${summary.repositories} repositories, ${summary.tags} tags, ${summary.blobs} blobs, ${formatBytes(summary.bytesStored)} stored (${formatBytes(summary.bytesSavedByDedup)} saved by storing each blob once), ${formatBytes(summary.bytesCopied)} copied`)
+    this.log(`${summary.out}: ${summary.repositories} repositories, ${summary.tags} tags, ${summary.blobs} blobs, ${formatBytes(summary.bytesStored)} stored (${formatBytes(summary.bytesSavedByDedup)} saved by storing each blob once), ${formatBytes(summary.bytesCopied)} copied, ${summary.blobsAlreadyPresent} blobs already present`)
   }
 }

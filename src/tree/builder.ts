@@ -49,6 +49,8 @@ export interface BuildSummary {
   bytesSavedByDedup: number
   /** bytes read from sources and written in this run */
   bytesCopied: number
+  /** blobs the sources named that the tree already had, so were not read again */
+  blobsAlreadyPresent: number
 }
 
 function emptyIndex(tagMaxAge: number): Omit<TreeIndex, 'objects'> {
@@ -173,7 +175,7 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
     await writeFile(path.join(staging, TREE_INDEX_FILE), JSON.stringify(treeIndex, null, 1))
     await writeOciLayout(staging, treeIndex)
     await swapInto(staging, out)
-    return summarize(out, treeIndex, images, ingester.bytesCopied)
+    return {...summarize(out, treeIndex, images, ingester.bytesCopied), blobsAlreadyPresent: ingester.blobsAlreadyPresent}
   } catch (error) {
     await rm(staging, {recursive: true, force: true})
     throw error
@@ -205,7 +207,7 @@ async function swapInto(staging: string, out: string): Promise<void> {
   await rm(old, {recursive: true, force: true})
 }
 
-function summarize(out: string, index: TreeIndex, images: BuiltImage[], bytesCopied: number): BuildSummary {
+function summarize(out: string, index: TreeIndex, images: BuiltImage[], bytesCopied: number): Omit<BuildSummary, 'blobsAlreadyPresent'> {
   const uniqueBlobBytes = Object.values(index.blobs).reduce((sum, b) => sum + b.size, 0)
   const manifestBytes = Object.values(index.manifests).reduce((sum, m) => sum + m.size, 0)
   let perRepositoryBytes = 0

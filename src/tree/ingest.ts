@@ -23,6 +23,8 @@ export class GraphIngester {
   /** blobs being copied right now: two images sharing a layer copy it once */
   private readonly inFlight = new Map<string, Promise<void>>()
   bytesCopied = 0
+  /** blobs the sources named that the store already had (not read again) */
+  blobsAlreadyPresent = 0
 
   constructor(
     private readonly store: BlobStore,
@@ -37,7 +39,8 @@ export class GraphIngester {
     }
     let raw: Buffer
     try {
-      raw = await source.readManifest(descriptor)
+      // A manifest already in the store was verified when it was written: a re-mirror asks the source for nothing.
+      raw = (await this.store.has(descriptor.digest)) ? await readFile(this.store.pathOf(descriptor.digest)) : await source.readManifest(descriptor)
     } catch (error) {
       throw this.missing(error, label, `manifest ${descriptor.digest}`)
     }
@@ -69,7 +72,9 @@ export class GraphIngester {
   private async ingestBlob(source: ImageSource, blob: Descriptor, label: string): Promise<void> {
     if (!this.inFlight.has(blob.digest)) {
       this.inFlight.set(blob.digest, (async () => {
-        if (!(await this.store.has(blob.digest))) {
+        if (await this.store.has(blob.digest)) {
+          this.blobsAlreadyPresent++
+        } else {
           this.observer.blobStart?.(blob.digest, blob.size)
           let input
           try {
