@@ -95,6 +95,7 @@ export class RegistryClient {
   async request(method: 'GET' | 'HEAD', path: string, repository: string | undefined, accept?: string): Promise<RegistryResponse> {
     const scope = repository ? `repository:${repository}:pull` : 'registry:catalog:*'
     const retries = this.options.retries ?? 3
+    let fetchedToken = false
     for (let attempt = 0; ; attempt++) {
       let url = new URL(this.baseUrl + path)
       const headers: Record<string, string> = {...(accept ? {Accept: accept} : {})}
@@ -126,7 +127,9 @@ export class RegistryClient {
       if (res.status === 401 && attempt < retries) {
         res.body.resume()
         const challenge = parseChallenge(String(res.headers['www-authenticate'] ?? ''))
-        if (challenge.scheme === 'bearer' && challenge.params.realm && !token) {
+        // No token yet, or one that expired during a long mirror: ask the realm once per request.
+        if (challenge.scheme === 'bearer' && challenge.params.realm && !fetchedToken) {
+          fetchedToken = true
           this.tokens.set(scope, await this.token(challenge.params.realm, challenge.params.service, challenge.params.scope ?? scope))
           continue
         }
