@@ -47,7 +47,8 @@ export class BlobStore {
     const verifier = new VerifyingStream(check)
     if (onBytes) verifier.on('data', (chunk: Buffer) => onBytes(chunk.length))
     try {
-      await pipeline(input, verifier, createWriteStream(temp, {flags: 'wx', highWaterMark: 1 << 20}))
+      // flush: the bytes are on disk before the rename makes them a blob (a power loss leaves no torn blob)
+      await pipeline(input, verifier, createWriteStream(temp, {flags: 'wx', highWaterMark: 1 << 20, flush: true}))
       await rename(temp, this.pathOf(check.digest))
     } catch (error) {
       await unlink(temp).catch(() => undefined)
@@ -61,7 +62,7 @@ export class BlobStore {
     const digest = sha256(bytes)
     if (!(await this.has(digest))) {
       const temp = this.tempPath()
-      await writeFile(temp, bytes, {flag: 'wx'})
+      await writeFile(temp, bytes, {flag: 'wx', flush: true})
       await rename(temp, this.pathOf(digest))
     }
     return digest

@@ -172,7 +172,7 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
     for (const digest of Object.keys(index.manifests)) if (!keep.has(digest)) delete index.manifests[digest]
     for (const digest of Object.keys(index.blobs)) if (!keep.has(digest)) delete index.blobs[digest]
     const treeIndex: TreeIndex = {...index, objects}
-    await writeFile(path.join(staging, TREE_INDEX_FILE), JSON.stringify(treeIndex, null, 1))
+    await writeFile(path.join(staging, TREE_INDEX_FILE), JSON.stringify(treeIndex, null, 1), {flush: true})
     await writeOciLayout(staging, treeIndex)
     await swapInto(staging, out)
     return {...summarize(out, treeIndex, images, ingester.bytesCopied), blobsAlreadyPresent: ingester.blobsAlreadyPresent}
