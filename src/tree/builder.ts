@@ -1,18 +1,17 @@
 import {randomBytes} from 'node:crypto'
-import {mkdir, readdir, rename, rm, stat, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {errnoCode, RegError} from '../core/errors.js'
 import type {SourceRoot} from '../core/image-source.js'
 import {formatPlatform} from '../core/manifest.js'
-import {MediaType} from '../core/media-types.js'
 import {validateName, validateTag, withPrefix} from '../core/reference.js'
 import {openSource, type SourceOptions, type SourceSpec} from '../sources/index.js'
 import {BlobStore} from './blob-store.js'
 import {type IngestObserver, GraphIngester} from './ingest.js'
 import {DEFAULT_TAG_MAX_AGE, TREE_INDEX_FILE, type TreeIndex} from './model.js'
-import {deriveObjects, generateDocuments, repositoryBlobs, repositoryManifests} from './objects.js'
+import {finalizeIndex, writeTreeFiles} from './finalize.js'
+import {repositoryBlobs, repositoryManifests} from './objects.js'
 import {readTreeIndex} from './registry-tree.js'
-import {validateTreeNames} from './validate.js'
 
 export interface BuildOptions {
   out: string
@@ -162,37 +161,14 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
       }
     }
     await rm(work, {recursive: true, force: true})
-    validateTreeNames(index)
-    const documents = generateDocuments(index)
-    for (const doc of documents) await store.writeBytes(doc.bytes)
-    const objects = deriveObjects(index, documents)
-    const keep = new Set<string>([...objects.map((o) => o.digest)])
-    await store.retainOnly(keep)
-    // Drop records nothing reaches any more (a retagged image's old manifests).
-    for (const digest of Object.keys(index.manifests)) if (!keep.has(digest)) delete index.manifests[digest]
-    for (const digest of Object.keys(index.blobs)) if (!keep.has(digest)) delete index.blobs[digest]
-    const treeIndex: TreeIndex = {...index, objects}
-    await writeFile(path.join(staging, TREE_INDEX_FILE), JSON.stringify(treeIndex, null, 1), {flush: true})
-    await writeOciLayout(staging, treeIndex)
+    const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
+    await writeTreeFiles(staging, treeIndex)
     await swapInto(staging, out)
     return {...summarize(out, treeIndex, images, ingester.bytesCopied), blobsAlreadyPresent: ingester.blobsAlreadyPresent}
   } catch (error) {
     await rm(staging, {recursive: true, force: true})
     throw error
   }
-}
-
-/** The tree is also an OCI image layout: `skopeo copy oci:DIR:team/app:1.0 ...` works on it. */
-async function writeOciLayout(dir: string, index: TreeIndex): Promise<void> {
-  const manifests = []
-  for (const name of Object.keys(index.repositories).sort()) {
-    for (const [tag, digest] of Object.entries(index.repositories[name].tags).sort()) {
-      const record = index.manifests[digest]
-      manifests.push({mediaType: record.mediaType, digest, size: record.size, annotations: {'org.opencontainers.image.ref.name': `${name}:${tag}`}})
-    }
-  }
-  await writeFile(path.join(dir, 'oci-layout'), JSON.stringify({imageLayoutVersion: '1.0.0'}))
-  await writeFile(path.join(dir, 'index.json'), JSON.stringify({schemaVersion: 2, mediaType: MediaType.OciIndex, manifests}))
 }
 
 /** Replace `out` with `staging` by two renames; `recoverSiblings` repairs a kill between them. */
