@@ -10,15 +10,16 @@ export default class Serve extends RegCommand {
   static override flags = {
     port: Flags.integer({char: 'p', description: 'port to listen on (0: any free port)', default: 5000, min: 0, max: 65535}),
     host: Flags.string({description: 'address to listen on', default: '127.0.0.1'}),
+    push: Flags.boolean({description: 'accept pushes (docker push, skopeo copy, podman push) into the tree; read-only without it'}),
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Serve)
     try {
-      const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port})
+      const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port, push: flags.push})
       const tree = await RegistryTree.load(args.dir)
       const hostPort = running.url.replace(/^http:\/\//, '')
-      this.log(`reg serving ${args.dir} at ${running.url}/v2/`)
+      this.log(`reg serving ${args.dir} at ${running.url}/v2/${flags.push ? ' (push enabled)' : ''}`)
       const [name, repo] = Object.entries(tree.index.repositories)[0] ?? []
       const tag = repo ? Object.keys(repo.tags).sort()[0] : undefined
       if (name && tag) {

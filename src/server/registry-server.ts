@@ -5,9 +5,12 @@ import path from 'node:path'
 import {errorBody, notFoundError, UNSUPPORTED_MESSAGE} from '../core/api-errors.js'
 import {RegError} from '../core/errors.js'
 import {MediaType} from '../core/media-types.js'
-import {type RegistryObject, TREE_INDEX_FILE} from '../tree/model.js'
+import {DEFAULT_TAG_MAX_AGE, type RegistryObject, TREE_INDEX_FILE} from '../tree/model.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
-import {RegistryTree} from '../tree/registry-tree.js'
+import {BlobStore} from '../tree/blob-store.js'
+import {finalizeIndex, writeTreeFiles} from '../tree/finalize.js'
+import {readTreeIndex, RegistryTree} from '../tree/registry-tree.js'
+import {PushHandler} from './push.js'
 
 /** Parse a single `bytes=a-b` range; undefined means "serve it all" (multi-range is not supported, as the spec allows). */
 function parseRange(header: string | undefined, size: number): {start: number; end: number} | 'unsatisfiable' | undefined {
@@ -37,7 +40,7 @@ export class RegistryServer {
   private tree?: RegistryTree
   private treeStamp = ''
 
-  constructor(private readonly dir: string) {}
+  constructor(private readonly dir: string, private readonly push?: PushHandler) {}
 
   private async currentTree(): Promise<RegistryTree> {
     const info = await stat(path.join(this.dir, TREE_INDEX_FILE))
@@ -58,6 +61,7 @@ export class RegistryServer {
       urlPath = url.pathname
     }
     const method = req.method ?? 'GET'
+    if (this.push && method !== 'GET' && method !== 'HEAD' && (await this.push.handle(req, res, method, urlPath, url))) return
     if (method !== 'GET' && method !== 'HEAD') {
       this.sendError(res, 405, 'UNSUPPORTED', UNSUPPORTED_MESSAGE, {Allow: 'GET, HEAD'})
       return
@@ -76,6 +80,7 @@ export class RegistryServer {
       this.sendObject(req, res, method, tree, object)
       return
     }
+    if (this.push && (await this.push.handle(req, res, method, urlPath, url))) return
     const referrers = /^v2\/(.+)\/referrers\/(sha256:[a-f0-9]{64})$/.exec(urlPath)
     if (referrers && tree.objectsByPath.has(`v2/${referrers[1]}/manifests/${referrers[2]}`)) {
       // The referrers API answers 200 with an empty index for a known manifest, never 404.
@@ -150,14 +155,22 @@ export interface RunningServer {
 }
 
 /** Start `reg serve` on host:port (port 0 picks a free one). */
-export async function startRegistryServer(dir: string, options: {host?: string; port?: number} = {}): Promise<RunningServer> {
+export async function startRegistryServer(dir: string, options: {host?: string; port?: number; push?: boolean} = {}): Promise<RunningServer> {
+  if (options.push && !(await readTreeIndex(dir))) {
+    // Pushing into a new directory: start from an empty tree.
+    const store = new BlobStore(dir)
+    await store.init()
+    await writeTreeFiles(dir, await finalizeIndex(store, {schemaVersion: 1, generator: 'reg', settings: {tagMaxAge: DEFAULT_TAG_MAX_AGE}, repositories: {}, manifests: {}, blobs: {}}, {collectGarbage: false}))
+  }
   await RegistryTree.load(dir) // fail early, with a clear message, when DIR is not a tree
-  const registry = new RegistryServer(dir)
+  const registry = new RegistryServer(dir, options.push ? new PushHandler(dir) : undefined)
   const server = http.createServer((req, res) => {
     registry.handle(req, res).catch((error: unknown) => {
+      // A RegError is the client's doing (a bad name, a bad reference): 400; anything else is ours.
+      const status = error instanceof RegError ? 400 : 500
       const message = error instanceof RegError ? error.message : 'internal error'
-      if (!res.headersSent) res.writeHead(500, {'Content-Type': 'application/json'})
-      res.end(errorBody('UNKNOWN', message))
+      if (!res.headersSent) res.writeHead(status, {'Content-Type': 'application/json'})
+      res.end(errorBody(status === 400 ? 'NAME_INVALID' : 'UNKNOWN', message))
     })
   })
   const host = options.host ?? '127.0.0.1'

@@ -1,0 +1,233 @@
+import {randomUUID} from 'node:crypto'
+import {createReadStream, createWriteStream} from 'node:fs'
+import {mkdir, readFile, rm, stat} from 'node:fs/promises'
+import type http from 'node:http'
+import path from 'node:path'
+import type {Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+import {errorBody} from '../core/api-errors.js'
+import {isDigest, sha256, verifyBytes} from '../core/digest.js'
+import {errnoCode, RegError} from '../core/errors.js'
+import type {ImageSource} from '../core/image-source.js'
+import {type Descriptor, parseManifest} from '../core/manifest.js'
+import {validateName, validateTag} from '../core/reference.js'
+import {BlobStore} from '../tree/blob-store.js'
+import {finalizeIndex, writeTreeFiles} from '../tree/finalize.js'
+import {GraphIngester} from '../tree/ingest.js'
+import {readTreeIndex} from '../tree/registry-tree.js'
+import {API_VERSION_HEADER} from '../tree/objects.js'
+import type {TreeIndex} from '../tree/model.js'
+
+/** The tree's own store as a source: a pushed manifest is ingested from what was pushed before it. */
+class StoreSource implements ImageSource {
+  readonly description = 'pushed content'
+  constructor(private readonly store: BlobStore) {}
+  async roots() {
+    return []
+  }
+  readManifest(descriptor: Descriptor): Promise<Buffer> {
+    return readFile(this.store.pathOf(descriptor.digest))
+  }
+  async openBlob(descriptor: Descriptor): Promise<Readable> {
+    return createReadStream(this.store.pathOf(descriptor.digest))
+  }
+  async close() {}
+}
+
+function send(res: http.ServerResponse, status: number, headers: Record<string, string | number> = {}, body?: string): void {
+  res.writeHead(status, {...API_VERSION_HEADER, 'Content-Length': body ? Buffer.byteLength(body) : 0, ...(body ? {'Content-Type': 'application/json'} : {}), ...headers})
+  res.end(body)
+}
+
+function fail(res: http.ServerResponse, status: number, code: string, message: string): void {
+  send(res, status, {'Cache-Control': 'no-store'}, errorBody(code, message))
+}
+
+/**
+ * The push side of the distribution API for `reg serve --push`: chunked and monolithic blob
+ * uploads (verified, in a private area beside the tree until complete), cross-repository mounts,
+ * manifests by digest and by tag. A tag becomes visible only when everything it references is in
+ * the store; the tree's index is rewritten atomically, and `reg serve` picks it up.
+ */
+export class PushHandler {
+  private readonly store: BlobStore
+  private readonly uploads: string
+  /** one index update at a time */
+  private queue: Promise<unknown> = Promise.resolve()
+
+  constructor(private readonly dir: string) {
+    this.store = new BlobStore(dir)
+    this.uploads = `${path.resolve(dir)}.reg-uploads`
+  }
+
+  /** Handles push requests; false when the request is not one (the read-only server answers it). */
+  async handle(req: http.IncomingMessage, res: http.ServerResponse, method: string, urlPath: string, url: URL): Promise<boolean> {
+    const upload = /^v2\/(.+)\/blobs\/uploads\/([A-Za-z0-9-]*)$/.exec(urlPath)
+    if (upload) {
+      const [, name, id] = upload
+      validateName(name)
+      if (method === 'POST' && !id) await this.startUpload(req, res, name, url)
+      else if (method === 'PATCH' && id) await this.appendUpload(req, res, name, id)
+      else if (method === 'PUT' && id) await this.finishUpload(req, res, name, id, url)
+      else if (method === 'GET' && id) await this.uploadStatus(res, name, id)
+      else if (method === 'DELETE' && id) {
+        await rm(this.uploadFile(id), {force: true})
+        send(res, 204)
+      } else fail(res, 405, 'UNSUPPORTED', `${method} is not supported here`)
+      return true
+    }
+    const manifest = /^v2\/(.+)\/manifests\/([^/]+)$/.exec(urlPath)
+    if (manifest && method === 'PUT') {
+      await this.putManifest(req, res, manifest[1], manifest[2])
+      return true
+    }
+    const blob = /^v2\/(.+)\/(blobs|manifests)\/(sha256:[a-f0-9]{64})$/.exec(urlPath)
+    if (blob && (method === 'GET' || method === 'HEAD') && (await this.store.has(blob[3]))) {
+      // Pushed but not yet tagged: clients check what exists before uploading it again.
+      const info = await stat(this.store.pathOf(blob[3]))
+      const type = blob[2] === 'manifests' ? parseManifest(await readFile(this.store.pathOf(blob[3])), blob[3]).mediaType : 'application/octet-stream'
+      res.writeHead(200, {...API_VERSION_HEADER, 'Content-Type': type, 'Content-Length': info.size, 'Docker-Content-Digest': blob[3]})
+      if (method === 'HEAD') res.end()
+      else createReadStream(this.store.pathOf(blob[3])).pipe(res)
+      return true
+    }
+    return false
+  }
+
+  private uploadFile(id: string): string {
+    return path.join(this.uploads, id)
+  }
+
+  private location(name: string, id: string): string {
+    return `/v2/${name}/blobs/uploads/${id}`
+  }
+
+  private async startUpload(req: http.IncomingMessage, res: http.ServerResponse, name: string, url: URL): Promise<void> {
+    const mount = url.searchParams.get('mount')
+    if (mount && isDigest(mount) && (await this.store.has(mount))) {
+      req.resume()
+      send(res, 201, {Location: `/v2/${name}/blobs/${mount}`, 'Docker-Content-Digest': mount})
+      return
+    }
+    await mkdir(this.uploads, {recursive: true})
+    const id = randomUUID()
+    await pipeline(req, createWriteStream(this.uploadFile(id)))
+    const digest = url.searchParams.get('digest')
+    if (digest) {
+      await this.commitBlob(res, name, id, digest)
+      return
+    }
+    send(res, 202, {Location: this.location(name, id), 'Docker-Upload-UUID': id, Range: '0-0'})
+  }
+
+  private async size(id: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.uploadFile(id))).size
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return undefined
+      throw error
+    }
+  }
+
+  private async appendUpload(req: http.IncomingMessage, res: http.ServerResponse, name: string, id: string): Promise<void> {
+    const size = await this.size(id)
+    if (size === undefined) {
+      req.resume()
+      fail(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry')
+      return
+    }
+    const range = /^(\d+)-(\d+)$/.exec(String(req.headers['content-range'] ?? ''))
+    if (range && Number(range[1]) !== size) {
+      req.resume()
+      send(res, 416, {Location: this.location(name, id), Range: size > 0 ? `0-${size - 1}` : '0-0'})
+      return
+    }
+    await pipeline(req, createWriteStream(this.uploadFile(id), {flags: 'a'}))
+    const now = (await this.size(id)) ?? 0
+    send(res, 202, {Location: this.location(name, id), 'Docker-Upload-UUID': id, Range: `0-${Math.max(0, now - 1)}`})
+  }
+
+  private async uploadStatus(res: http.ServerResponse, name: string, id: string): Promise<void> {
+    const size = await this.size(id)
+    if (size === undefined) fail(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry')
+    else send(res, 204, {Location: this.location(name, id), 'Docker-Upload-UUID': id, Range: `0-${Math.max(0, size - 1)}`})
+  }
+
+  private async finishUpload(req: http.IncomingMessage, res: http.ServerResponse, name: string, id: string, url: URL): Promise<void> {
+    if ((await this.size(id)) === undefined) {
+      req.resume()
+      fail(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry')
+      return
+    }
+    await pipeline(req, createWriteStream(this.uploadFile(id), {flags: 'a'}))
+    await this.commitBlob(res, name, id, url.searchParams.get('digest') ?? '')
+  }
+
+  /** Verify the upload against its digest and move it into the store (atomically: temp file, rename). */
+  private async commitBlob(res: http.ServerResponse, name: string, id: string, digest: string): Promise<void> {
+    const file = this.uploadFile(id)
+    try {
+      if (!isDigest(digest)) {
+        fail(res, 400, 'DIGEST_INVALID', `a sha256 digest is required, got "${digest}"`)
+        return
+      }
+      const size = (await stat(file)).size
+      try {
+        await this.store.ingest(createReadStream(file), {digest, size, label: `upload ${id}`})
+      } catch (error) {
+        fail(res, 400, 'DIGEST_INVALID', (error as Error).message)
+        return
+      }
+      send(res, 201, {Location: `/v2/${name}/blobs/${digest}`, 'Docker-Content-Digest': digest})
+    } finally {
+      await rm(file, {force: true})
+    }
+  }
+
+  private async putManifest(req: http.IncomingMessage, res: http.ServerResponse, name: string, reference: string): Promise<void> {
+    validateName(name)
+    const chunks: Buffer[] = []
+    for await (const chunk of req) chunks.push(chunk as Buffer)
+    const raw = Buffer.concat(chunks)
+    const digest = sha256(raw)
+    let manifest
+    try {
+      if (isDigest(reference)) verifyBytes(raw, {digest: reference, label: `manifest ${reference}`})
+      else validateTag(reference, name)
+      manifest = parseManifest(raw, `manifest for ${name}:${reference}`, req.headers['content-type']?.split(';')[0])
+    } catch (error) {
+      fail(res, 400, 'MANIFEST_INVALID', (error as Error).message)
+      return
+    }
+    const referenced = manifest.kind === 'index' ? manifest.manifests : [manifest.config, ...manifest.layers]
+    for (const child of referenced) {
+      if (!(await this.store.has(child.digest))) {
+        fail(res, 400, 'MANIFEST_BLOB_UNKNOWN', `${child.digest} is not in the registry: push it first`)
+        return
+      }
+    }
+    await this.store.writeBytes(raw)
+    if (!isDigest(reference)) {
+      // Tags are what the tree publishes: ingest (verifying the whole graph) and rewrite the index.
+      const update = this.queue.then(() => this.tag(name, reference, {mediaType: manifest.mediaType, digest, size: raw.length}))
+      this.queue = update.catch(() => undefined)
+      try {
+        await update
+      } catch (error) {
+        fail(res, 400, 'MANIFEST_INVALID', error instanceof RegError ? error.message : String(error))
+        return
+      }
+    }
+    send(res, 201, {Location: `/v2/${name}/manifests/${digest}`, 'Docker-Content-Digest': digest})
+  }
+
+  private async tag(name: string, tag: string, descriptor: Descriptor): Promise<void> {
+    const previous = await readTreeIndex(this.dir)
+    const index: Omit<TreeIndex, 'objects'> = previous ?? {schemaVersion: 1, generator: 'reg', settings: {tagMaxAge: 60}, repositories: {}, manifests: {}, blobs: {}}
+    await this.store.init()
+    await new GraphIngester(this.store, index).ingest(new StoreSource(this.store), descriptor, `${name}:${tag}`)
+    index.repositories[name] ??= {tags: {}}
+    index.repositories[name].tags[tag] = descriptor.digest
+    await writeTreeFiles(this.dir, await finalizeIndex(this.store, index, {collectGarbage: false}))
+  }
+}

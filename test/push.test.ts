@@ -1,0 +1,108 @@
+// reg serve --push: real clients push (skopeo copy, podman push) into the tree; what they pushed
+// is pulled back (skopeo, ctr) with the same digests; bad uploads never become visible.
+import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
+import {createHash} from 'node:crypto'
+import path from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {after, before, describe, it} from 'node:test'
+import {type Containerd, run, skopeoInspectDigest, startContainerd} from './clients.js'
+import {freePort, requireTool} from './static-hosts.js'
+import {REPO_ROOT, removeTempDirs, runReg, tempDir, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
+
+const sha = (b: Buffer | string) => 'sha256:' + createHash('sha256').update(b).digest('hex')
+
+async function serve(dir: string, extra: string[]): Promise<{url: string; hostPort: string; stop(): Promise<void>}> {
+  const port = await freePort()
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'serve', dir, '-p', String(port), ...extra], {stdio: 'ignore'})
+  const url = `http://127.0.0.1:${port}`
+  for (let i = 0; i < 100 && !(await fetch(`${url}/v2/`).then((r) => r.ok, () => false)); i++) await sleep(50)
+  return {url, hostPort: `127.0.0.1:${port}`, stop: async () => {
+    child.kill('SIGTERM')
+    await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)))
+  }}
+}
+
+describe('reg serve --push', () => {
+  let work: string
+  let server: Awaited<ReturnType<typeof serve>>
+  let containerd: Containerd
+  let single: {manifestDigest: string}
+  let multi: {indexDigest: string}
+
+  before(async () => {
+    for (const tool of ['skopeo', 'podman', 'ctr']) requireTool(tool)
+    work = await tempDir()
+    single = await writeTinyOciLayout(path.join(work, 'single'), {'a.txt': 'pushed\n'}, '1.0')
+    multi = await writeTinyIndexLayout(path.join(work, 'multi'), ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], 'multi')
+    server = await serve(path.join(work, 'tree'), ['--push'])
+    containerd = await startContainerd(path.join(work, 'containerd'))
+  })
+  after(async () => {
+    await containerd?.stop()
+    await server?.stop()
+    await removeTempDirs()
+  })
+
+  it('skopeo pushes an image and a multi-arch index; skopeo and ctr pull them back, digests unchanged', async () => {
+    await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${path.join(work, 'single')}:1.0`, `docker://${server.hostPort}/team/app:1.0`])
+    await run('skopeo', ['copy', '-q', '--all', '--dest-tls-verify=false', `oci:${path.join(work, 'multi')}:multi`, `docker://${server.hostPort}/team/multi:3`])
+    assert.equal(await skopeoInspectDigest(server.hostPort, 'team/app:1.0'), single.manifestDigest)
+    assert.equal(await skopeoInspectDigest(server.hostPort, 'team/multi:3'), multi.indexDigest)
+    assert.equal(await containerd.pull(`${server.hostPort}/team/multi:3`, {allPlatforms: true}), multi.indexDigest)
+    const ls = await runReg(['ls', path.join(work, 'tree'), '--json'])
+    assert.deepEqual((JSON.parse(ls.stdout) as {images: Array<{repository: string; tag: string}>}).images.map((i) => `${i.repository}:${i.tag}`), ['team/app:1.0', 'team/multi:3'])
+  })
+
+  it('podman pushes (chunked uploads), two clients pushing the same blobs at once both succeed', async () => {
+    const podman = ['--root', path.join(work, 'proot'), '--runroot', path.join(work, 'prun'), '--storage-driver', 'vfs']
+    await run('podman', [...podman, 'pull', '-q', '--tls-verify=false', `${server.hostPort}/team/app:1.0`])
+    await Promise.all([
+      run('podman', [...podman, 'push', '-q', '--tls-verify=false', `${server.hostPort}/team/app:1.0`, `${server.hostPort}/podman/a:1`]),
+      run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${path.join(work, 'single')}:1.0`, `docker://${server.hostPort}/skopeo/b:1`]),
+    ])
+    assert.equal(await skopeoInspectDigest(server.hostPort, 'podman/a:1'), single.manifestDigest)
+    assert.equal(await skopeoInspectDigest(server.hostPort, 'skopeo/b:1'), single.manifestDigest)
+    assert.equal(await containerd.pull(`${server.hostPort}/podman/a:1`), single.manifestDigest)
+  })
+
+  it('refuses a manifest whose blobs are missing, and an upload whose bytes do not match its digest', async () => {
+    const missing = sha('never pushed')
+    const manifest = JSON.stringify({schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: {mediaType: 'application/vnd.oci.image.config.v1+json', digest: missing, size: 12}, layers: []})
+    const refused = await fetch(`${server.url}/v2/team/bad/manifests/1`, {method: 'PUT', body: manifest, headers: {'Content-Type': 'application/vnd.oci.image.manifest.v1+json'}})
+    assert.equal(refused.status, 400)
+    assert.equal(((await refused.json()) as {errors: Array<{code: string}>}).errors[0].code, 'MANIFEST_BLOB_UNKNOWN')
+    assert.equal((await fetch(`${server.url}/v2/team/bad/tags/list`)).status, 404)
+    // monolithic upload with a wrong digest: refused, and nothing under either digest
+    const bad = await fetch(`${server.url}/v2/team/app/blobs/uploads/?digest=${sha('other bytes')}`, {method: 'POST', body: 'these bytes'})
+    assert.equal(bad.status, 400)
+    assert.equal((await fetch(`${server.url}/v2/team/app/blobs/${sha('other bytes')}`, {method: 'HEAD'})).status, 404)
+    assert.equal((await fetch(`${server.url}/v2/team/app/blobs/${sha('these bytes')}`, {method: 'HEAD'})).status, 404)
+    // a chunked upload that never finishes is never visible
+    const started = await fetch(`${server.url}/v2/team/app/blobs/uploads/`, {method: 'POST'})
+    assert.equal(started.status, 202)
+    const location = started.headers.get('location')!
+    const patched = await fetch(server.url + location, {method: 'PATCH', body: 'half of it', headers: {'Content-Range': '0-9'}})
+    assert.equal(patched.status, 202)
+    assert.equal(patched.headers.get('range'), '0-9')
+    assert.equal((await fetch(`${server.url}/v2/team/app/blobs/${sha('half of it')}`, {method: 'HEAD'})).status, 404)
+    const finished = await fetch(`${server.url}${location}?digest=${sha('half of it, and the rest')}`, {method: 'PUT', body: ', and the rest'})
+    assert.equal(finished.status, 201)
+    assert.equal(finished.headers.get('docker-content-digest'), sha('half of it, and the rest'))
+    // cross-repository mount of a blob the registry has
+    const mounted = await fetch(`${server.url}/v2/other/repo/blobs/uploads/?mount=${sha('half of it, and the rest')}&from=team/app`, {method: 'POST'})
+    assert.equal(mounted.status, 201)
+  })
+
+  it('without --push the server stays read-only', async () => {
+    const readOnly = await serve(path.join(work, 'tree'), [])
+    try {
+      const res = await fetch(`${readOnly.url}/v2/team/app/blobs/uploads/`, {method: 'POST'})
+      assert.equal(res.status, 405)
+      assert.equal(((await res.json()) as {errors: Array<{code: string}>}).errors[0].code, 'UNSUPPORTED')
+      assert.equal(await skopeoInspectDigest(readOnly.hostPort, 'team/app:1.0'), single.manifestDigest)
+    } finally {
+      await readOnly.stop()
+    }
+  })
+})
