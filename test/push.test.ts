@@ -7,6 +7,7 @@ import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {after, before, describe, it} from 'node:test'
 import {type Containerd, run, skopeoInspectDigest, startContainerd} from './clients.js'
+import {writeHtpasswd} from './distribution.js'
 import {freePort, requireTool} from './static-hosts.js'
 import {REPO_ROOT, removeTempDirs, runReg, tempDir, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
 
@@ -16,7 +17,7 @@ async function serve(dir: string, extra: string[]): Promise<{url: string; hostPo
   const port = await freePort()
   const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'serve', dir, '-p', String(port), ...extra], {stdio: 'ignore'})
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 100 && !(await fetch(`${url}/v2/`).then((r) => r.ok, () => false)); i++) await sleep(50)
+  for (let i = 0; i < 100 && !(await fetch(`${url}/v2/`).then((r) => r.status < 500, () => false)); i++) await sleep(50)
   return {url, hostPort: `127.0.0.1:${port}`, stop: async () => {
     child.kill('SIGTERM')
     await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)))
@@ -92,6 +93,26 @@ describe('reg serve --push', () => {
     // cross-repository mount of a blob the registry has
     const mounted = await fetch(`${server.url}/v2/other/repo/blobs/uploads/?mount=${sha('half of it, and the rest')}&from=team/app`, {method: 'POST'})
     assert.equal(mounted.status, 201)
+  })
+
+  it('--push-auth: pushing needs a user of the htpasswd file, reading does not; --allow-delete removes tags', async () => {
+    const htpasswd = await writeHtpasswd(path.join(work, 'htpasswd'), 'pusher', 'pass-word')
+    const guarded = await serve(path.join(work, 'guarded'), ['--push', '--push-auth', htpasswd, '--allow-delete'])
+    try {
+      const ref = `docker://${guarded.hostPort}/team/app:1.0`
+      await assert.rejects(run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${path.join(work, 'single')}:1.0`, ref]), /401|unauthorized|authentication required/i)
+      await assert.rejects(run('skopeo', ['copy', '-q', '--dest-tls-verify=false', '--dest-creds', 'pusher:wrong', `oci:${path.join(work, 'single')}:1.0`, ref]), /401|unauthorized|authentication required/i)
+      await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', '--dest-creds', 'pusher:pass-word', `oci:${path.join(work, 'single')}:1.0`, ref])
+      assert.equal(await skopeoInspectDigest(guarded.hostPort, 'team/app:1.0'), single.manifestDigest, 'reads stay anonymous')
+      const basic = 'Basic ' + Buffer.from('pusher:pass-word').toString('base64')
+      assert.equal((await fetch(`${guarded.url}/v2/team/app/manifests/1.0`, {method: 'DELETE'})).status, 401)
+      assert.equal((await fetch(`${guarded.url}/v2/team/app/manifests/1.0`, {method: 'DELETE', headers: {Authorization: basic}})).status, 202)
+      assert.equal((await fetch(`${guarded.url}/v2/team/app/manifests/1.0`)).status, 404)
+    } finally {
+      await guarded.stop()
+    }
+    const notAllowed = await fetch(`${server.url}/v2/team/app/manifests/1.0`, {method: 'DELETE'})
+    assert.equal(notAllowed.status, 405, 'without --allow-delete')
   })
 
   it('without --push the server stays read-only', async () => {

@@ -1,5 +1,6 @@
 import {Args, Flags} from '@oclif/core'
 import {RegCommand} from '../ui/reg-command.js'
+import {readHtpasswd} from '../server/push.js'
 import {startRegistryServer} from '../server/registry-server.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 
@@ -11,12 +12,15 @@ export default class Serve extends RegCommand {
     port: Flags.integer({char: 'p', description: 'port to listen on (0: any free port)', default: 5000, min: 0, max: 65535}),
     host: Flags.string({description: 'address to listen on', default: '127.0.0.1'}),
     push: Flags.boolean({description: 'accept pushes (docker push, skopeo copy, podman push) into the tree; read-only without it'}),
+    'push-auth': Flags.string({description: 'htpasswd file (bcrypt, `htpasswd -B`) of the users allowed to push; reads stay anonymous', dependsOn: ['push']}),
+    'allow-delete': Flags.boolean({description: 'with --push: accept DELETE of tags', dependsOn: ['push']}),
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Serve)
     try {
-      const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port, push: flags.push})
+      const push = flags.push ? {users: flags['push-auth'] ? await readHtpasswd(flags['push-auth']) : undefined, allowDelete: flags['allow-delete']} : undefined
+      const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port, push})
       const tree = await RegistryTree.load(args.dir)
       const hostPort = running.url.replace(/^http:\/\//, '')
       this.log(`reg serving ${args.dir} at ${running.url}/v2/${flags.push ? ' (push enabled)' : ''}`)

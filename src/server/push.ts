@@ -1,4 +1,5 @@
 import {randomUUID} from 'node:crypto'
+import bcrypt from 'bcryptjs'
 import {createReadStream, createWriteStream} from 'node:fs'
 import {mkdir, readFile, rm, stat} from 'node:fs/promises'
 import type http from 'node:http'
@@ -49,19 +50,62 @@ function fail(res: http.ServerResponse, status: number, code: string, message: s
  * manifests by digest and by tag. A tag becomes visible only when everything it references is in
  * the store; the tree's index is rewritten atomically, and `reg serve` picks it up.
  */
+export interface PushOptions {
+  /** htpasswd entries (bcrypt) allowed to push; reads stay anonymous */
+  users?: ReadonlyMap<string, string>
+  /** accept DELETE of tags */
+  allowDelete?: boolean
+}
+
+/** Read an htpasswd file; only bcrypt entries (`htpasswd -B`) are accepted. */
+export async function readHtpasswd(file: string): Promise<Map<string, string>> {
+  const users = new Map<string, string>()
+  for (const line of (await readFile(file, 'utf8')).split('\n')) {
+    const [user, hash] = line.trim().split(':')
+    if (!user || !hash) continue
+    if (!/^\$2[aby]\$/.test(hash)) throw new RegError(`${file}: the entry for ${user} is not bcrypt`, 'write it with `htpasswd -B`')
+    users.set(user, hash)
+  }
+  return users
+}
+
 export class PushHandler {
   private readonly store: BlobStore
   private readonly uploads: string
   /** one index update at a time */
   private queue: Promise<unknown> = Promise.resolve()
 
-  constructor(private readonly dir: string) {
+  constructor(private readonly dir: string, private readonly options: PushOptions = {}) {
     this.store = new BlobStore(dir)
     this.uploads = `${path.resolve(dir)}.reg-uploads`
   }
 
+  /** Basic auth for writes, when --push-auth names users. */
+  private async authorized(req: http.IncomingMessage): Promise<boolean> {
+    if (!this.options.users) return true
+    const header = String(req.headers.authorization ?? '')
+    if (!header.startsWith('Basic ')) return false
+    const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8')
+    const colon = decoded.indexOf(':')
+    const hash = this.options.users.get(decoded.slice(0, colon))
+    return hash !== undefined && colon > 0 && bcrypt.compare(decoded.slice(colon + 1), hash)
+  }
+
   /** Handles push requests; false when the request is not one (the read-only server answers it). */
   async handle(req: http.IncomingMessage, res: http.ServerResponse, method: string, urlPath: string, url: URL): Promise<boolean> {
+    // Clients decide from the /v2/ ping whether to send credentials at all (containers/image
+    // never answers a later 401): with --push-auth, the ping challenges unless credentials came.
+    const ping = urlPath === 'v2/' && this.options.users !== undefined
+    if ((ping || (method !== 'GET' && method !== 'HEAD')) && !(await this.authorized(req))) {
+      req.resume()
+      send(res, 401, {'WWW-Authenticate': 'Basic realm="reg"', 'Cache-Control': 'no-store'}, errorBody('UNAUTHORIZED', 'authentication required to push'))
+      return true
+    }
+    const tagged = /^v2\/(.+)\/manifests\/([^/]+)$/.exec(urlPath)
+    if (tagged && method === 'DELETE') {
+      await this.deleteTag(res, tagged[1], tagged[2])
+      return true
+    }
     const upload = /^v2\/(.+)\/blobs\/uploads\/([A-Za-z0-9-]*)$/.exec(urlPath)
     if (upload) {
       const [, name, id] = upload
@@ -219,6 +263,24 @@ export class PushHandler {
       }
     }
     send(res, 201, {Location: `/v2/${name}/manifests/${digest}`, 'Docker-Content-Digest': digest})
+  }
+
+  private async deleteTag(res: http.ServerResponse, name: string, tag: string): Promise<void> {
+    if (!this.options.allowDelete) {
+      fail(res, 405, 'UNSUPPORTED', 'deleting is off: start reg serve with --allow-delete')
+      return
+    }
+    const update = this.queue.then(async () => {
+      const index = await readTreeIndex(this.dir)
+      if (!index?.repositories[name]?.tags[tag]) return false
+      delete index.repositories[name].tags[tag]
+      if (Object.keys(index.repositories[name].tags).length === 0) delete index.repositories[name]
+      await writeTreeFiles(this.dir, await finalizeIndex(this.store, index, {collectGarbage: false}))
+      return true
+    })
+    this.queue = update.catch(() => undefined)
+    if (await update) send(res, 202)
+    else fail(res, 404, 'MANIFEST_UNKNOWN', `${name}:${tag} is not a tag`)
   }
 
   private async tag(name: string, tag: string, descriptor: Descriptor): Promise<void> {

@@ -10,7 +10,7 @@ import {API_VERSION_HEADER} from '../tree/objects.js'
 import {BlobStore} from '../tree/blob-store.js'
 import {finalizeIndex, writeTreeFiles} from '../tree/finalize.js'
 import {readTreeIndex, RegistryTree} from '../tree/registry-tree.js'
-import {PushHandler} from './push.js'
+import {PushHandler, type PushOptions} from './push.js'
 
 /** Parse a single `bytes=a-b` range; undefined means "serve it all" (multi-range is not supported, as the spec allows). */
 function parseRange(header: string | undefined, size: number): {start: number; end: number} | 'unsatisfiable' | undefined {
@@ -70,6 +70,7 @@ export class RegistryServer {
       res.writeHead(301, {Location: '/v2/' + url.search, ...API_VERSION_HEADER, 'Content-Length': '0'}).end()
       return
     }
+    if (urlPath === 'v2/' && this.push && (await this.push.handle(req, res, method, urlPath, url))) return
     const tree = await this.currentTree()
     const object = tree.objectsByPath.get(urlPath)
     if (object) {
@@ -155,7 +156,7 @@ export interface RunningServer {
 }
 
 /** Start `reg serve` on host:port (port 0 picks a free one). */
-export async function startRegistryServer(dir: string, options: {host?: string; port?: number; push?: boolean} = {}): Promise<RunningServer> {
+export async function startRegistryServer(dir: string, options: {host?: string; port?: number; push?: boolean | PushOptions} = {}): Promise<RunningServer> {
   if (options.push && !(await readTreeIndex(dir))) {
     // Pushing into a new directory: start from an empty tree.
     const store = new BlobStore(dir)
@@ -163,7 +164,7 @@ export async function startRegistryServer(dir: string, options: {host?: string; 
     await writeTreeFiles(dir, await finalizeIndex(store, {schemaVersion: 1, generator: 'reg', settings: {tagMaxAge: DEFAULT_TAG_MAX_AGE}, repositories: {}, manifests: {}, blobs: {}}, {collectGarbage: false}))
   }
   await RegistryTree.load(dir) // fail early, with a clear message, when DIR is not a tree
-  const registry = new RegistryServer(dir, options.push ? new PushHandler(dir) : undefined)
+  const registry = new RegistryServer(dir, options.push ? new PushHandler(dir, options.push === true ? {} : options.push) : undefined)
   const server = http.createServer((req, res) => {
     registry.handle(req, res).catch((error: unknown) => {
       // A RegError is the client's doing (a bad name, a bad reference): 400; anything else is ours.
