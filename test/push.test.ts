@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
+import {writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {after, before, describe, it} from 'node:test'
@@ -68,12 +69,15 @@ describe('reg serve --push', () => {
   })
 
   it('refuses a manifest whose blobs are missing, and an upload whose bytes do not match its digest', async () => {
+    await writeFile(path.join(work, 'huge'), Buffer.alloc(5 * 1024 * 1024, 0x20))
     const missing = sha('never pushed')
     const manifest = JSON.stringify({schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: {mediaType: 'application/vnd.oci.image.config.v1+json', digest: missing, size: 12}, layers: []})
     const refused = await fetch(`${server.url}/v2/team/bad/manifests/1`, {method: 'PUT', body: manifest, headers: {'Content-Type': 'application/vnd.oci.image.manifest.v1+json'}})
     assert.equal(refused.status, 400)
     assert.equal(((await refused.json()) as {errors: Array<{code: string}>}).errors[0].code, 'MANIFEST_BLOB_UNKNOWN')
     assert.equal((await fetch(`${server.url}/v2/team/bad/tags/list`)).status, 404)
+    const huge = await run('curl', ['-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'PUT', '--data-binary', `@${path.join(work, 'huge')}`, `${server.url}/v2/team/bad/manifests/2`])
+    assert.equal(huge, '413', 'a manifest over 4 MiB is refused without reading it all')
     // monolithic upload with a wrong digest: refused, and nothing under either digest
     const bad = await fetch(`${server.url}/v2/team/app/blobs/uploads/?digest=${sha('other bytes')}`, {method: 'POST', body: 'these bytes'})
     assert.equal(bad.status, 400)

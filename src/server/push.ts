@@ -35,6 +35,8 @@ class StoreSource implements ImageSource {
   async close() {}
 }
 
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
 function send(res: http.ServerResponse, status: number, headers: Record<string, string | number> = {}, body?: string): void {
   res.writeHead(status, {...API_VERSION_HEADER, 'Content-Length': body ? Buffer.byteLength(body) : 0, ...(body ? {'Content-Type': 'application/json'} : {}), ...headers})
   res.end(body)
@@ -128,11 +130,17 @@ export class PushHandler {
     const blob = /^v2\/(.+)\/(blobs|manifests)\/(sha256:[a-f0-9]{64})$/.exec(urlPath)
     if (blob && (method === 'GET' || method === 'HEAD') && (await this.store.has(blob[3]))) {
       // Pushed but not yet tagged: clients check what exists before uploading it again.
-      const info = await stat(this.store.pathOf(blob[3]))
-      const type = blob[2] === 'manifests' ? parseManifest(await readFile(this.store.pathOf(blob[3])), blob[3]).mediaType : 'application/octet-stream'
-      res.writeHead(200, {...API_VERSION_HEADER, 'Content-Type': type, 'Content-Length': info.size, 'Docker-Content-Digest': blob[3]})
-      if (method === 'HEAD') res.end()
-      else createReadStream(this.store.pathOf(blob[3])).pipe(res)
+      const file = this.store.pathOf(blob[3])
+      if (blob[2] === 'manifests') {
+        // Small: read once, for its media type and its body.
+        const raw = await readFile(file)
+        res.writeHead(200, {...API_VERSION_HEADER, 'Content-Type': parseManifest(raw, blob[3]).mediaType, 'Content-Length': raw.length, 'Docker-Content-Digest': blob[3]})
+        res.end(method === 'HEAD' ? undefined : raw)
+      } else {
+        res.writeHead(200, {...API_VERSION_HEADER, 'Content-Type': 'application/octet-stream', 'Content-Length': (await stat(file)).size, 'Docker-Content-Digest': blob[3]})
+        if (method === 'HEAD') res.end()
+        else createReadStream(file).pipe(res)
+      }
       return true
     }
     return false
@@ -230,8 +238,19 @@ export class PushHandler {
 
   private async putManifest(req: http.IncomingMessage, res: http.ServerResponse, name: string, reference: string): Promise<void> {
     validateName(name)
+    // Manifests are small documents: read at most 4 MiB (distribution's limit), never a layer's worth.
     const chunks: Buffer[] = []
-    for await (const chunk of req) chunks.push(chunk as Buffer)
+    let received = 0
+    for await (const chunk of req) {
+      received += (chunk as Buffer).length
+      if (received > MAX_MANIFEST_BYTES) {
+        // Answer, then drop the connection instead of reading the rest.
+        res.once('finish', () => req.destroy())
+        send(res, 413, {'Cache-Control': 'no-store', Connection: 'close'}, errorBody('MANIFEST_INVALID', `a manifest is at most ${MAX_MANIFEST_BYTES} bytes`))
+        return
+      }
+      chunks.push(chunk as Buffer)
+    }
     const raw = Buffer.concat(chunks)
     const digest = sha256(raw)
     let manifest
