@@ -71,12 +71,9 @@ export class DaemonSource implements ImageSource {
       const stream = await exporter.getImages({names: repoTags})
       await extractTarStream(stream, dir, this.description, {what: `the export of ${repoTags.join(', ')}`})
       this.archive = new DockerArchiveSource(this.description, '', path.join(this.workDir, 'daemon-layers'), undefined, dir)
-      this.selected = new Set(repoTags)
     }
     return this.archive
   }
-
-  private selected = new Set<string>()
 
   async roots(): Promise<SourceRoot[]> {
     const roots = await (await this.open()).roots()
