@@ -23,6 +23,7 @@ import path from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {fileURLToPath} from 'node:url'
 import {makeLayout} from './synthetic.js'
+import type {BuildSummary} from '../src/tree/builder.js'
 
 const JSON_OUT = process.argv.includes('--json')
 const REPO = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
@@ -211,15 +212,8 @@ async function baseline(layout: string, refs: string[], out: string, work: strin
   return {seconds: (end - start) / 1000, copySeconds: (copied - start) / 1000, linkSeconds: (end - copied) / 1000, linked, skopeoPeakRss}
 }
 
-interface RegSummary {
-  images: Array<{name: string; tag: string; digest: string}>
-  repositories: number
-  tags: number
-  blobs: number
-  bytesStored: number
-  bytesSavedByDedup: number
-  bytesCopied: number
-}
+/** what `reg build --json` prints */
+type RegSummary = Pick<BuildSummary, 'images' | 'repositories' | 'tags' | 'blobs' | 'bytesStored' | 'bytesSavedByDedup' | 'bytesCopied'>
 
 const median = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b)
