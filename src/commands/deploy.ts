@@ -52,6 +52,8 @@ export default class Deploy extends RegCommand {
     }
     const {plan} = report
     const verb = report.dryRun ? 'would' : 'did'
+    for (const line of report.host?.messages ?? []) this.log(line)
+    if (report.host) this.log(`${report.backend}: uploaded ${report.host.uploadedFiles} files (${formatBytes(report.host.uploadedBytes)}); the host had the rest`)
     this.log(`${report.backend} ${report.location}: ${verb} upload ${plan.uploads} objects (${formatBytes(plan.bytesToUpload)}), copy ${plan.copies} server-side (${formatBytes(plan.bytesToCopy)}), delete ${plan.deletes}; ${plan.unchanged} unchanged`)
   }
 }

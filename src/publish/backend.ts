@@ -51,6 +51,22 @@ export interface Backend {
   deleteObject(key: string): Promise<void>
   /** host configuration (nginx.conf, .htaccess, _headers...) and anything to do after all objects are in place */
   writeHostConfig?(tree: RegistryTree, plan: PublishPlan): Promise<void>
+  /**
+   * Hosts that deploy atomically (Netlify, Pages) stage every step and publish them here, in one
+   * deploy that goes live whole: after the host configuration and the prune phase.
+   */
+  finish?(tree: RegistryTree): Promise<HostDeployReport>
   /** is this failure worth another try (throttling, 5xx, resets)? */
   isRetryable?(error: unknown): boolean
+}
+
+/** What an atomic host did in `finish`: the bytes it asked for, and where the registry now is. */
+export interface HostDeployReport {
+  /** files the host asked for (it already had the rest, by content hash) */
+  uploadedFiles: number
+  uploadedBytes: number
+  /** the registry's base URL on this host */
+  url?: string
+  /** lines to show the user: deploy URL, pull command */
+  messages: string[]
 }

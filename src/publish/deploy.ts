@@ -2,7 +2,7 @@ import {mkdtemp, rm} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {RegistryTree} from '../tree/registry-tree.js'
-import type {Backend} from './backend.js'
+import type {Backend, HostDeployReport} from './backend.js'
 import {createPublishPlan, type PublishPlan} from './plan.js'
 import {type PublishObserver, type PublishResult, runPublishPlan} from './run.js'
 
@@ -22,6 +22,8 @@ export interface DeployReport {
   dryRun: boolean
   plan: {uploads: number; copies: number; deletes: number; unchanged: number; bytesToUpload: number; bytesToCopy: number; bytesToDelete: number}
   result?: PublishResult
+  /** atomic hosts: what the final deploy uploaded and where it is live */
+  host?: HostDeployReport
 }
 
 /** `reg deploy`: tree → plan (against one listing of the host) → ordered, retried publish → host config. */
@@ -50,5 +52,6 @@ async function publishTree(tree: RegistryTree, backend: Backend, options: Deploy
     // Host configuration routes tags: it goes live after every object it points at, before anything is deleted.
     beforePrune: async () => backend.writeHostConfig?.(tree, plan),
   })
+  if (backend.finish) report.host = await backend.finish(tree)
   return report
 }

@@ -1,0 +1,239 @@
+import {createHash} from 'node:crypto'
+import {createReadStream, type ReadStream} from 'node:fs'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {NetlifyAPI} from '@netlify/api'
+import {mapLimit} from '../../src/core/concurrency.js'
+import {RegError} from '../../src/core/errors.js'
+import type {Backend, HostDeployReport, RemoteObject, RemoteState} from '../../src/publish/backend.js'
+import {checkHostLimits, headerFileConfig, headerFileStorageKey, type HostLimits} from '../../src/publish/header-file-host.js'
+import type {RegistryObject} from '../../src/tree/model.js'
+import type {RegistryTree} from '../../src/tree/registry-tree.js'
+
+export interface NetlifySettings {
+  /** site ID, or its name (`NAME` → `NAME.netlify.app`) or domain */
+  site: string
+  token: string
+  /** API base, e.g. https://api.netlify.com/api/v1 */
+  apiUrl: string
+  draft: boolean
+  message?: string
+  maxFileSize: number
+  concurrency: number
+  retries: number
+}
+
+/** Netlify refuses deploys with more files in one directory (docs: "Files per directory limit"). */
+export const NETLIFY_MAX_FILES_PER_DIRECTORY = 54_000
+/** The CLI deploys synchronously up to this many files, asynchronously (polling the diff) beyond. */
+const SYNC_FILE_LIMIT = 100
+const DEPLOY_TIMEOUT_MS = 20 * 60_000
+
+interface StagedFile {
+  sha1: string
+  size: number
+  /** where the bytes are: a file of the tree, generated content, or nowhere here (a copy of a live file Netlify has) */
+  source?: {file: string} | {content: Buffer}
+}
+
+interface NetlifyDeploy {
+  id: string
+  state: string
+  required?: string[]
+  error_message?: string
+  ssl_url?: string
+  url?: string
+  deploy_ssl_url?: string
+  deploy_url?: string
+}
+
+interface NetlifySite {
+  id: string
+  name?: string
+  ssl_url?: string
+  url?: string
+  custom_domain?: string | null
+}
+
+interface HttpError {
+  status?: number
+  json?: {message?: string; code?: number}
+  data?: string
+  message: string
+}
+
+function httpStatus(error: unknown): number | undefined {
+  return typeof error === 'object' && error !== null && typeof (error as HttpError).status === 'number' ? (error as HttpError).status : undefined
+}
+
+function sha1Of(source: NonNullable<StagedFile['source']>): Promise<string> {
+  const hash = createHash('sha1')
+  if ('content' in source) return Promise.resolve(hash.update(source.content).digest('hex'))
+  return new Promise((resolve, reject) => {
+    createReadStream(source.file).on('data', (chunk) => hash.update(chunk)).on('error', reject).on('end', () => resolve(hash.digest('hex')))
+  })
+}
+
+function pullHint(tree: RegistryTree, url: string): string[] {
+  const [name, repository] = Object.entries(tree.index.repositories).sort(([a], [b]) => a.localeCompare(b))[0] ?? []
+  const tag = repository ? Object.keys(repository.tags).sort()[0] : undefined
+  return name && tag && url ? [`pull: docker pull ${new URL(url).host}/${name}:${tag}`] : []
+}
+
+/**
+ * Netlify, through its API's file-digest deploy: every step of the publish plan is staged (path →
+ * SHA-1), and `finish` creates one deploy listing every file, uploads only the contents Netlify
+ * asks for (each SHA-1 once, whatever number of paths share it) and waits until the deploy is live.
+ * Atomic: nothing is visible before the whole registry is, so the publish order holds trivially.
+ */
+export class NetlifyBackend implements Backend {
+  readonly name = 'netlify'
+  readonly capabilities = {customHeaders: true, rewrites: true, redirects: true, basicAuth: false, serverSideCopy: true}
+  readonly location: string
+  private readonly api: NetlifyAPI
+  private site?: NetlifySite
+  /** the published deploy's files: kept in the new deploy unless pruned */
+  private readonly live = new Map<string, {sha1: string; size: number}>()
+  private readonly staged = new Map<string, StagedFile>()
+  private readonly removed = new Set<string>()
+
+  constructor(private readonly settings: NetlifySettings) {
+    const base = new URL(settings.apiUrl)
+    this.api = new NetlifyAPI(settings.token, {scheme: base.protocol.replace(':', ''), host: base.host, pathPrefix: base.pathname.replace(/\/$/, ''), userAgent: 'reg (static registry)'})
+    this.location = `site ${settings.site}${settings.draft ? ' (draft)' : ''}`
+  }
+
+  storageKeyOf(object: RegistryObject): string {
+    return headerFileStorageKey(object)
+  }
+
+  private siteId(): string {
+    const site = this.settings.site
+    // Netlify's API takes a site ID or a domain; a bare name is a netlify.app subdomain.
+    return /^[0-9a-f-]{36}$/i.test(site) || site.includes('.') ? site : `${site}.netlify.app`
+  }
+
+  private explain(error: unknown, doing: string): RegError {
+    const status = httpStatus(error)
+    const detail = (error as HttpError).json?.message ?? (error as HttpError).data ?? (error as Error).message
+    if (status === 401) return new RegError(`Netlify refused the token while ${doing} (401)`, 'set NETLIFY_AUTH_TOKEN (or --auth) to a personal access token: Netlify → User settings → Applications')
+    if (status === 403) return new RegError(`the token may not ${doing} (403): ${detail}`, 'use a token of a member of the site\'s team')
+    if (status === 404 && doing.startsWith('read the site')) return new RegError(`no Netlify site "${this.settings.site}" (404)`, 'give --site the site ID (Site configuration → Site details) or its name; create the site first in the Netlify UI or with `netlify sites:create`')
+    if (status === undefined) return new RegError(`cannot reach the Netlify API at ${this.settings.apiUrl} while ${doing}: ${detail}`, 'check the network, or --api-url / NETLIFY_API_URL')
+    return new RegError(`Netlify answered ${status} while ${doing}: ${detail}`)
+  }
+
+  async describeRemote(): Promise<RemoteState> {
+    try {
+      this.site = await this.api.getSite({site_id: this.siteId()}) as NetlifySite
+    } catch (error) {
+      throw this.explain(error, 'read the site')
+    }
+    let files: Array<{path: string; sha: string; size: number}> = []
+    try {
+      files = await this.api.listSiteFiles({site_id: this.site.id}) as typeof files
+    } catch (error) {
+      // A site that was never deployed has no files.
+      if (httpStatus(error) !== 404) throw this.explain(error, 'list the site\'s files')
+    }
+    const objects = new Map<string, RemoteObject>()
+    for (const file of files) {
+      const key = file.path.replace(/^\//, '')
+      this.live.set(key, {sha1: file.sha, size: file.size})
+      objects.set(key, {key, size: file.size})
+    }
+    return {objects}
+  }
+
+  async putObject(key: string, object: RegistryObject, file: string): Promise<void> {
+    const source = {file}
+    this.staged.set(key, {sha1: await sha1Of(source), size: object.size, source})
+  }
+
+  async copyObject(fromKey: string, key: string): Promise<void> {
+    const from: StagedFile | undefined = this.staged.get(fromKey) ?? this.live.get(fromKey)
+    if (!from) throw new RegError(`internal: nothing staged at ${fromKey} to copy to ${key}`)
+    this.staged.set(key, from)
+  }
+
+  async deleteObject(key: string): Promise<void> {
+    this.removed.add(key)
+  }
+
+  async writeHostConfig(tree: RegistryTree): Promise<void> {
+    for (const config of headerFileConfig(tree.index)) {
+      const source = {content: Buffer.from(config.content)}
+      this.staged.set(config.path, {sha1: await sha1Of(source), size: source.content.length, source})
+    }
+  }
+
+  /** Run an API call, retrying 5xx and network failures with backoff (the client itself waits out 429s as X-RateLimit-Reset says). */
+  private async withRetries<T>(doing: string, call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call()
+      } catch (error) {
+        const status = httpStatus(error)
+        const transient = status === undefined || status >= 500 || status === 429
+        if (!transient || attempt >= this.settings.retries) throw this.explain(error, doing)
+        await sleep(Math.min(250 * 2 ** attempt, 8000))
+      }
+    }
+  }
+
+  private async waitFor(deployId: string, done: readonly string[], doing: string): Promise<NetlifyDeploy> {
+    const started = Date.now()
+    for (let poll = 0; Date.now() - started < DEPLOY_TIMEOUT_MS; poll++) {
+      const deploy = await this.withRetries(doing, () => this.api.getSiteDeploy({site_id: this.site?.id ?? '', deploy_id: deployId}) as Promise<NetlifyDeploy>)
+      if (deploy.state === 'error') throw new RegError(`Netlify failed the deploy ${deployId}: ${deploy.error_message ?? 'no reason given'}`, 'see the deploy log in the Netlify UI; the site still serves its previous deploy')
+      if (done.includes(deploy.state)) return deploy
+      await sleep(Math.min(200 * 2 ** poll, 2000))
+    }
+    throw new RegError(`Netlify did not finish ${doing} within ${DEPLOY_TIMEOUT_MS / 60_000} minutes (deploy ${deployId})`, 'the site still serves its previous deploy; try again')
+  }
+
+  async finish(tree: RegistryTree): Promise<HostDeployReport> {
+    const site = this.site
+    if (!site) throw new RegError('internal: finish before describeRemote')
+    const files = new Map<string, {sha1: string; size: number}>()
+    for (const [key, file] of this.live) if (!this.removed.has(key)) files.set(key, file)
+    for (const [key, file] of this.staged) files.set(key, file)
+    const limits: HostLimits = {
+      host: 'Netlify', maxFilesPerDirectory: NETLIFY_MAX_FILES_PER_DIRECTORY, maxFileSize: this.settings.maxFileSize,
+      instead: 'deploy this registry with --backend s3 or --backend r2 (no per-file or per-directory limits), or raise --max-file-size if your plan allows',
+    }
+    checkHostLimits(new Map([...files].map(([key, file]) => [key, file.size])), limits)
+
+    const manifest = Object.fromEntries([...files].map(([key, file]) => [`/${key}`, file.sha1]))
+    const asynchronous = files.size > SYNC_FILE_LIMIT
+    let deploy = await this.withRetries('create the deploy', () => this.api.createSiteDeploy({
+      site_id: site.id, title: this.settings.message,
+      body: {files: manifest, async: asynchronous, draft: this.settings.draft},
+    }) as Promise<NetlifyDeploy>)
+    if (asynchronous && !['prepared', 'ready'].includes(deploy.state)) deploy = await this.waitFor(deploy.id, ['prepared', 'uploading', 'ready'], 'diffing the files')
+
+    // Each required SHA-1 once, from whichever staged path holds it.
+    const bySha1 = new Map<string, {key: string; source: NonNullable<StagedFile['source']>; size: number}>()
+    for (const [key, file] of this.staged) if (file.source && !bySha1.has(file.sha1)) bySha1.set(file.sha1, {key, source: file.source, size: file.size})
+    const uploads = (deploy.required ?? []).map((sha1) => {
+      const holder = bySha1.get(sha1)
+      if (!holder) throw new RegError(`Netlify asked for content reg does not have locally (sha1 ${sha1})`, 'deploy again with --prune, so every file comes from the tree')
+      return holder
+    })
+    let uploadedBytes = 0
+    await mapLimit(uploads, this.settings.concurrency, async ({key, source, size}) => {
+      await this.withRetries(`upload /${key}`, () => this.api.uploadDeployFile({
+        deploy_id: deploy.id, path: encodeURI(key),
+        // a function: the client calls it again for each retry of a 429, so a stream is never reused
+        // (the client's types say ReadStream; node-fetch sends a Buffer just as well)
+        body: 'content' in source ? source.content as unknown as ReadStream : () => createReadStream(source.file),
+      }))
+      uploadedBytes += size
+    })
+    const ready = deploy.state === 'ready' ? deploy : await this.waitFor(deploy.id, ['ready'], 'publishing the deploy')
+    const url = (this.settings.draft ? ready.deploy_ssl_url ?? ready.deploy_url : site.custom_domain ? `https://${site.custom_domain}` : ready.ssl_url ?? site.ssl_url ?? ready.url ?? site.url) ?? ''
+    return {
+      uploadedFiles: uploads.length, uploadedBytes, url,
+      messages: [`Netlify deploy ${ready.id} is live${this.settings.draft ? ' as a draft' : ''}: ${url}`, ...pullHint(tree, url)],
+    }
+  }
+}
