@@ -45,7 +45,7 @@ try {
   if (built.code !== 0) throw new Error(built.stderr)
   // The files aws and rclone sync: the same URL space as plain files (what `--backend dir` writes).
   const files = path.join(work, 'files')
-  const dir = await runReg(['deploy', tree, '--backend', 'dir', '--target', files])
+  const dir = await runReg(['deploy', tree, '--backend', 'dir', '--dest', files])
   if (dir.code !== 0) throw new Error(dir.stderr)
   await rm(path.join(files, '.reg-state.json'))
 

@@ -43,7 +43,7 @@ describe('reg deploy --backend dir', () => {
   after(removeTempDirs)
 
   const deploy = async (...extra: string[]): Promise<DeployJson> => {
-    const result = await runReg(['deploy', tree, '--backend', 'dir', '--target', out, '--json', ...extra])
+    const result = await runReg(['deploy', tree, '--backend', 'dir', '--dest', out, '--json', ...extra])
     assert.equal(result.code, 0, result.stderr)
     return JSON.parse(result.stdout) as DeployJson
   }
@@ -96,7 +96,7 @@ describe('reg deploy --backend dir', () => {
 
   it('--name-prefix serves every repository under a namespace, with lists that name it', async () => {
     const prefixed = path.join(work, 'prefixed')
-    const result = await runReg(['deploy', tree, '--backend', 'dir', '--target', prefixed, '--name-prefix', 'acme', '--json'])
+    const result = await runReg(['deploy', tree, '--backend', 'dir', '--dest', prefixed, '--name-prefix', 'acme', '--json'])
     assert.equal(result.code, 0, result.stderr)
     const registry = await RegistryTree.load(tree)
     const digest = registry.index.repositories['team/app'].tags['2.0']
@@ -104,16 +104,16 @@ describe('reg deploy --backend dir', () => {
     assert.deepEqual(JSON.parse(await readFile(path.join(prefixed, 'v2/acme/team/app/tags/list'), 'utf8')), {name: 'acme/team/app', tags: ['2.0']})
     assert.deepEqual(JSON.parse(await readFile(path.join(prefixed, 'v2/_catalog'), 'utf8')), {repositories: ['acme/team/app']})
     assert.deepEqual((await readdir(path.join(prefixed, 'v2'))).sort(), ['_catalog', 'acme', 'index.json'])
-    const bad = await runReg(['deploy', tree, '--backend', 'dir', '--target', prefixed, '--name-prefix', 'Acme'])
+    const bad = await runReg(['deploy', tree, '--backend', 'dir', '--dest', prefixed, '--name-prefix', 'Acme'])
     assert.notEqual(bad.code, 0)
     assert.match(bad.stderr, /invalid repository name "Acme"/)
   })
 
-  it('refuses a missing --target and a directory that is not a tree', async () => {
+  it('refuses a missing --dest and a directory that is not a tree', async () => {
     const missing = await runReg(['deploy', tree, '--backend', 'dir'])
     assert.notEqual(missing.code, 0)
-    assert.match(missing.stderr, /--backend dir needs --target OUT/)
-    const notTree = await runReg(['deploy', work, '--backend', 'dir', '--target', out])
+    assert.match(missing.stderr, /--backend dir needs --dest DIR/)
+    const notTree = await runReg(['deploy', work, '--backend', 'dir', '--dest', out])
     assert.notEqual(notTree.code, 0)
     assert.match(notTree.stderr, /is not a reg tree/)
   })

@@ -38,7 +38,7 @@ for (const testCase of CASES) {
     let index: TreeIndex
 
     const deploy = async (...extra: string[]) => {
-      const result = await runReg(['deploy', tree, '--backend', testCase.backend, '--target', out, '--json', ...testCase.extraFlags(port), ...extra])
+      const result = await runReg(['deploy', tree, '--backend', testCase.backend, '--dest', out, '--json', ...testCase.extraFlags(port), ...extra])
       assert.equal(result.code, 0, result.stderr)
       return JSON.parse(result.stdout) as {result: {uploaded: number; copied: number; deleted: number}}
     }

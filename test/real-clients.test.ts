@@ -20,7 +20,7 @@ interface Host {
 async function deployed(backend: 'nginx' | 'apache', fixtures: CoreFixtures, work: string, start: (out: string, port: number) => Promise<RunningHost>): Promise<RunningHost> {
   const port = await freePort()
   const out = path.join(work, `${backend}-public`)
-  const result = await runReg(['deploy', fixtures.tree, '--backend', backend, '--target', out, ...(backend === 'nginx' ? ['--listen', `127.0.0.1:${port}`] : [])])
+  const result = await runReg(['deploy', fixtures.tree, '--backend', backend, '--dest', out, ...(backend === 'nginx' ? ['--listen', `127.0.0.1:${port}`] : [])])
   assert.equal(result.code, 0, result.stderr)
   await makeServable(out)
   return start(out, port)

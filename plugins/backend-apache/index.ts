@@ -34,8 +34,8 @@ export const apacheBackend: BackendPlugin = {
   summary: 'files + .htaccess (mod_rewrite, mod_headers, mod_mime; AllowOverride FileInfo), the target is the DocumentRoot',
   flags: {},
   create(flags) {
-    if (typeof flags.target !== 'string') throw new RegError('--backend apache needs --target OUT', 'e.g. reg deploy ./dist --backend apache --target /var/www/registry (the DocumentRoot)')
-    const target = path.resolve(flags.target)
+    if (typeof flags.dest !== 'string') throw new RegError('--backend apache needs --dest DIR', 'e.g. reg deploy ./dist --backend apache --dest /var/www/registry (the DocumentRoot)')
+    const target = path.resolve(flags.dest)
     return new LocalHostBackend('apache', target, {customHeaders: true, rewrites: true, redirects: true, basicAuth: true, serverSideCopy: true}, {
       roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
       storageKeyOf: staticStorageKey,

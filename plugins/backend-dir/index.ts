@@ -12,11 +12,11 @@ export const dirBackend: BackendPlugin = {
   name: 'dir',
   summary: 'plain directories (each blob once, hardlinked per repository), for rsync or any static host',
   flags: {
-    target: Flags.string({description: '[dir, nginx, apache] directory to write the files to serve into', helpGroup: 'FILE BACKENDS'}),
+    dest: Flags.string({description: '[dir, nginx, apache] directory to write the files to serve into', helpGroup: 'FILE BACKENDS'}),
   },
   create(flags) {
-    if (typeof flags.target !== 'string') throw new RegError('--backend dir needs --target OUT', 'e.g. reg deploy ./dist --backend dir --target ./public')
-    return new LocalHostBackend('dir', path.resolve(flags.target), {customHeaders: false, rewrites: false, redirects: false, basicAuth: false, serverSideCopy: true}, {
+    if (typeof flags.dest !== 'string') throw new RegError('--backend dir needs --dest DIR', 'e.g. reg deploy ./dist --backend dir --dest ./public')
+    return new LocalHostBackend('dir', path.resolve(flags.dest), {customHeaders: false, rewrites: false, redirects: false, basicAuth: false, serverSideCopy: true}, {
       roots: ['v2'],
       storageKeyOf: (object) => (object.path.endsWith('/') ? `${object.path}index.json` : object.path),
     })

@@ -19,8 +19,8 @@ export const nginxBackend: BackendPlugin = {
     'server-root': Flags.string({description: '[nginx] root the configuration serves from (default: the target directory; any string, e.g. $registry_root)', helpGroup: 'NGINX'}),
   },
   create(flags) {
-    if (typeof flags.target !== 'string') throw new RegError('--backend nginx needs --target OUT', 'e.g. reg deploy ./dist --backend nginx --target /srv/registry')
-    const target = path.resolve(flags.target)
+    if (typeof flags.dest !== 'string') throw new RegError('--backend nginx needs --dest DIR', 'e.g. reg deploy ./dist --backend nginx --dest /srv/registry')
+    const target = path.resolve(flags.dest)
     const settings = {
       serverRoot: typeof flags['server-root'] === 'string' ? flags['server-root'] : target,
       listen: String(flags.listen ?? '80'),

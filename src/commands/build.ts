@@ -1,7 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {RegCommand} from '../ui/reg-command.js'
-import {parseSourceSpec} from '../sources/index.js'
 import {type BuildSummary, buildTree} from '../tree/builder.js'
+import {resolveBuild} from '../config/resolve.js'
 import {formatBytes} from '../ui/format.js'
 import {ByteProgress} from '../ui/progress.js'
 
@@ -14,7 +14,9 @@ export default class Build extends RegCommand {
   dir:PATH=NAME:TAG         a skopeo dir: copy (has no name of its own)
   docker://HOST/NAME[:TAG|@DIGEST]  a remote registry (NAME and TAG may use * and ** globs)
 Names come from the source with the registry host dropped (example.com/team/app:1 → team/app:1), then --prefix.
-Building into an existing tree adds to it; --clean starts afresh. Builds are atomic.`
+Building into an existing tree adds to it; --clean starts afresh. Builds are atomic.
+Without SOURCE, the sources, out, prefix, tagMaxAge and platform of reg.config.json / reg.config.yaml are used
+(flags given here override them).`
 
   static override examples = [
     '<%= config.bin %> build oci:./layout:1.0=team/app:1.0 -o dist',
@@ -22,9 +24,10 @@ Building into an existing tree adds to it; --clean starts afresh. Builds are ato
   ]
 
   static override strict = false
-  static override args = {source: Args.string({description: 'image source(s)', required: true})}
+  static override args = {source: Args.string({description: 'image source(s) (default: the sources of the config file)'})}
   static override flags = {
-    out: Flags.string({char: 'o', description: 'tree directory', default: './dist'}),
+    out: Flags.string({char: 'o', description: 'tree directory (default: the config file\'s out, else ./dist)'}),
+    config: Flags.string({description: 'config file (default: reg.config.json, reg.config.yaml or reg.config.yml in the working directory)'}),
     prefix: Flags.string({description: 'namespace prepended to every repository name'}),
     clean: Flags.boolean({description: 'start a fresh tree instead of adding to the existing one'}),
     'tag-max-age': Flags.integer({description: 'Cache-Control max-age (seconds) of tags and lists', min: 0}),
@@ -40,10 +43,9 @@ Building into an existing tree adds to it; --clean starts afresh. Builds are ato
     const progress = ByteProgress.forStream(flags.json, 'copying')
     let summary: BuildSummary
     try {
-      const specs = (argv as string[]).map((a) => parseSourceSpec(a))
+      const {specs, options} = await resolveBuild(argv as string[], flags)
       summary = await buildTree(specs, {
-        out: flags.out, prefix: flags.prefix, clean: flags.clean, tagMaxAge: flags['tag-max-age'],
-        sources: {creds: flags.creds, platform: flags.platform, plainHttp: flags['plain-http'], insecure: flags.insecure},
+        ...options,
         observer: {
           blobStart: (_digest, size) => progress.addTotal(size),
           bytes: (count) => progress.tick(count),

@@ -1,17 +1,23 @@
 import {Args, Flags} from '@oclif/core'
 import {RegCommand} from '../ui/reg-command.js'
 import {type DeployReport, deployTree} from '../publish/deploy.js'
-import {BACKEND_PLUGINS, backendPlugin, pluginFlags} from '../publish/plugins.js'
+import {BACKEND_PLUGINS, pluginFlags} from '../publish/plugins.js'
+import {resolveDeploy} from '../config/resolve.js'
 import {formatBytes} from '../ui/format.js'
 import {ByteProgress} from '../ui/progress.js'
 
 export default class Deploy extends RegCommand {
   static override summary = 'Publish a tree to a host, incrementally and in order (blobs, manifests, then tags)'
   static override description = `Backends:\n${BACKEND_PLUGINS.map((p) => `  ${p.name.padEnd(10)} ${p.summary}`).join('\n')}`
-  static override examples = ['<%= config.bin %> deploy dist --backend dir --target ./public --prune']
-  static override args = {dir: Args.string({description: 'tree directory', default: './dist'})}
+  static override examples = [
+    '<%= config.bin %> deploy dist --backend dir --dest ./public --prune',
+    '<%= config.bin %> deploy --target prod   (a target of reg.config.json / reg.config.yaml)',
+  ]
+  static override args = {dir: Args.string({description: 'tree directory (default: the config file\'s out, else ./dist)'})}
   static override flags = {
-    backend: Flags.string({description: 'where to deploy', options: BACKEND_PLUGINS.map((p) => p.name), required: true}),
+    backend: Flags.string({description: 'where to deploy (or from the --target of the config file)', options: BACKEND_PLUGINS.map((p) => p.name)}),
+    target: Flags.string({description: 'a named deploy target of the config file (its backend and flags; flags given here override them)'}),
+    config: Flags.string({description: 'config file (default: reg.config.json, reg.config.yaml or reg.config.yml in the working directory)'}),
     'name-prefix': Flags.string({description: 'serve every repository under this namespace (team/app → NS/team/app); the tree is unchanged'}),
     'dry-run': Flags.boolean({description: 'print the plan (uploads, copies, deletes, bytes) and touch nothing'}),
     prune: Flags.boolean({description: 'after publishing, delete what the tree no longer has'}),
@@ -22,22 +28,24 @@ export default class Deploy extends RegCommand {
   }
 
   async run(): Promise<void> {
-    const {args, flags} = await this.parse(Deploy)
-    const progress = ByteProgress.forStream(flags.json, 'publishing')
+    const {args, flags: given, raw} = await this.parse(Deploy)
+    const progress = ByteProgress.forStream(given.json, 'publishing')
     let report: DeployReport
     try {
-      const backend = backendPlugin(flags.backend).create(flags)
-      report = await deployTree(args.dir, backend, {
-        namePrefix: flags['name-prefix'], dryRun: flags['dry-run'], prune: flags.prune, concurrency: flags.concurrency, retries: flags.retries,
+      const explicit = new Set(raw.flatMap((token) => (token.type === 'flag' ? [token.flag] : [])))
+      const {dir, backend, flags} = await resolveDeploy(args.dir, given, explicit)
+      report = await deployTree(dir, backend, {
+        namePrefix: flags['name-prefix'] as string | undefined, dryRun: Boolean(flags['dry-run']), prune: Boolean(flags.prune),
+        concurrency: flags.concurrency as number, retries: flags.retries as number,
         observer: {
           phaseStart: (phase, steps) => {
             const bytes = steps.reduce((sum, s) => sum + ('object' in s ? s.object.size : 0), 0)
             progress.addTotal(bytes)
-            if (!flags.json) progress.log(`${phase}: ${steps.length} objects`, (l) => this.log(l))
+            if (!given.json) progress.log(`${phase}: ${steps.length} objects`, (l) => this.log(l))
           },
           stepDone: (step) => progress.tick('object' in step ? step.object.size : 0),
           retry: (step, attempt, error) => {
-            if (!flags.json) progress.log(`retry ${attempt} ${step.key}: ${(error as Error).message}`, (l) => this.warn(l))
+            if (!given.json) progress.log(`retry ${attempt} ${step.key}: ${(error as Error).message}`, (l) => this.warn(l))
           },
         },
       })
@@ -46,7 +54,7 @@ export default class Deploy extends RegCommand {
       this.fail(error)
     }
     progress.stop()
-    if (flags.json) {
+    if (given.json) {
       this.log(JSON.stringify(report, null, 2))
       return
     }

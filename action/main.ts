@@ -1,0 +1,95 @@
+// The GitHub Action's entry point (action.yml runs the bundle of this file: action/dist/index.js).
+// Inputs come from INPUT_* variables, outputs go to $GITHUB_OUTPUT, the job summary to
+// $GITHUB_STEP_SUMMARY, errors become ::error:: annotations: all through @actions/core.
+import * as core from '@actions/core'
+import {Parser} from '@oclif/core'
+import Build from '../src/commands/build.js'
+import Deploy from '../src/commands/deploy.js'
+import {resolveBuild, resolveDeploy} from '../src/config/resolve.js'
+import {describeError} from '../src/core/errors.js'
+import {deployTree} from '../src/publish/deploy.js'
+import {buildTree} from '../src/tree/builder.js'
+import {type ListedImage, listTree} from '../src/tree/listing.js'
+import {formatBytes} from '../src/ui/format.js'
+
+/** Split the `args` input like a shell would for simple quoting: words, '…' and "…". */
+function splitArgs(text: string): string[] {
+  const words: string[] = []
+  for (const match of text.matchAll(/"((?:[^"\\]|\\.)*)"|'([^']*)'|(\S+)/g)) words.push(match[1]?.replace(/\\(.)/g, '$1') ?? match[2] ?? match[3] ?? '')
+  return words
+}
+
+/** Inputs that are flags of reg: given only when set. */
+function inputFlags(names: readonly string[]): string[] {
+  return names.flatMap((name) => {
+    const value = core.getInput(name)
+    return value ? [`--${name}`, value] : []
+  })
+}
+
+
+function pullCommand(registryUrl: string, image: ListedImage): string {
+  const host = registryUrl ? new URL(registryUrl).host : 'REGISTRY_HOST'
+  return `docker pull ${host}/${image.repository}:${image.tag}`
+}
+
+async function writeSummary(title: string, images: ListedImage[], lines: string[], registryUrl: string): Promise<void> {
+  await core.summary
+    .addHeading(title, 2)
+    .addTable([
+      [{data: 'image', header: true}, {data: 'tag', header: true}, {data: 'digest', header: true}, {data: 'size', header: true}, {data: 'pull', header: true}],
+      ...images.map((image) => [image.repository, image.tag, `<code>${image.digest}</code>`, formatBytes(image.size), `<code>${pullCommand(registryUrl, image)}</code>`]),
+    ])
+    .addList(lines)
+    .write()
+}
+
+async function runAction(): Promise<void> {
+  const workingDirectory = core.getInput('working-directory')
+  if (workingDirectory) process.chdir(workingDirectory)
+  const command = core.getInput('command') || 'deploy'
+  const extra = splitArgs(core.getInput('args'))
+  const config = inputFlags(['config'])
+
+  if (command === 'build') {
+    const {argv, flags} = await Parser.parse([...extra, ...config], {flags: Build.flags, args: Build.args, strict: Build.strict})
+    const {specs, options} = await resolveBuild(argv as string[], flags)
+    const summary = await buildTree(specs, options)
+    const listing = await listTree(summary.out)
+    const built = new Set(summary.images.map((i) => `${i.name}:${i.tag}`))
+    const images = listing.images.filter((i) => built.has(`${i.repository}:${i.tag}`))
+    core.setOutput('images', JSON.stringify(images))
+    core.setOutput('uploaded-bytes', '0')
+    core.setOutput('registry-url', '')
+    await writeSummary(`reg build → ${summary.out}`, images, [
+      `${summary.repositories} repositories, ${summary.tags} tags, ${formatBytes(summary.bytesStored)} stored, ${formatBytes(summary.bytesCopied)} copied`,
+    ], '')
+    return
+  }
+  if (command !== 'deploy') throw new Error(`unknown command "${command}": the action runs build or deploy`)
+
+  const argv = [...extra, ...config, ...inputFlags(['target', 'backend', 'bucket', 'site'])]
+  const {args, flags, raw} = await Parser.parse(argv, {flags: Deploy.flags, args: Deploy.args, strict: Deploy.strict})
+  const explicit = new Set(raw.flatMap((token) => (token.type === 'flag' ? [token.flag] : [])))
+  const resolved = await resolveDeploy(args.dir, flags, explicit)
+  const report = await deployTree(resolved.dir, resolved.backend, {
+    namePrefix: resolved.flags['name-prefix'] as string | undefined, dryRun: Boolean(resolved.flags['dry-run']), prune: Boolean(resolved.flags.prune),
+    concurrency: resolved.flags.concurrency as number, retries: resolved.flags.retries as number,
+  })
+  const listing = await listTree(resolved.dir)
+  const registryUrl = report.host?.url ?? ''
+  const uploadedBytes = report.host?.uploadedBytes ?? report.result?.bytesUploaded ?? 0
+  core.setOutput('images', JSON.stringify(listing.images))
+  core.setOutput('uploaded-bytes', String(uploadedBytes))
+  core.setOutput('registry-url', registryUrl)
+  const {plan} = report
+  await writeSummary(`reg deploy → ${report.backend} ${report.location}${resolved.target ? ` (target ${resolved.target})` : ''}`, listing.images, [
+    report.dryRun ? 'dry run: nothing was changed' : `uploaded ${formatBytes(uploadedBytes)}; ${plan.copies} server-side copies, ${plan.deletes} deletions, ${plan.unchanged} objects unchanged`,
+    ...(report.host?.messages ?? []),
+  ], registryUrl)
+}
+
+runAction().catch((error: unknown) => {
+  // ::error:: annotation and a failed step; the hint goes on its own line of the message.
+  core.setFailed(describeError(error))
+})

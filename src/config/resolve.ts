@@ -1,0 +1,62 @@
+import {RegError} from '../core/errors.js'
+import {backendPlugin} from '../publish/plugins.js'
+import type {Backend} from '../publish/backend.js'
+import {parseSourceSpec, type SourceSpec} from '../sources/index.js'
+import type {BuildOptions} from '../tree/builder.js'
+import {configSources, loadConfig, resolveFromConfig, selectTarget} from './config-file.js'
+
+/**
+ * Flags and the config file, merged the same way for `reg build`/`reg deploy` and the GitHub
+ * Action: flags given on the command line win, then the config file, then the defaults.
+ */
+export interface BuildFlags {
+  config?: string
+  out?: string
+  prefix?: string
+  clean?: boolean
+  'tag-max-age'?: number
+  creds?: string
+  platform?: string
+  'plain-http'?: boolean
+  insecure?: boolean
+}
+
+export async function resolveBuild(sourceArgs: readonly string[], flags: BuildFlags): Promise<{specs: SourceSpec[]; options: BuildOptions & {out: string}}> {
+  const loaded = await loadConfig(flags.config)
+  const config = loaded?.config ?? {}
+  const sources = sourceArgs.length > 0 ? [...sourceArgs] : loaded ? configSources(loaded) : []
+  if (sources.length === 0) throw new RegError('reg build needs a SOURCE', loaded ? `${loaded.file} has no sources` : 'e.g. reg build oci:./layout=team/app:1, or list sources in reg.config.json / reg.config.yaml')
+  return {
+    specs: sources.map((a) => parseSourceSpec(a)),
+    options: {
+      out: flags.out ?? (loaded && config.out ? resolveFromConfig(loaded, config.out) : './dist'),
+      prefix: flags.prefix ?? config.prefix, clean: flags.clean, tagMaxAge: flags['tag-max-age'] ?? config.tagMaxAge,
+      sources: {creds: flags.creds, platform: flags.platform ?? config.platform, plainHttp: flags['plain-http'], insecure: flags.insecure},
+    },
+  }
+}
+
+export interface ResolvedDeploy {
+  dir: string
+  backend: Backend
+  /** the config target used, if any */
+  target?: string
+  /** every flag after merging: the deploy options (prune, concurrency...) are read from here */
+  flags: Record<string, unknown>
+}
+
+/**
+ * `given`: the parsed flags (defaults applied); `explicit`: the names of flags the user typed. A
+ * deploy target's settings stand in for flags not typed; `--backend` without `--target` ignores targets.
+ */
+export async function resolveDeploy(dirArg: string | undefined, given: Record<string, unknown>, explicit: ReadonlySet<string>): Promise<ResolvedDeploy> {
+  const loaded = await loadConfig(given.config as string | undefined)
+  const flags: Record<string, unknown> = {...given}
+  const selected = explicit.has('backend') && !explicit.has('target') ? undefined : selectTarget(loaded, given.target as string | undefined)
+  for (const [name, value] of Object.entries(selected?.target ?? {})) {
+    if (!explicit.has(name)) flags[name] = name === 'dest' && loaded ? resolveFromConfig(loaded, String(value)) : value
+  }
+  const dir = dirArg ?? (loaded?.config.out ? resolveFromConfig(loaded, loaded.config.out) : './dist')
+  if (typeof flags.backend !== 'string') throw new RegError('reg deploy needs --backend or a deploy target', 'pass --backend NAME, or define targets in reg.config.json / reg.config.yaml and pass --target NAME')
+  return {dir, backend: backendPlugin(flags.backend).create(flags), target: selected?.name, flags}
+}
