@@ -1,4 +1,4 @@
-// How big the nginx and apache configurations are for a tree of 2,000 tags over 200 repositories,
+// How big the nginx and apache configurations (and Netlify's _headers/_redirects) are for a tree of 2,000 tags over 200 repositories,
 // and how long nginx takes to load it (`nginx -t`, measured against an empty configuration in the
 // same run). Run: node --import tsx bench/static-config.ts
 import {execFileSync} from 'node:child_process'
@@ -6,6 +6,8 @@ import {readFile, stat, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {writeTinyOciLayout} from '../scripts/tiny-image.js'
+import {headerFileConfig} from '../src/publish/header-file-host.js'
+import {RegistryTree} from '../src/tree/registry-tree.js'
 import {freePort, makeServable, startApache, startNginx} from '../test/static-hosts.js'
 import {removeTempDirs, runReg, tempDir} from '../test/support.js'
 
@@ -66,6 +68,12 @@ rows.push(['apache .htaccess files', `${htaccess.length} files, ${htaccess.reduc
 const apache = await startApache(apacheOut, apachePort)
 rows.push(['apache serves the last tag', String((await fetch(apache.url + lastTag)).status)])
 await apache.stop()
+
+// Netlify (and Cloudflare Pages): the rule files a deploy would upload for the same tree.
+const {index: treeIndex} = await RegistryTree.load(tree)
+for (const file of headerFileConfig(treeIndex).filter((f) => f.path === '_headers' || f.path === '_redirects')) {
+  rows.push([`netlify ${file.path}`, `${Buffer.byteLength(file.content)} bytes, ${file.content.split('\n').filter((l) => l.startsWith('/')).length} rules`])
+}
 
 console.log(`tree: ${REPOSITORIES} repositories × ${TAGS_PER_REPOSITORY} tags = ${REPOSITORIES * TAGS_PER_REPOSITORY} tags`)
 for (const [what, value] of rows) console.log(`${what.padEnd(44)} ${value}`)
