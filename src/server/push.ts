@@ -4,36 +4,16 @@ import {createReadStream, createWriteStream} from 'node:fs'
 import {mkdir, readFile, rm, stat} from 'node:fs/promises'
 import type http from 'node:http'
 import path from 'node:path'
-import type {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {errorBody} from '../core/api-errors.js'
 import {isDigest, sha256, verifyBytes} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
-import type {ImageSource} from '../core/image-source.js'
-import {type Descriptor, parseManifest} from '../core/manifest.js'
+import {parseManifest} from '../core/manifest.js'
 import {validateName, validateTag} from '../core/reference.js'
-import {BlobStore} from '../tree/blob-store.js'
-import {finalizeIndex, writeTreeFiles} from '../tree/finalize.js'
-import {GraphIngester} from '../tree/ingest.js'
-import {readTreeIndex} from '../tree/registry-tree.js'
+import type {BlobStore} from '../tree/blob-store.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
-import type {TreeIndex} from '../tree/model.js'
-
-/** The tree's own store as a source: a pushed manifest is ingested from what was pushed before it. */
-class StoreSource implements ImageSource {
-  readonly description = 'pushed content'
-  constructor(private readonly store: BlobStore) {}
-  async roots() {
-    return []
-  }
-  readManifest(descriptor: Descriptor): Promise<Buffer> {
-    return readFile(this.store.pathOf(descriptor.digest))
-  }
-  async openBlob(descriptor: Descriptor): Promise<Readable> {
-    return createReadStream(this.store.pathOf(descriptor.digest))
-  }
-  async close() {}
-}
+import {sendManifestBytes, sendStoredBlob} from './respond.js'
+import type {TreeWriter} from './tree-writer.js'
 
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
@@ -74,12 +54,10 @@ export async function readHtpasswd(file: string): Promise<Map<string, string>> {
 export class PushHandler {
   private readonly store: BlobStore
   private readonly uploads: string
-  /** one index update at a time */
-  private queue: Promise<unknown> = Promise.resolve()
 
-  constructor(private readonly dir: string, private readonly options: PushOptions = {}) {
-    this.store = new BlobStore(dir)
-    this.uploads = `${path.resolve(dir)}.reg-uploads`
+  constructor(private readonly tree: TreeWriter, private readonly options: PushOptions = {}) {
+    this.store = tree.store
+    this.uploads = `${path.resolve(tree.dir)}.reg-uploads`
   }
 
   /** Basic auth for writes, when --push-auth names users. */
@@ -130,16 +108,11 @@ export class PushHandler {
     const blob = /^v2\/(.+)\/(blobs|manifests)\/(sha256:[a-f0-9]{64})$/.exec(urlPath)
     if (blob && (method === 'GET' || method === 'HEAD') && (await this.store.has(blob[3]))) {
       // Pushed but not yet tagged: clients check what exists before uploading it again.
-      const file = this.store.pathOf(blob[3])
       if (blob[2] === 'manifests') {
-        // Small: read once, for its media type and its body.
-        const raw = await readFile(file)
-        res.writeHead(200, {...API_VERSION_HEADER, 'Content-Type': parseManifest(raw, blob[3]).mediaType, 'Content-Length': raw.length, 'Docker-Content-Digest': blob[3]})
-        res.end(method === 'HEAD' ? undefined : raw)
+        const raw = await readFile(this.store.pathOf(blob[3]))
+        sendManifestBytes(req, res, method, raw, {digest: blob[3], mediaType: parseManifest(raw, blob[3]).mediaType})
       } else {
-        res.writeHead(200, {...API_VERSION_HEADER, 'Content-Type': 'application/octet-stream', 'Content-Length': (await stat(file)).size, 'Docker-Content-Digest': blob[3]})
-        if (method === 'HEAD') res.end()
-        else createReadStream(file).pipe(res)
+        await sendStoredBlob(req, res, method, this.store, blob[3])
       }
       return true
     }
@@ -272,10 +245,8 @@ export class PushHandler {
     await this.store.writeBytes(raw)
     if (!isDigest(reference)) {
       // Tags are what the tree publishes: ingest (verifying the whole graph) and rewrite the index.
-      const update = this.queue.then(() => this.tag(name, reference, {mediaType: manifest.mediaType, digest, size: raw.length}))
-      this.queue = update.catch(() => undefined)
       try {
-        await update
+        await this.tree.publishTag(name, reference, {mediaType: manifest.mediaType, digest, size: raw.length})
       } catch (error) {
         fail(res, 400, 'MANIFEST_INVALID', error instanceof RegError ? error.message : String(error))
         return
@@ -284,31 +255,13 @@ export class PushHandler {
     send(res, 201, {Location: `/v2/${name}/manifests/${digest}`, 'Docker-Content-Digest': digest})
   }
 
+  /** A tag, or by digest every tag of the repository that points at it (what `skopeo delete` sends). */
   private async deleteTag(res: http.ServerResponse, name: string, tag: string): Promise<void> {
     if (!this.options.allowDelete) {
       fail(res, 405, 'UNSUPPORTED', 'deleting is off: start reg serve with --allow-delete')
       return
     }
-    const update = this.queue.then(async () => {
-      const index = await readTreeIndex(this.dir)
-      if (!index?.repositories[name]?.tags[tag]) return false
-      delete index.repositories[name].tags[tag]
-      if (Object.keys(index.repositories[name].tags).length === 0) delete index.repositories[name]
-      await writeTreeFiles(this.dir, await finalizeIndex(this.store, index, {collectGarbage: false}))
-      return true
-    })
-    this.queue = update.catch(() => undefined)
-    if (await update) send(res, 202)
-    else fail(res, 404, 'MANIFEST_UNKNOWN', `${name}:${tag} is not a tag`)
-  }
-
-  private async tag(name: string, tag: string, descriptor: Descriptor): Promise<void> {
-    const previous = await readTreeIndex(this.dir)
-    const index: Omit<TreeIndex, 'objects'> = previous ?? {schemaVersion: 1, generator: 'reg', settings: {tagMaxAge: 60}, repositories: {}, manifests: {}, blobs: {}}
-    await this.store.init()
-    await new GraphIngester(this.store, index).ingest(new StoreSource(this.store), descriptor, `${name}:${tag}`)
-    index.repositories[name] ??= {tags: {}}
-    index.repositories[name].tags[tag] = descriptor.digest
-    await writeTreeFiles(this.dir, await finalizeIndex(this.store, index, {collectGarbage: false}))
+    if (await this.tree.deleteTag(name, tag)) send(res, 202)
+    else fail(res, 404, 'MANIFEST_UNKNOWN', isDigest(tag) ? `no tag of ${name} points at ${tag}` : `${name}:${tag} is not a tag`)
   }
 }

@@ -37,8 +37,14 @@ export class BlobStore {
     }
   }
 
-  private tempPath(): string {
+  /** A fresh name beside the blobs for bytes still arriving (never served; a build's garbage collection removes strays). */
+  tempPath(): string {
     return path.join(this.dir, `.tmp-${randomBytes(8).toString('hex')}`)
+  }
+
+  /** Move a complete, verified temporary file in under its digest (atomic: readers see all or nothing). */
+  async commit(temp: string, digest: string): Promise<void> {
+    await rename(temp, this.pathOf(digest))
   }
 
   /** Stream `input` into the store, verifying it; `onBytes` sees progress. Returns bytes written. */
@@ -49,7 +55,7 @@ export class BlobStore {
     try {
       // flush: the bytes are on disk before the rename makes them a blob (a power loss leaves no torn blob)
       await pipeline(input, verifier, createWriteStream(temp, {flags: 'wx', highWaterMark: 1 << 20, flush: true}))
-      await rename(temp, this.pathOf(check.digest))
+      await this.commit(temp, check.digest)
     } catch (error) {
       await unlink(temp).catch(() => undefined)
       throw error

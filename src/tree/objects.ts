@@ -5,6 +5,16 @@ import type {ManifestRecord, ObjectClass, RegistryObject, TreeIndex} from './mod
 export const API_VERSION_HEADER = {'Docker-Distribution-API-Version': 'registry/2.0'}
 export const IMMUTABLE = 'public, max-age=31536000, immutable'
 
+/** The headers of a blob, wherever it is served from. */
+export function blobHeaders(digest: string): Record<string, string> {
+  return {'Content-Type': 'application/octet-stream', 'Docker-Content-Digest': digest, 'Cache-Control': IMMUTABLE, ...API_VERSION_HEADER}
+}
+
+/** The headers of a manifest: immutable by digest, `public, max-age=…` by tag. */
+export function manifestHeaders(mediaType: string, digest: string, cacheControl: string): Record<string, string> {
+  return {'Content-Type': mediaType, 'Docker-Content-Digest': digest, 'Cache-Control': cacheControl, ...API_VERSION_HEADER}
+}
+
 /** Bytes the tree generates (not copied from a source): `/v2/`, tags lists, the catalog, referrers. */
 export interface GeneratedDocument {
   path: string
@@ -89,21 +99,21 @@ export function deriveObjects(index: Omit<TreeIndex, 'objects'>, documents: Gene
     for (const digest of [...repositoryBlobs(index, manifests)].sort()) {
       objects.push({
         path: `v2/${name}/blobs/${digest}`, class: 'blob', repository: name, digest, size: index.blobs[digest].size,
-        headers: {'Content-Type': 'application/octet-stream', 'Docker-Content-Digest': digest, 'Cache-Control': IMMUTABLE, ...API_VERSION_HEADER},
+        headers: blobHeaders(digest),
       })
     }
     for (const digest of [...manifests].sort()) {
       const record = index.manifests[digest]
       objects.push({
         path: `v2/${name}/manifests/${digest}`, class: 'digest-manifest', repository: name, digest, size: record.size, isIndex: record.kind === 'index',
-        headers: {'Content-Type': record.mediaType, 'Docker-Content-Digest': digest, 'Cache-Control': IMMUTABLE, ...API_VERSION_HEADER},
+        headers: manifestHeaders(record.mediaType, digest, IMMUTABLE),
       })
     }
     for (const [tag, digest] of Object.entries(index.repositories[name].tags).sort(([a], [b]) => (a < b ? -1 : 1))) {
       const record = index.manifests[digest]
       objects.push({
         path: `v2/${name}/manifests/${tag}`, class: 'tag-manifest', repository: name, digest, size: record.size, isIndex: record.kind === 'index',
-        headers: {'Content-Type': record.mediaType, 'Docker-Content-Digest': digest, 'Cache-Control': mutable, ...API_VERSION_HEADER},
+        headers: manifestHeaders(record.mediaType, digest, mutable),
       })
     }
   }
