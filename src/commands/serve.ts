@@ -1,12 +1,13 @@
 import {Args, Flags} from '@oclif/core'
 import {RegCommand} from '../ui/reg-command.js'
+import {DEFAULT_PROXY_TTL_SECONDS, parseDuration, parseProxyFlag} from '../server/proxy.js'
 import {readHtpasswd} from '../server/push.js'
 import {startRegistryServer} from '../server/registry-server.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 
 export default class Serve extends RegCommand {
-  static override summary = 'Serve a tree as a read-only registry (the embedded default)'
-  static override examples = ['<%= config.bin %> serve dist -p 5000']
+  static override summary = 'Serve a tree as a registry: read-only, or accepting pushes (--push), or as a pull-through proxy (--proxy)'
+  static override examples = ['<%= config.bin %> serve dist -p 5000', '<%= config.bin %> serve dist --push', '<%= config.bin %> serve dist --proxy hub=https://registry-1.docker.io --proxy-ttl 5m']
   static override args = {dir: Args.string({description: 'tree directory', default: './dist'})}
   static override flags = {
     port: Flags.integer({char: 'p', description: 'port to listen on (0: any free port)', default: 5000, min: 0, max: 65535}),
@@ -14,16 +15,20 @@ export default class Serve extends RegCommand {
     push: Flags.boolean({description: 'accept pushes (docker push, skopeo copy, podman push) into the tree; read-only without it'}),
     'push-auth': Flags.string({description: 'htpasswd file (bcrypt, `htpasswd -B`) of the users allowed to push; reads stay anonymous', dependsOn: ['push']}),
     'allow-delete': Flags.boolean({description: 'with --push: accept DELETE of tags', dependsOn: ['push']}),
+    proxy: Flags.string({description: 'pull-through proxy: NAME=URL serves the upstream registry under NAME/ (e.g. hub=https://registry-1.docker.io), storing what is pulled into the tree', multiple: true}),
+    'proxy-ttl': Flags.string({description: `how long a proxied tag is served before it is checked upstream again (300, 300s, 5m; default ${DEFAULT_PROXY_TTL_SECONDS / 60}m)`, dependsOn: ['proxy']}),
   }
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Serve)
     try {
       const push = flags.push ? {users: flags['push-auth'] ? await readHtpasswd(flags['push-auth']) : undefined, allowDelete: flags['allow-delete']} : undefined
-      const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port, push})
+      const proxy = flags.proxy ? {upstreams: flags.proxy.map(parseProxyFlag), ttlSeconds: flags['proxy-ttl'] ? parseDuration(flags['proxy-ttl']) : DEFAULT_PROXY_TTL_SECONDS, log: (line: string) => this.warn(line)} : undefined
+      const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port, push, proxy})
       const tree = await RegistryTree.load(args.dir)
       const hostPort = running.url.replace(/^http:\/\//, '')
       this.log(`reg serving ${args.dir} at ${running.url}/v2/${flags.push ? ' (push enabled)' : ''}`)
+      for (const upstream of proxy?.upstreams ?? []) this.log(`proxy: ${hostPort}/${upstream.name}/NAME:TAG pulls ${upstream.url}/NAME:TAG`)
       const [name, repo] = Object.entries(tree.index.repositories)[0] ?? []
       const tag = repo ? Object.keys(repo.tags).sort()[0] : undefined
       if (name && tag) {

@@ -5,32 +5,13 @@ import path from 'node:path'
 import {errorBody, notFoundError, UNSUPPORTED_MESSAGE} from '../core/api-errors.js'
 import {RegError} from '../core/errors.js'
 import {MediaType} from '../core/media-types.js'
-import {DEFAULT_TAG_MAX_AGE, type RegistryObject, TREE_INDEX_FILE} from '../tree/model.js'
+import {type RegistryObject, TREE_INDEX_FILE} from '../tree/model.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
-import {BlobStore} from '../tree/blob-store.js'
-import {finalizeIndex, writeTreeFiles} from '../tree/finalize.js'
-import {readTreeIndex, RegistryTree} from '../tree/registry-tree.js'
+import {RegistryTree} from '../tree/registry-tree.js'
+import {ProxyHandler, type ProxyOptions} from './proxy.js'
 import {PushHandler, type PushOptions} from './push.js'
-
-/** Parse a single `bytes=a-b` range; undefined means "serve it all" (multi-range is not supported, as the spec allows). */
-function parseRange(header: string | undefined, size: number): {start: number; end: number} | 'unsatisfiable' | undefined {
-  if (!header) return undefined
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
-  if (!match || (match[1] === '' && match[2] === '')) return undefined
-  let start: number
-  let end: number
-  if (match[1] === '') {
-    const suffix = Number(match[2])
-    if (suffix === 0) return 'unsatisfiable'
-    start = Math.max(0, size - suffix)
-    end = size - 1
-  } else {
-    start = Number(match[1])
-    end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1)
-  }
-  if (start >= size || start > end) return 'unsatisfiable'
-  return {start, end}
-}
+import {sendError, sendJson, sendObject} from './respond.js'
+import {TreeWriter} from './tree-writer.js'
 
 /**
  * Answers exactly the static registry's URL space (DESIGN §3) from a tree: what every backend must
@@ -40,7 +21,7 @@ export class RegistryServer {
   private tree?: RegistryTree
   private treeStamp = ''
 
-  constructor(private readonly dir: string, private readonly push?: PushHandler) {}
+  constructor(private readonly dir: string, private readonly push?: PushHandler, private readonly proxy?: ProxyHandler) {}
 
   private async currentTree(): Promise<RegistryTree> {
     const info = await stat(path.join(this.dir, TREE_INDEX_FILE))
@@ -61,9 +42,14 @@ export class RegistryServer {
       urlPath = url.pathname
     }
     const method = req.method ?? 'GET'
+    const proxied = this.proxy?.owner(urlPath)
+    if (proxied && method !== 'GET' && method !== 'HEAD') {
+      sendError(res, 405, 'UNSUPPORTED', `${proxied.name}/ is a pull-through proxy of ${proxied.host}: read-only`, {Allow: 'GET, HEAD'})
+      return
+    }
     if (this.push && method !== 'GET' && method !== 'HEAD' && (await this.push.handle(req, res, method, urlPath, url))) return
     if (method !== 'GET' && method !== 'HEAD') {
-      this.sendError(res, 405, 'UNSUPPORTED', UNSUPPORTED_MESSAGE, {Allow: 'GET, HEAD'})
+      sendError(res, 405, 'UNSUPPORTED', UNSUPPORTED_MESSAGE, {Allow: 'GET, HEAD'})
       return
     }
     if (urlPath === 'v2') {
@@ -72,6 +58,7 @@ export class RegistryServer {
     }
     if (urlPath === 'v2/' && this.push && (await this.push.handle(req, res, method, urlPath, url))) return
     const tree = await this.currentTree()
+    if (proxied && (await this.proxy!.handle(req, res, method, urlPath, url, tree))) return
     const object = tree.objectsByPath.get(urlPath)
     if (object) {
       if (object.class === 'tags-list' && (url.searchParams.has('n') || url.searchParams.has('last'))) {
@@ -85,40 +72,15 @@ export class RegistryServer {
     const referrers = /^v2\/(.+)\/referrers\/(sha256:[a-f0-9]{64})$/.exec(urlPath)
     if (referrers && tree.objectsByPath.has(`v2/${referrers[1]}/manifests/${referrers[2]}`)) {
       // The referrers API answers 200 with an empty index for a known manifest, never 404.
-      this.sendJson(res, method, 200, JSON.stringify({schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: []}), MediaType.OciIndex, `public, max-age=${tree.index.settings.tagMaxAge}`)
+      sendJson(res, method, 200, JSON.stringify({schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: []}), MediaType.OciIndex, `public, max-age=${tree.index.settings.tagMaxAge}`)
       return
     }
     const {code, message} = urlPath.startsWith('v2/') ? notFoundError(urlPath) : notFoundError('')
-    this.sendError(res, 404, code, message)
+    sendError(res, 404, code, message)
   }
 
   private sendObject(req: http.IncomingMessage, res: http.ServerResponse, method: string, tree: RegistryTree, object: RegistryObject): void {
-    const headers: Record<string, string | number> = {...object.headers, ETag: `"${object.digest}"`}
-    if (req.headers['if-none-match'] === `"${object.digest}"`) {
-      res.writeHead(304, headers).end()
-      return
-    }
-    let range: ReturnType<typeof parseRange>
-    if (object.class === 'blob') {
-      headers['Accept-Ranges'] = 'bytes'
-      range = parseRange(req.headers.range, object.size)
-    }
-    if (range === 'unsatisfiable') {
-      res.writeHead(416, {...headers, 'Content-Range': `bytes */${object.size}`, 'Content-Length': 0}).end()
-      return
-    }
-    const start = range?.start ?? 0
-    const end = range?.end ?? object.size - 1
-    headers['Content-Length'] = object.size === 0 ? 0 : end - start + 1
-    if (range) headers['Content-Range'] = `bytes ${start}-${end}/${object.size}`
-    res.writeHead(range ? 206 : 200, headers)
-    if (method === 'HEAD' || object.size === 0) {
-      res.end()
-      return
-    }
-    const stream = createReadStream(tree.fileOf(object), {start, end})
-    stream.on('error', () => res.destroy())
-    stream.pipe(res)
+    sendObject(req, res, method, object, (start, end) => createReadStream(tree.fileOf(object), {start, end}))
   }
 
   /** `?n=&last=` pagination, as the spec describes, with a `Link` header to the next page. */
@@ -128,23 +90,14 @@ export class RegistryServer {
     const last = url.searchParams.get('last')
     const n = url.searchParams.has('n') ? Number(url.searchParams.get('n')) : undefined
     if (n !== undefined && (!Number.isInteger(n) || n < 0)) {
-      this.sendError(res, 400, 'PAGINATION_NUMBER_INVALID', 'invalid number of results requested')
+      sendError(res, 400, 'PAGINATION_NUMBER_INVALID', 'invalid number of results requested')
       return
     }
     const after = last === null ? all : all.filter((t) => t > last)
     const page = n === undefined ? after : after.slice(0, n)
     const headers: Record<string, string> = {}
     if (n !== undefined && n > 0 && after.length > n) headers.Link = `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(page[page.length - 1])}>; rel="next"`
-    this.sendJson(res, method, 200, JSON.stringify({name, tags: page}), 'application/json', object.headers['Cache-Control'], headers)
-  }
-
-  private sendJson(res: http.ServerResponse, method: string, status: number, body: string, contentType: string, cacheControl: string, extra: Record<string, string> = {}): void {
-    res.writeHead(status, {'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': cacheControl, ...API_VERSION_HEADER, ...extra})
-    res.end(method === 'HEAD' ? undefined : body)
-  }
-
-  private sendError(res: http.ServerResponse, status: number, code: string, message: string, extra: Record<string, string> = {}): void {
-    this.sendJson(res, 'GET', status, errorBody(code, message), 'application/json', 'no-store', extra)
+    sendJson(res, method, 200, JSON.stringify({name, tags: page}), 'application/json', object.headers['Cache-Control'], headers)
   }
 }
 
@@ -156,15 +109,13 @@ export interface RunningServer {
 }
 
 /** Start `reg serve` on host:port (port 0 picks a free one). */
-export async function startRegistryServer(dir: string, options: {host?: string; port?: number; push?: boolean | PushOptions} = {}): Promise<RunningServer> {
-  if (options.push && !(await readTreeIndex(dir))) {
-    // Pushing into a new directory: start from an empty tree.
-    const store = new BlobStore(dir)
-    await store.init()
-    await writeTreeFiles(dir, await finalizeIndex(store, {schemaVersion: 1, generator: 'reg', settings: {tagMaxAge: DEFAULT_TAG_MAX_AGE}, repositories: {}, manifests: {}, blobs: {}}, {collectGarbage: false}))
-  }
+export async function startRegistryServer(dir: string, options: {host?: string; port?: number; push?: boolean | PushOptions; proxy?: ProxyOptions} = {}): Promise<RunningServer> {
+  // Pushes and the proxy write into the tree, through one writer.
+  const writer = new TreeWriter(dir)
+  if (options.push || options.proxy) await writer.ensureTree()
   await RegistryTree.load(dir) // fail early, with a clear message, when DIR is not a tree
-  const registry = new RegistryServer(dir, options.push ? new PushHandler(dir, options.push === true ? {} : options.push) : undefined)
+  const push = options.push ? new PushHandler(writer, options.push === true ? {} : options.push) : undefined
+  const registry = new RegistryServer(dir, push, options.proxy ? new ProxyHandler(writer, options.proxy) : undefined)
   const server = http.createServer((req, res) => {
     registry.handle(req, res).catch((error: unknown) => {
       // A RegError is the client's doing (a bad name, a bad reference): 400; anything else is ours.

@@ -9,7 +9,7 @@ import {RegistryClient, type RegistryClientOptions} from './client.js'
 import {findCredentials} from './credentials.js'
 
 /** Every manifest type we store; schema 1 is asked for too, so it can be refused with a clear message. */
-const ACCEPT = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest, MediaType.DockerSchema1Signed].join(', ')
+export const MANIFEST_ACCEPT = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest, MediaType.DockerSchema1Signed].join(', ')
 
 export interface RegistrySourceOptions extends Omit<RegistryClientOptions, 'credentials'> {
   creds?: string
@@ -118,7 +118,7 @@ export class RegistrySource implements ImageSource {
     const client = await this.connect()
     const roots: SourceRoot[] = []
     for (const {name, reference, tag} of await this.expand(client)) {
-      const {bytes, headers} = await client.getBytes(`/v2/${name}/manifests/${reference}`, name, ACCEPT)
+      const {bytes, headers} = await client.getBytes(`/v2/${name}/manifests/${reference}`, name, MANIFEST_ACCEPT)
       const digest = sha256(bytes)
       const advertised = headers['docker-content-digest']
       if (reference.startsWith('sha256:') && digest !== reference) {
@@ -159,7 +159,7 @@ export class RegistrySource implements ImageSource {
     if (cached) return cached
     const client = await this.connect()
     const repository = this.repositoryOf(descriptor.digest)
-    const {bytes} = await client.getBytes(`/v2/${repository}/manifests/${descriptor.digest}`, repository, ACCEPT)
+    const {bytes} = await client.getBytes(`/v2/${repository}/manifests/${descriptor.digest}`, repository, MANIFEST_ACCEPT)
     this.remember(parseManifest(bytes, `${this.description} ${descriptor.digest}`), repository)
     return bytes
   }

@@ -1,0 +1,346 @@
+import {readFile} from 'node:fs/promises'
+import type http from 'node:http'
+import {Readable} from 'node:stream'
+import {mapLimit} from '../core/concurrency.js'
+import {isDigest, sha256, verifyBytes} from '../core/digest.js'
+import {RegError} from '../core/errors.js'
+import {type Descriptor, parseManifest} from '../core/manifest.js'
+import {validateName, validateTag} from '../core/reference.js'
+import {RegistryClient} from '../sources/registry/client.js'
+import {findCredentials} from '../sources/registry/credentials.js'
+import {MANIFEST_ACCEPT} from '../sources/registry/registry-source.js'
+import type {BlobStore} from '../tree/blob-store.js'
+import {blobHeaders, IMMUTABLE} from '../tree/objects.js'
+import type {RegistryTree} from '../tree/registry-tree.js'
+import {BlobDownload, UpstreamStatusError} from './blob-download.js'
+import {sendError, sendJson, sendManifestBytes, sendObject, sendStoredBlob} from './respond.js'
+import type {TreeWriter} from './tree-writer.js'
+
+export interface ProxyUpstream {
+  /** the namespace it is served under: `hub` serves `hub/library/alpine` */
+  name: string
+  /** `https://registry-1.docker.io` (`http://` for a plain-HTTP registry) */
+  url: string
+}
+
+export interface ProxyOptions {
+  upstreams: ProxyUpstream[]
+  /** how long a tag is served from the tree before it is checked upstream again */
+  ttlSeconds: number
+  /** where background failures are told (publishing a proxied tag) */
+  log?: (line: string) => void
+}
+
+export const DEFAULT_PROXY_TTL_SECONDS = 300
+
+/** `--proxy NAME=URL`. */
+export function parseProxyFlag(value: string): ProxyUpstream {
+  const equals = value.indexOf('=')
+  if (equals <= 0) throw new RegError(`--proxy ${value}: expected NAME=URL`, 'e.g. --proxy hub=https://registry-1.docker.io')
+  const name = validateName(value.slice(0, equals))
+  let url: URL
+  try {
+    url = new URL(value.slice(equals + 1))
+  } catch {
+    throw new RegError(`--proxy ${value}: ${value.slice(equals + 1)} is not a URL`, 'e.g. --proxy hub=https://registry-1.docker.io')
+  }
+  if ((url.protocol !== 'https:' && url.protocol !== 'http:') || (url.pathname !== '/' && url.pathname !== '') || url.search) {
+    throw new RegError(`--proxy ${value}: the upstream is a registry's root, http:// or https:// (no path)`)
+  }
+  return {name, url: url.origin}
+}
+
+/** `300`, `300s`, `5m`, `1h`: seconds. */
+export function parseDuration(value: string): number {
+  const match = /^(\d+)(s|m|h)?$/.exec(value.trim())
+  if (!match) throw new RegError(`invalid duration "${value}"`, 'write seconds (300, 300s) or minutes (5m) or hours (1h)')
+  return Number(match[1]) * {s: 1, m: 60, h: 3600}[(match[2] ?? 's') as 's' | 'm' | 'h']
+}
+
+/** One upstream registry, connected on first use (credentials as for docker:// sources). */
+class Upstream {
+  private client?: Promise<RegistryClient>
+  readonly host: string
+  private readonly dockerHub: boolean
+
+  constructor(readonly name: string, private readonly url: string) {
+    this.host = new URL(url).host
+    this.dockerHub = this.host === 'registry-1.docker.io' || this.host === 'docker.io'
+  }
+
+  connect(): Promise<RegistryClient> {
+    this.client ??= findCredentials(this.host).then((credentials) => new RegistryClient(this.host, {plainHttp: this.url.startsWith('http:'), credentials}))
+    return this.client
+  }
+
+  /** Docker Hub keeps official images under `library/`, which clients add themselves only for docker.io. */
+  repositoryFor(path: string): string {
+    return this.dockerHub && !path.includes('/') ? `library/${path}` : path
+  }
+}
+
+interface Route {
+  upstream: Upstream
+  /** the repository in the tree: `hub/library/alpine` */
+  name: string
+  /** the repository upstream: `library/alpine` */
+  repository: string
+  kind: 'manifests' | 'blobs' | 'tags'
+  reference: string
+}
+
+/** A stored copy was served because the upstream could not be asked. */
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}
+
+/**
+ * The pull-through proxy of `reg serve --proxy NAME=UPSTREAM`: a pull of `NAME/REPO` is answered
+ * from the tree when it has the content, else fetched from the upstream through the registry
+ * client, streamed to the client while it is verified into the store. Tags are checked upstream
+ * again after the TTL (digests never are); a tag whose graph is complete is published into the
+ * tree's index like a pushed one, so `reg build` and `reg deploy` see proxied images too.
+ */
+export class ProxyHandler {
+  private readonly upstreams: Upstream[]
+  private readonly store: BlobStore
+  /** blobs arriving now: concurrent pulls of one blob share one upstream request and one file */
+  private readonly downloads = new Map<string, BlobDownload>()
+  private readonly manifestFetches = new Map<string, Promise<Buffer>>()
+  /** `name:tag` → digest, and when the upstream last confirmed it */
+  private readonly checkedTags = new Map<string, {digest: string; at: number}>()
+  private readonly publishing = new Set<string>()
+
+  constructor(private readonly tree: TreeWriter, private readonly options: ProxyOptions) {
+    this.store = tree.store
+    const names = new Set<string>()
+    this.upstreams = options.upstreams.map(({name, url}) => {
+      for (const other of names) {
+        if (name === other || name.startsWith(`${other}/`) || other.startsWith(`${name}/`)) throw new RegError(`--proxy ${name}: overlaps --proxy ${other}`, 'give each upstream its own namespace')
+      }
+      names.add(name)
+      return new Upstream(name, url)
+    })
+  }
+
+  /** The upstream whose namespace a URL path is in (pushes there are refused: the upstream owns it). */
+  owner(urlPath: string): Upstream | undefined {
+    return this.upstreams.find((u) => urlPath.startsWith(`v2/${u.name}/`))
+  }
+
+  private route(urlPath: string): Route | undefined {
+    const upstream = this.owner(urlPath)
+    const match = /^v2\/(.+)\/(?:(manifests|blobs)\/([^/]+)|tags\/list)$/.exec(urlPath)
+    if (!upstream || !match || match[1] === upstream.name) return undefined
+    const name = validateName(match[1])
+    const kind = (match[2] ?? 'tags') as Route['kind']
+    return {upstream, name, repository: upstream.repositoryFor(name.slice(upstream.name.length + 1)), kind, reference: match[3] ?? ''}
+  }
+
+  /** Handles pulls under a proxied namespace; false when the tree answers (or it is not one). */
+  async handle(req: http.IncomingMessage, res: http.ServerResponse, method: string, urlPath: string, url: URL, tree: RegistryTree): Promise<boolean> {
+    const route = this.route(urlPath)
+    if (!route) return false
+    if (route.kind === 'tags') return this.sendTags(res, method, route, url)
+    // Content addressed: what the tree has is final.
+    if (isDigest(route.reference) && tree.objectsByPath.has(urlPath)) return false
+    try {
+      if (route.kind === 'blobs') {
+        if (!isDigest(route.reference)) return false
+        await this.sendBlob(req, res, method, route)
+      } else {
+        await this.sendManifest(req, res, method, route, tree)
+      }
+    } catch (error) {
+      if (res.headersSent) throw error
+      if (error instanceof UpstreamStatusError && error.status === 404) {
+        sendError(res, 404, route.kind === 'blobs' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN', route.kind === 'blobs' ? 'blob unknown to registry' : 'manifest unknown', {}, method)
+      } else {
+        sendError(res, 502, 'UNKNOWN', `proxy ${route.upstream.name} (${route.upstream.host}): ${describe(error)}`, {}, method)
+      }
+    }
+    return true
+  }
+
+  // ---- blobs
+
+  private async sendBlob(req: http.IncomingMessage, res: http.ServerResponse, method: string, route: Route): Promise<void> {
+    const digest = route.reference
+    if (await this.store.has(digest)) {
+      await sendStoredBlob(req, res, method, this.store, digest)
+      return
+    }
+    let download = this.downloads.get(digest)
+    if (!download && method === 'HEAD') {
+      // A client asking whether it exists: ask upstream, fetch nothing.
+      const client = await route.upstream.connect()
+      const answer = await client.request('HEAD', `/v2/${route.repository}/blobs/${digest}`, route.repository)
+      answer.body.resume()
+      if (answer.status !== 200) throw new UpstreamStatusError(answer.status, `blob ${digest}`)
+      sendObject(req, res, method, {class: 'blob', digest, size: Number(answer.headers['content-length'] ?? 0), headers: blobHeaders(digest)}, () => Readable.from([]))
+      return
+    }
+    download ??= this.download(route, digest)
+    await download.started
+    if (download.size === undefined) {
+      // The upstream did not say how long it is: the bytes cannot be held back by length, so wait for all of them.
+      await download.finished
+      await this.sendBlob(req, res, method, route)
+      return
+    }
+    const following = download
+    sendObject(req, res, method, {class: 'blob', digest, size: download.size, headers: blobHeaders(digest)}, (start, end) => following.follow(start, end))
+  }
+
+  private download(route: Pick<Route, 'upstream' | 'repository'>, digest: string, size?: number): BlobDownload {
+    const existing = this.downloads.get(digest)
+    if (existing) return existing
+    const label = `proxy ${route.upstream.name}: blob ${digest} of ${route.repository}`
+    const download = new BlobDownload(this.store, digest, label, async () => {
+      const client = await route.upstream.connect()
+      return client.request('GET', `/v2/${route.repository}/blobs/${digest}`, route.repository)
+    }, size)
+    this.downloads.set(digest, download)
+    download.finished.finally(() => this.downloads.delete(digest)).catch(() => undefined)
+    return download
+  }
+
+  /** A blob in the store, fetched if need be (shares a download a client started). */
+  private async ensureBlob(route: Route, blob: Descriptor): Promise<void> {
+    if (await this.store.has(blob.digest)) return
+    await this.download(route, blob.digest, blob.size).finished
+  }
+
+  // ---- manifests
+
+  /** A manifest by digest: from the store, else fetched once upstream, verified, stored. */
+  private manifestBytes(route: Route, digest: string): Promise<Buffer> {
+    let fetching = this.manifestFetches.get(digest)
+    if (!fetching) {
+      fetching = (async () => {
+        if (await this.store.has(digest)) return readFile(this.store.pathOf(digest))
+        const bytes = await this.fetchManifest(route, digest)
+        verifyBytes(bytes, {digest, label: `proxy ${route.upstream.name}: manifest ${route.repository}@${digest}`})
+        await this.store.writeBytes(bytes)
+        return bytes
+      })()
+      this.manifestFetches.set(digest, fetching)
+      fetching.finally(() => this.manifestFetches.delete(digest)).catch(() => undefined)
+    }
+    return fetching
+  }
+
+  private async fetchManifest(route: Route, reference: string): Promise<Buffer> {
+    const client = await route.upstream.connect()
+    const answer = await client.request('GET', `/v2/${route.repository}/manifests/${reference}`, route.repository, MANIFEST_ACCEPT)
+    if (answer.status !== 200) {
+      answer.body.resume()
+      throw new UpstreamStatusError(answer.status, `manifest ${route.repository}:${reference}`)
+    }
+    const chunks: Buffer[] = []
+    for await (const chunk of answer.body) chunks.push(chunk as Buffer)
+    const bytes = Buffer.concat(chunks)
+    const advertised = answer.headers['docker-content-digest']
+    if (typeof advertised === 'string' && isDigest(advertised) && advertised !== sha256(bytes)) {
+      throw new RegError(`${route.repository}:${reference} says Docker-Content-Digest ${advertised} but its bytes hash to ${sha256(bytes)}`)
+    }
+    return bytes
+  }
+
+  private async sendManifest(req: http.IncomingMessage, res: http.ServerResponse, method: string, route: Route, tree: RegistryTree): Promise<void> {
+    const byDigest = isDigest(route.reference)
+    const digest = byDigest ? route.reference : await this.resolveTag(route, validateTag(route.reference, route.name), tree)
+    const raw = await this.manifestBytes(route, digest)
+    const manifest = parseManifest(raw, `proxy ${route.upstream.name}: ${route.repository}@${digest}`)
+    sendManifestBytes(req, res, method, raw, {digest, mediaType: manifest.mediaType}, byDigest ? IMMUTABLE : `public, max-age=${tree.index.settings.tagMaxAge}`)
+    if (!byDigest && tree.index.repositories[route.name]?.tags[route.reference] !== digest) {
+      this.publish(route, route.reference, {mediaType: manifest.mediaType, digest, size: raw.length})
+    }
+  }
+
+  /**
+   * The digest a tag stands for: the one last confirmed while within the TTL, else what the
+   * upstream says now (HEAD; GET only when it changed). An upstream that cannot be asked leaves
+   * the stored copy in service; one that says 404 is believed.
+   */
+  private async resolveTag(route: Route, tag: string, tree: RegistryTree): Promise<string> {
+    const key = `${route.name}:${tag}`
+    const treeDigest = tree.index.repositories[route.name]?.tags[tag]
+    const known = this.checkedTags.get(key) ?? (treeDigest ? {digest: treeDigest, at: -Infinity} : undefined)
+    const stored = known && (await this.store.has(known.digest)) ? known.digest : undefined
+    if (stored && Date.now() - known!.at < this.options.ttlSeconds * 1000) return stored
+    const path = `/v2/${route.repository}/manifests/${tag}`
+    let current: string | undefined
+    try {
+      const client = await route.upstream.connect()
+      const head = await client.request('HEAD', path, route.repository, MANIFEST_ACCEPT)
+      head.body.resume()
+      if (head.status === 404) {
+        this.checkedTags.delete(key)
+        throw new UpstreamStatusError(404, `manifest ${route.repository}:${tag}`)
+      }
+      if (head.status !== 200) throw new UpstreamStatusError(head.status, `manifest ${route.repository}:${tag}`)
+      const advertised = head.headers['docker-content-digest']
+      if (typeof advertised === 'string' && advertised === stored) current = stored
+      else {
+        const bytes = await this.fetchManifest(route, tag)
+        current = await this.store.writeBytes(bytes)
+      }
+    } catch (error) {
+      if (error instanceof UpstreamStatusError && error.status === 404) throw error
+      if (!stored) throw error
+      this.options.log?.(`proxy ${route.upstream.name}: serving the stored ${route.name}:${tag}, the upstream could not be asked (${describe(error)})`)
+      return stored
+    }
+    this.checkedTags.set(key, {digest: current, at: Date.now()})
+    return current
+  }
+
+  // ---- tags
+
+  /** Tags lists come from the upstream as they are (renamed to our namespace); the tree's list when it cannot be asked. */
+  private async sendTags(res: http.ServerResponse, method: string, route: Route, url: URL): Promise<boolean> {
+    let answer
+    try {
+      const client = await route.upstream.connect()
+      answer = await client.getBytes(`/v2/${route.repository}/tags/list${url.search}`, route.repository)
+    } catch (error) {
+      if (/answered 404/.test(describe(error))) {
+        sendError(res, 404, 'NAME_UNKNOWN', 'repository name not known to registry', {}, method)
+        return true
+      }
+      return false
+    }
+    const listed = JSON.parse(answer.bytes.toString('utf8')) as {tags?: string[] | null}
+    const link = String(answer.headers.link ?? '').replace(`/v2/${route.repository}/tags/list`, `/v2/${route.name}/tags/list`)
+    const tags = (listed.tags ?? []).sort()
+    sendJson(res, method, 200, JSON.stringify({name: route.name, tags}), 'application/json', 'no-cache', link ? {Link: link} : {})
+    return true
+  }
+
+  // ---- publishing
+
+  /**
+   * Fetch what a tag reaches that no client asked for (other platforms), then publish the tag:
+   * the tree's index only ever names complete graphs. In the background; a failure is told and
+   * the next pull of the tag tries again.
+   */
+  private publish(route: Route, tag: string, descriptor: Descriptor): void {
+    const key = `${route.name}:${tag}@${descriptor.digest}`
+    if (this.publishing.has(key)) return
+    this.publishing.add(key)
+    this.fetchGraph(route, descriptor)
+      .then(() => this.tree.publishTag(route.name, tag, descriptor))
+      .catch((error: unknown) => this.options.log?.(`proxy ${route.upstream.name}: ${route.name}:${tag} not published: ${describe(error)}`))
+      .finally(() => this.publishing.delete(key))
+  }
+
+  private async fetchGraph(route: Route, descriptor: Descriptor): Promise<void> {
+    const manifest = parseManifest(await this.manifestBytes(route, descriptor.digest), `proxy ${route.upstream.name}: ${route.repository}@${descriptor.digest}`, descriptor.mediaType)
+    if (manifest.kind === 'index') {
+      for (const child of manifest.manifests) await this.fetchGraph(route, child)
+      return
+    }
+    await mapLimit([manifest.config, ...manifest.layers], 4, (blob) => this.ensureBlob(route, blob))
+  }
+}
