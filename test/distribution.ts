@@ -7,7 +7,7 @@ import {readFile, writeFile, mkdir} from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
-import {requireTool} from './static-hosts.js'
+import {freePort, requireTool} from './static-hosts.js'
 
 export interface RunningRegistry {
   hostPort: string
@@ -62,10 +62,10 @@ export async function startTokenServer(dir: string, port: number, users: Record<
   }
 }
 
-export async function startDistribution(dir: string, port: number, auth: {htpasswd?: string; token?: {realm: string; certificate: string}} = {}): Promise<RunningRegistry> {
+export async function startDistribution(dir: string, port: number, auth: {htpasswd?: string; token?: {realm: string; certificate: string}; deleteEnabled?: boolean} = {}): Promise<RunningRegistry> {
   const registry = requireTool('docker-registry')
   await mkdir(dir, {recursive: true})
-  const lines = ['version: 0.1', 'log:', '  level: error', 'storage:', '  filesystem:', `    rootdirectory: ${path.join(dir, 'data')}`, 'http:', `  addr: 127.0.0.1:${port}`]
+  const lines = ['version: 0.1', 'log:', '  level: error', 'storage:', '  filesystem:', `    rootdirectory: ${path.join(dir, 'data')}`, ...(auth.deleteEnabled ? ['  delete:', '    enabled: true'] : []), 'http:', `  addr: 127.0.0.1:${port}`]
   if (auth.htpasswd) lines.push('auth:', '  htpasswd:', '    realm: reg-test', `    path: ${auth.htpasswd}`)
   if (auth.token) lines.push('auth:', '  token:', `    realm: ${auth.token.realm}`, '    service: reg-test', '    issuer: reg-test-issuer', `    rootcertbundle: ${auth.token.certificate}`)
   const config = path.join(dir, 'config.yml')
@@ -82,6 +82,16 @@ export async function startDistribution(dir: string, port: number, auth: {htpass
       await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)))
     },
   }
+}
+
+/** The distribution registry behind the token server, the way Docker Hub works; `stop` stops both. */
+export async function startTokenDistribution(dir: string, users: Record<string, string>): Promise<{registry: RunningRegistry; token: TokenServer}> {
+  const token = await startTokenServer(path.join(dir, 'token'), await freePort(), users)
+  const registry = await startDistribution(path.join(dir, 'registry'), await freePort(), {token})
+  return {token, registry: {...registry, stop: async () => {
+    await registry.stop()
+    await token.stop()
+  }}}
 }
 
 /** An htpasswd file with bcrypt entries, as `htpasswd -B` writes them. */

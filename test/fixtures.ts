@@ -5,6 +5,8 @@ import {createHash} from 'node:crypto'
 import path from 'node:path'
 import {gzipSync} from 'node:zlib'
 import {layerTarOf, SHARED_BASE_FILES, writeTinyIndexLayout, writeTinyOciLayout} from '../scripts/tiny-image.js'
+import {startRegistryServer} from '../src/server/registry-server.js'
+import {run} from './clients.js'
 import {runReg} from './support.js'
 
 export interface FixtureImage {
@@ -75,3 +77,20 @@ export async function buildCoreFixtures(work: string): Promise<CoreFixtures> {
   }
 }
 
+
+/**
+ * Push every core fixture to a registry (`--preserve-digests`: byte for byte), from a reg serve of
+ * the fixture tree. Asynchronously: a token server in this process may have to answer skopeo.
+ */
+export async function pushCoreFixtures(fixtures: CoreFixtures, hostPort: string, creds?: string): Promise<void> {
+  const source = await startRegistryServer(fixtures.tree, {port: 0})
+  try {
+    const from = source.url.replace('http://', '')
+    for (const image of fixtures.images) {
+      await run('skopeo', ['copy', '-q', '--all', '--preserve-digests', '--src-tls-verify=false', '--dest-tls-verify=false', ...(creds ? ['--dest-creds', creds] : []),
+        `docker://${from}/${image.name}:${image.tag}`, `docker://${hostPort}/${image.name}:${image.tag}`])
+    }
+  } finally {
+    await source.close()
+  }
+}

@@ -1,33 +1,20 @@
 // reg serve --push: real clients push (skopeo copy, podman push) into the tree; what they pushed
 // is pulled back (skopeo, ctr) with the same digests; bad uploads never become visible.
 import assert from 'node:assert/strict'
-import {spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {writeFile} from 'node:fs/promises'
 import path from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {after, before, describe, it} from 'node:test'
 import {type Containerd, run, skopeoInspectDigest, startContainerd} from './clients.js'
 import {writeHtpasswd} from './distribution.js'
-import {freePort, requireTool} from './static-hosts.js'
-import {REPO_ROOT, removeTempDirs, runReg, tempDir, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
+import {requireTool} from './static-hosts.js'
+import {removeTempDirs, runReg, type ServeProcess, startServe, tempDir, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
 
 const sha = (b: Buffer | string) => 'sha256:' + createHash('sha256').update(b).digest('hex')
 
-async function serve(dir: string, extra: string[]): Promise<{url: string; hostPort: string; stop(): Promise<void>}> {
-  const port = await freePort()
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'serve', dir, '-p', String(port), ...extra], {stdio: 'ignore'})
-  const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 100 && !(await fetch(`${url}/v2/`).then((r) => r.status < 500, () => false)); i++) await sleep(50)
-  return {url, hostPort: `127.0.0.1:${port}`, stop: async () => {
-    child.kill('SIGTERM')
-    await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(undefined)))
-  }}
-}
-
 describe('reg serve --push', () => {
   let work: string
-  let server: Awaited<ReturnType<typeof serve>>
+  let server: ServeProcess
   let containerd: Containerd
   let single: {manifestDigest: string}
   let multi: {indexDigest: string}
@@ -37,7 +24,7 @@ describe('reg serve --push', () => {
     work = await tempDir()
     single = await writeTinyOciLayout(path.join(work, 'single'), {'a.txt': 'pushed\n'}, '1.0')
     multi = await writeTinyIndexLayout(path.join(work, 'multi'), ['linux/amd64', 'linux/arm64', 'linux/arm/v7'], 'multi')
-    server = await serve(path.join(work, 'tree'), ['--push'])
+    server = await startServe(path.join(work, 'tree'), ['--push'])
     containerd = await startContainerd(path.join(work, 'containerd'))
   })
   after(async () => {
@@ -101,7 +88,7 @@ describe('reg serve --push', () => {
 
   it('--push-auth: pushing needs a user of the htpasswd file, reading does not; --allow-delete removes tags', async () => {
     const htpasswd = await writeHtpasswd(path.join(work, 'htpasswd'), 'pusher', 'pass-word')
-    const guarded = await serve(path.join(work, 'guarded'), ['--push', '--push-auth', htpasswd, '--allow-delete'])
+    const guarded = await startServe(path.join(work, 'guarded'), ['--push', '--push-auth', htpasswd, '--allow-delete'])
     try {
       const ref = `docker://${guarded.hostPort}/team/app:1.0`
       await assert.rejects(run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${path.join(work, 'single')}:1.0`, ref]), /401|unauthorized|authentication required/i)
@@ -120,7 +107,7 @@ describe('reg serve --push', () => {
   })
 
   it('without --push the server stays read-only', async () => {
-    const readOnly = await serve(path.join(work, 'tree'), [])
+    const readOnly = await startServe(path.join(work, 'tree'), [])
     try {
       const res = await fetch(`${readOnly.url}/v2/team/app/blobs/uploads/`, {method: 'POST'})
       assert.equal(res.status, 405)

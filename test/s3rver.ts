@@ -51,7 +51,8 @@ export async function startS3rver(dir: string, port: number, options: {website?:
 
 export interface CountingProxy {
   endpoint: string
-  requests: Array<{method: string; url: string; bodyBytes: number; copy: boolean}>
+  /** `status`: what the target answered (unset while it has not) */
+  requests: Array<{method: string; url: string; bodyBytes: number; copy: boolean; status?: number}>
   reset(): void
   /** answer this fraction of requests with a 503 or a reset connection instead of forwarding them; delay each request */
   faults: {rate: number; delayMs: number}
@@ -69,7 +70,8 @@ export async function startCountingProxy(target: string, port: number): Promise<
     req.on('end', async () => {
       if (faults.delayMs) await sleep(faults.delayMs)
       const body = Buffer.concat(chunks)
-      requests.push({method: req.method ?? '', url: req.url ?? '', bodyBytes: body.length, copy: Boolean(req.headers['x-amz-copy-source'])})
+      const record: CountingProxy['requests'][number] = {method: req.method ?? '', url: req.url ?? '', bodyBytes: body.length, copy: Boolean(req.headers['x-amz-copy-source'])}
+      requests.push(record)
       // Deterministic faults: every k-th request, alternating a 503 and a reset connection.
       if (faults.rate > 0 && ++n % Math.round(1 / faults.rate) === 0) {
         if (n % 2 === 0) res.writeHead(503, {'Content-Type': 'application/xml'}).end('<Error><Code>SlowDown</Code><Message>injected</Message></Error>')
@@ -77,6 +79,7 @@ export async function startCountingProxy(target: string, port: number): Promise<
         return
       }
       const upstream = http.request(target + (req.url ?? ''), {method: req.method, headers: req.headers}, (up) => {
+        record.status = up.statusCode
         res.writeHead(up.statusCode ?? 502, up.headers)
         up.pipe(res)
       })

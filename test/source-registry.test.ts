@@ -8,7 +8,7 @@ import {after, before, describe, it} from 'node:test'
 import {startRegistryServer} from '../src/server/registry-server.js'
 import type {TreeIndex} from '../src/tree/model.js'
 import {type Containerd, run, skopeoInspectDigest, startContainerd} from './clients.js'
-import {type RunningRegistry, startDistribution, startTokenServer, type TokenServer, writeHtpasswd} from './distribution.js'
+import {type RunningRegistry, startDistribution, startTokenDistribution, type TokenServer, writeHtpasswd} from './distribution.js'
 import {startCountingProxy} from './s3rver.js'
 import {freePort} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
@@ -32,15 +32,7 @@ const MODES: Mode[] = [
   },
   {
     name: 'Bearer token auth',
-    start: async (work) => {
-      const token = await startTokenServer(path.join(work, 'token'), await freePort(), {[USER]: PASSWORD})
-      const registry = await startDistribution(path.join(work, 'registry'), await freePort(), {token})
-      const stop = registry.stop
-      return {registry: {...registry, stop: async () => {
-        await stop()
-        await token.stop()
-      }}, creds: `${USER}:${PASSWORD}`, token}
-    },
+    start: async (work) => ({...(await startTokenDistribution(work, {[USER]: PASSWORD})), creds: `${USER}:${PASSWORD}`}),
   },
 ]
 

@@ -1,9 +1,11 @@
 // Small shared pieces for the CLI-level tests: run the built CLI, make temp dirs, snapshot a tree.
-import {execFile} from 'node:child_process'
+import {execFile, spawn} from 'node:child_process'
 import {cp, mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
+import {freePort} from './static-hosts.js'
 
 export const REPO_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 export const EXAMPLE_LAYOUT = path.join(REPO_ROOT, 'examples', 'hello')
@@ -53,3 +55,32 @@ export async function treeSnapshot(dir: string): Promise<string> {
 }
 
 export {writeTinyIndexLayout, writeTinyOciLayout, type TinyImage} from '../scripts/tiny-image.js'
+
+export interface ServeProcess {
+  url: string
+  hostPort: string
+  /** what the server wrote on stderr so far (warnings) */
+  stderr(): string
+  /** SIGTERM, and wait for the exit */
+  stop(): Promise<void>
+  /** SIGKILL: a crash, nothing cleaned up */
+  kill(): Promise<void>
+}
+
+/** `reg serve DIR FLAGS` as a child process of its own (clients in this process would otherwise deadlock it), ready when /v2/ answers. */
+export async function startServe(dir: string, flags: string[], env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
+  const port = await freePort()
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'serve', dir, '-p', String(port), ...flags], {stdio: ['ignore', 'ignore', 'pipe'], env: {...process.env, ...env}})
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString('utf8')
+  })
+  const url = `http://127.0.0.1:${port}`
+  for (let i = 0; i < 200 && child.exitCode === null && !(await fetch(`${url}/v2/`).then((r) => r.status < 500, () => false)); i++) await sleep(50)
+  if (child.exitCode !== null) throw new Error(`reg serve ${flags.join(' ')} exited: ${stderr}`)
+  const exited = (signal: NodeJS.Signals) => {
+    child.kill(signal)
+    return new Promise<void>((resolve) => (child.exitCode === null && child.signalCode === null ? child.once('exit', () => resolve()) : resolve()))
+  }
+  return {url, hostPort: `127.0.0.1:${port}`, stderr: () => stderr, stop: () => exited('SIGTERM'), kill: () => exited('SIGKILL')}
+}
