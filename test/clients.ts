@@ -32,6 +32,8 @@ export async function skopeoCopyDigest(hostPort: string, ref: string, dest: stri
 
 export interface Containerd {
   pull(ref: string, options?: {platform?: string; allPlatforms?: boolean}): Promise<string>
+  /** `ctr images push --plain-http`: pull `from` (all platforms), tag it `to`, push that, then forget both */
+  push(from: string, to: string): Promise<void>
   stop(): Promise<void>
 }
 
@@ -64,6 +66,12 @@ export async function startContainerd(dir: string): Promise<Containerd> {
       const digest = line.split(/\s+/)[2]
       await ctr('images', 'rm', ref)
       return digest
+    },
+    async push(from, to) {
+      await ctr('images', 'pull', '--plain-http', '--all-platforms', from)
+      await ctr('images', 'tag', '--force', from, to)
+      await ctr('images', 'push', '--plain-http', to)
+      await ctr('images', 'rm', from, to)
     },
     async stop() {
       child.kill('SIGTERM')

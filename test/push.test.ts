@@ -1,11 +1,16 @@
-// reg serve --push: real clients push (skopeo copy, podman push) into the tree; what they pushed
-// is pulled back (skopeo, ctr) with the same digests; bad uploads never become visible.
+// reg serve --push: real clients push (skopeo copy, podman push, ctr push) into the tree; what they
+// pushed is pulled back (skopeo, ctr) with the same digests and deploys; bad uploads and uploads cut
+// by a crash never become visible.
 import assert from 'node:assert/strict'
-import {createHash} from 'node:crypto'
-import {writeFile} from 'node:fs/promises'
+import {createHash, randomBytes} from 'node:crypto'
+import {readdir, readFile, stat, writeFile} from 'node:fs/promises'
+import http from 'node:http'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {type Containerd, run, skopeoInspectDigest, startContainerd} from './clients.js'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {startRegistryServer} from '../src/server/registry-server.js'
+import {type Containerd, run, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
+import {buildCoreFixtures} from './fixtures.js'
 import {writeHtpasswd} from './distribution.js'
 import {requireTool} from './static-hosts.js'
 import {removeTempDirs, runReg, type ServeProcess, startServe, tempDir, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
@@ -104,6 +109,69 @@ describe('reg serve --push', () => {
     }
     const notAllowed = await fetch(`${server.url}/v2/team/app/manifests/1.0`, {method: 'DELETE'})
     assert.equal(notAllowed.status, 405, 'without --allow-delete')
+  })
+
+  it('ctr pushes every core fixture; skopeo pulls them back, digests identical; reg deploy --backend dir publishes them', async () => {
+    const fixtures = await buildCoreFixtures(path.join(work, 'fixtures'))
+    const source = await startRegistryServer(fixtures.tree, {port: 0})
+    const tree = path.join(work, 'ctr-pushed')
+    const target = await startServe(tree, ['--push'])
+    try {
+      for (const image of fixtures.images) {
+        await containerd.push(`${source.url.replace('http://', '')}/${image.name}:${image.tag}`, `${target.hostPort}/ctr/${image.name}:${image.tag}`)
+        const copy = path.join(work, 'ctr-copies', `${image.name}_${image.tag}`.replaceAll('/', '_'))
+        assert.equal(await skopeoCopyDigest(target.hostPort, `ctr/${image.name}:${image.tag}`, copy), image.digest, `${image.name}:${image.tag}`)
+      }
+    } finally {
+      await target.stop()
+      await source.close()
+    }
+    const out = path.join(work, 'ctr-deployed')
+    const deployed = await runReg(['deploy', tree, '--backend', 'dir', '--dest', out])
+    assert.equal(deployed.code, 0, deployed.stderr)
+    for (const image of fixtures.images) {
+      assert.equal(sha(await readFile(path.join(out, 'v2', 'ctr', image.name, 'manifests', image.tag))), image.digest)
+    }
+  })
+
+  it('a server killed mid-upload leaves no partial blob; restarted, it takes a fresh push', async () => {
+    const tree = path.join(work, 'crash')
+    const blob = randomBytes(4 << 20)
+    const digest = sha(blob)
+    const half = blob.length / 2
+    const crashing = await startServe(tree, ['--push'])
+    const started = await fetch(`${crashing.url}/v2/team/crash/blobs/uploads/`, {method: 'POST'})
+    assert.equal(started.status, 202)
+    const location = new URL(started.headers.get('location')!, crashing.url)
+    // A chunked upload whose PATCH is still sending when the server dies.
+    const patch = http.request(location, {method: 'PATCH', headers: {'Content-Type': 'application/octet-stream', 'Content-Range': `0-${blob.length - 1}`, 'Content-Length': blob.length}})
+    patch.on('error', () => undefined)
+    patch.write(blob.subarray(0, half))
+    const partial = path.join(`${tree}.reg-uploads`, location.pathname.split('/').pop()!)
+    let received = 0
+    for (let i = 0; i < 200 && received < half; i++) {
+      await sleep(25)
+      received = await stat(partial).then((s) => s.size, () => 0)
+    }
+    assert.equal(received, half, 'the server had half of the blob when it was killed')
+    await crashing.kill()
+    patch.destroy()
+    const restarted = await startServe(tree, ['--push'])
+    try {
+      assert.equal((await fetch(`${restarted.url}/v2/team/crash/blobs/${digest}`, {method: 'HEAD'})).status, 404)
+      const stored = await readdir(path.join(tree, 'blobs', 'sha256'))
+      assert.ok(!stored.includes(digest.slice(7)), 'no such file in the blob store')
+      assert.deepEqual(stored.filter((f) => f.startsWith('.tmp-')), [])
+      const fresh = await fetch(`${restarted.url}/v2/team/crash/blobs/uploads/?digest=${digest}`, {method: 'POST', body: new Uint8Array(blob)})
+      assert.equal(fresh.status, 201)
+      const head = await fetch(`${restarted.url}/v2/team/crash/blobs/${digest}`, {method: 'HEAD'})
+      assert.equal(head.status, 200)
+      assert.equal(head.headers.get('docker-content-digest'), digest)
+      await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${path.join(work, 'single')}:1.0`, `docker://${restarted.hostPort}/team/crash:1`])
+      assert.equal(await skopeoInspectDigest(restarted.hostPort, 'team/crash:1'), single.manifestDigest)
+    } finally {
+      await restarted.stop()
+    }
   })
 
   it('without --push the server stays read-only', async () => {
