@@ -13,6 +13,8 @@ describe('project', () => {
     const dir = await tempDir()
     await cp(path.join(REPO_ROOT, 'package.json'), path.join(dir, 'package.json'))
     await cp(path.join(REPO_ROOT, 'lib'), path.join(dir, 'lib'), {recursive: true})
+    // the config file's JSON Schema ships in the package beside lib/ (package.json "files")
+    await cp(path.join(REPO_ROOT, 'schema'), path.join(dir, 'schema'), {recursive: true})
     await symlink(path.join(REPO_ROOT, 'node_modules'), path.join(dir, 'node_modules'))
     execFileSync(process.execPath, [path.join(REPO_ROOT, 'node_modules/oclif/bin/run.js'), 'manifest'], {cwd: dir, stdio: 'pipe'})
     const fresh = JSON.parse(await readFile(path.join(dir, 'oclif.manifest.json'), 'utf8')) as unknown
