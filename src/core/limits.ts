@@ -16,7 +16,7 @@ export const MAX_GRAPH_NODES = 10_000
 /** A read that went over its bound. `status` is what an HTTP answer to it should say. */
 export class TooLargeError extends RegError {
   constructor(what: string, limit: number) {
-    super(`${what} is larger than ${limit} bytes`, 'reg refuses documents this large; a manifest is at most 4 MiB', 'TOO_LARGE')
+    super(`${what} is larger than ${limit} bytes`, 'reg refuses documents this large from others: the source or sender is malicious or broken', 'TOO_LARGE')
   }
 }
 

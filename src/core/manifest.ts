@@ -1,5 +1,6 @@
 import {parseDigest} from './digest.js'
 import {RegError} from './errors.js'
+import {MAX_MANIFEST_BYTES, TooLargeError} from './limits.js'
 import {IMAGE_MEDIA_TYPES, INDEX_MEDIA_TYPES, MediaType} from './media-types.js'
 
 export interface Platform {
@@ -23,16 +24,47 @@ export type ParsedManifest =
   | {kind: 'index'; mediaType: string; raw: Buffer; manifests: Descriptor[]; subject?: Descriptor; artifactType?: string; annotations?: Record<string, string>}
   | {kind: 'image'; mediaType: string; raw: Buffer; config: Descriptor; layers: Descriptor[]; subject?: Descriptor; artifactType?: string; annotations?: Record<string, string>}
 
+/** Media types as RFC 6838 writes them (`type/subtype`, 127 characters each at most), nothing longer or stranger. */
+const MEDIA_TYPE = /^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}\/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$/
+/** Platform fields are short words (`linux`, `arm64`, `v8`, `10.0.20348.1487`). */
+const PLATFORM_FIELD_MAX = 128
+
+function boundedString(value: unknown, max = PLATFORM_FIELD_MAX): string | undefined {
+  return typeof value === 'string' && value.length > 0 && value.length <= max ? value : undefined
+}
+
+/**
+ * The platform of a descriptor or an image config, reduced to the fields reg shows and stores, each a
+ * short string: a platform object nested a thousand deep, or a megabyte of `os`, is not copied into
+ * the tree's index. Undefined when os or architecture is missing.
+ */
+export function parsePlatform(value: unknown): Platform | undefined {
+  if (typeof value !== 'object' || value === null) return undefined
+  const v = value as Record<string, unknown>
+  const os = boundedString(v.os)
+  const architecture = boundedString(v.architecture)
+  if (!os || !architecture) return undefined
+  const variant = boundedString(v.variant)
+  const osVersion = boundedString(v['os.version'])
+  return {os, architecture, ...(variant ? {variant} : {}), ...(osVersion ? {'os.version': osVersion} : {})}
+}
+
+export function isMediaType(value: unknown): value is string {
+  return typeof value === 'string' && MEDIA_TYPE.test(value)
+}
+
 function parseDescriptor(value: unknown, where: string): Descriptor {
   if (typeof value !== 'object' || value === null) throw new RegError(`${where}: descriptor is not an object`)
   const v = value as Record<string, unknown>
   if (typeof v.digest !== 'string') throw new RegError(`${where}: descriptor has no digest`)
   if (typeof v.size !== 'number' || !Number.isSafeInteger(v.size) || v.size < 0) throw new RegError(`${where}: descriptor ${v.digest} has no valid size`)
-  if (typeof v.mediaType !== 'string') throw new RegError(`${where}: descriptor ${v.digest} has no mediaType`)
-  const descriptor: Descriptor = {mediaType: v.mediaType, digest: parseDigest(v.digest, `${where} digest`), size: v.size}
-  if (typeof v.platform === 'object' && v.platform !== null) descriptor.platform = v.platform as Platform
+  const digest = parseDigest(v.digest, `${where} digest`)
+  if (!isMediaType(v.mediaType)) throw new RegError(`${where}: descriptor ${digest} has no valid mediaType`, 'a media type is type/subtype, e.g. application/vnd.oci.image.layer.v1.tar+gzip')
+  const descriptor: Descriptor = {mediaType: v.mediaType, digest, size: v.size}
+  const platform = parsePlatform(v.platform)
+  if (platform) descriptor.platform = platform
   if (typeof v.annotations === 'object' && v.annotations !== null) descriptor.annotations = v.annotations as Record<string, string>
-  if (typeof v.artifactType === 'string') descriptor.artifactType = v.artifactType
+  if (isMediaType(v.artifactType)) descriptor.artifactType = v.artifactType
   return descriptor
 }
 
@@ -41,11 +73,13 @@ function parseDescriptor(value: unknown, where: string): Descriptor {
  * an OCI index and `config`+`layers` an OCI image manifest. Docker schema 1 is refused.
  */
 export function parseManifest(raw: Buffer, label: string, declaredMediaType?: string): ParsedManifest {
+  if (raw.length > MAX_MANIFEST_BYTES) throw new TooLargeError(`${label}: manifest`, MAX_MANIFEST_BYTES)
   let json: unknown
   try {
     json = JSON.parse(raw.toString('utf8'))
-  } catch (error) {
-    throw new RegError(`${label}: manifest is not valid JSON (${(error as Error).message})`, 'the source is corrupt; re-export the image')
+  } catch {
+    // The parser's message quotes the input: refused bytes are never echoed.
+    throw new RegError(`${label}: manifest is not valid JSON`, 'the source is corrupt; re-export the image')
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new RegError(`${label}: manifest is not a JSON object`)
   const m = json as Record<string, unknown>
@@ -63,7 +97,7 @@ export function parseManifest(raw: Buffer, label: string, declaredMediaType?: st
     throw new RegError(`${label}: descriptor says ${declaredMediaType} but the manifest says ${declared}`)
   }
   const subject = m.subject === undefined ? undefined : parseDescriptor(m.subject, `${label} subject`)
-  const artifactType = typeof m.artifactType === 'string' ? m.artifactType : undefined
+  const artifactType = isMediaType(m.artifactType) ? m.artifactType : undefined
   const annotations = typeof m.annotations === 'object' && m.annotations !== null ? (m.annotations as Record<string, string>) : undefined
   if (INDEX_MEDIA_TYPES.has(mediaType)) {
     if (!Array.isArray(m.manifests)) throw new RegError(`${label}: index has no manifests array`)

@@ -4,7 +4,7 @@ import {link, mkdir, readdir, rename, stat, unlink, writeFile} from 'node:fs/pro
 import path from 'node:path'
 import type {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
-import {type DigestCheck, digestHex, sha256, VerifyingStream} from '../core/digest.js'
+import {type DigestCheck, digestHex, parseDigest, sha256, VerifyingStream} from '../core/digest.js'
 import {errnoCode} from '../core/errors.js'
 
 /**
@@ -19,8 +19,9 @@ export class BlobStore {
     this.dir = path.join(root, 'blobs', 'sha256')
   }
 
+  /** The file of a digest. The digest is checked here, the one place a digest becomes a path: nothing outside the store can be named. */
   pathOf(digest: string): string {
-    return path.join(this.dir, digestHex(digest))
+    return path.join(this.dir, digestHex(parseDigest(digest)))
   }
 
   async init(): Promise<void> {
@@ -28,11 +29,15 @@ export class BlobStore {
   }
 
   async has(digest: string): Promise<boolean> {
+    return (await this.sizeOf(digest)) !== undefined
+  }
+
+  /** Bytes of a stored blob; undefined when the store does not have it. */
+  async sizeOf(digest: string): Promise<number | undefined> {
     try {
-      await stat(this.pathOf(digest))
-      return true
+      return (await stat(this.pathOf(digest))).size
     } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return false
+      if (errnoCode(error) === 'ENOENT') return undefined
       throw error
     }
   }

@@ -1,9 +1,9 @@
-import {readFile} from 'node:fs/promises'
 import {mapLimit} from '../core/concurrency.js'
 import {verifyBytes} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
+import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
 import type {ImageSource} from '../core/image-source.js'
-import {type Descriptor, parseManifest, type Platform} from '../core/manifest.js'
+import {type Descriptor, parseManifest, parsePlatform, type Platform} from '../core/manifest.js'
 import {CONFIG_MEDIA_TYPES, isManifestMediaType} from '../core/media-types.js'
 import type {BlobStore} from './blob-store.js'
 import type {ManifestRecord, TreeIndex} from './model.js'
@@ -15,13 +15,22 @@ export interface IngestObserver {
   bytes?(count: number): void
 }
 
+/** One walk of a graph from its root: what it reads from, what it is called, what it has reached. */
+interface GraphWalk {
+  source: ImageSource
+  label: string
+  nodes: Set<string>
+}
+
 /**
  * Copy one manifest graph from a source into the store, verifying every byte against its
  * descriptor, and record it in the index. Blobs already in the store are not read again.
  */
 export class GraphIngester {
-  /** blobs being copied right now: two images sharing a layer copy it once */
+  /** blobs copied or being copied: two images sharing a layer copy it once */
   private readonly inFlight = new Map<string, Promise<void>>()
+  /** manifests visited or being visited, by digest */
+  private readonly manifestVisits = new Map<string, Promise<ManifestRecord>>()
   bytesCopied = 0
   /** blobs the sources named that the store already had (not read again) */
   blobsAlreadyPresent = 0
@@ -33,14 +42,47 @@ export class GraphIngester {
     private readonly blobConcurrency = 4,
   ) {}
 
+  /**
+   * Ingest the graph under `descriptor`. Each digest is visited once per ingester, however often
+   * and however deep it is listed (an index naming one child N times, L deep, is N·L work, not
+   * N^L), and one graph reaches at most MAX_GRAPH_NODES distinct manifests and blobs.
+   */
   async ingest(source: ImageSource, descriptor: Descriptor, label: string, platform?: Platform): Promise<ManifestRecord> {
+    return this.visitManifest({source, label, nodes: new Set()}, descriptor, platform)
+  }
+
+  private count(walk: GraphWalk, digest: string): void {
+    walk.nodes.add(digest)
+    if (walk.nodes.size > MAX_GRAPH_NODES) {
+      throw new RegError(`${walk.label}: the image graph reaches more than ${MAX_GRAPH_NODES} manifests and blobs`, 'the source is malicious or corrupt; reg refuses graphs this large', 'GRAPH_TOO_LARGE')
+    }
+  }
+
+  private visitManifest(walk: GraphWalk, descriptor: Descriptor, platform?: Platform): Promise<ManifestRecord> {
+    this.count(walk, descriptor.digest)
+    let visit = this.manifestVisits.get(descriptor.digest)
+    if (!visit) {
+      visit = this.ingestManifest(walk, descriptor, platform)
+      this.manifestVisits.set(descriptor.digest, visit)
+      // A failed visit is not remembered: the build stops, and a server's next push may try again.
+      visit.catch(() => this.manifestVisits.delete(descriptor.digest))
+    }
+    return visit
+  }
+
+  private async ingestManifest(walk: GraphWalk, descriptor: Descriptor, platform?: Platform): Promise<ManifestRecord> {
+    const {source, label} = walk
     if (!isManifestMediaType(descriptor.mediaType)) {
       throw new RegError(`${label}: ${descriptor.digest} has media type ${descriptor.mediaType}, not a manifest`, 'reg serves OCI and Docker v2 images and indexes; Docker schema 1 and other types are not supported')
     }
+    // Refused before a byte is read: whatever the descriptor points at, a manifest is a small document.
+    if (descriptor.size > MAX_MANIFEST_BYTES) throw new TooLargeError(`${label}: manifest ${descriptor.digest}`, MAX_MANIFEST_BYTES)
     let raw: Buffer
     try {
       // A manifest already in the store was verified when it was written: a re-mirror asks the source for nothing.
-      raw = (await this.store.has(descriptor.digest)) ? await readFile(this.store.pathOf(descriptor.digest)) : await source.readManifest(descriptor)
+      raw = (await this.store.has(descriptor.digest))
+        ? await readFileBounded(this.store.pathOf(descriptor.digest), MAX_MANIFEST_BYTES, `${label}: manifest ${descriptor.digest}`)
+        : await source.readManifest(descriptor)
     } catch (error) {
       throw this.missing(error, label, `manifest ${descriptor.digest}`)
     }
@@ -54,14 +96,15 @@ export class GraphIngester {
     }
     if (manifest.kind === 'index') {
       for (const child of manifest.manifests) {
-        await this.ingest(source, child, label, child.platform)
-        record.children.push(child.digest)
+        await this.visitManifest(walk, child, child.platform)
+        if (!record.children.includes(child.digest)) record.children.push(child.digest)
       }
     } else {
       if (!record.artifactType && !CONFIG_MEDIA_TYPES.has(manifest.config.mediaType)) record.artifactType = manifest.config.mediaType
       const blobs = [manifest.config, ...manifest.layers]
+      for (const blob of blobs) this.count(walk, blob.digest)
       await mapLimit(blobs, this.blobConcurrency, (blob) => this.ingestBlob(source, blob, label))
-      record.blobs = blobs.map((b) => b.digest)
+      record.blobs = [...new Set(blobs.map((b) => b.digest))]
       record.platform ??= await this.platformOf(manifest.config)
     }
     await this.store.writeBytes(raw)
@@ -72,7 +115,8 @@ export class GraphIngester {
   private async ingestBlob(source: ImageSource, blob: Descriptor, label: string): Promise<void> {
     if (!this.inFlight.has(blob.digest)) {
       this.inFlight.set(blob.digest, (async () => {
-        if (await this.store.has(blob.digest)) {
+        const stored = await this.store.sizeOf(blob.digest)
+        if (stored !== undefined) {
           this.blobsAlreadyPresent++
         } else {
           this.observer.blobStart?.(blob.digest, blob.size)
@@ -86,10 +130,17 @@ export class GraphIngester {
           const copied = await this.store.ingest(input, {digest: blob.digest, size: blob.size, label: `${label}: blob ${blob.digest}`}, this.observer.bytes)
           this.bytesCopied += copied
         }
-        this.index.blobs[blob.digest] = {size: blob.size, mediaType: blob.mediaType}
+        // What the store holds is what the blob is: the first size recorded is the stored file's.
+        this.index.blobs[blob.digest] = {size: stored ?? blob.size, mediaType: blob.mediaType}
       })())
+      this.inFlight.get(blob.digest)!.catch(() => this.inFlight.delete(blob.digest))
     }
     await this.inFlight.get(blob.digest)
+    // Every descriptor of a blob, not only the first, must agree with the bytes stored under its digest.
+    const size = this.index.blobs[blob.digest].size
+    if (size !== blob.size) {
+      throw new RegError(`${label}: blob ${blob.digest} is listed with size ${blob.size}, but the stored blob has ${size} bytes`, 'the manifest is malicious or corrupt: a descriptor cannot change what a stored blob is', 'SIZE_INVALID')
+    }
   }
 
   private missing(error: unknown, label: string, what: string): Error {
@@ -100,11 +151,10 @@ export class GraphIngester {
 
   /** os/architecture from an image config, for `reg ls` and index-less images. */
   private async platformOf(config: Descriptor): Promise<Platform | undefined> {
-    if (!CONFIG_MEDIA_TYPES.has(config.mediaType) || config.size > 4 * 1024 * 1024) return undefined
+    if (!CONFIG_MEDIA_TYPES.has(config.mediaType) || config.size > MAX_MANIFEST_BYTES) return undefined
     try {
-      const parsed = JSON.parse(await readFile(this.store.pathOf(config.digest), 'utf8')) as Partial<Platform>
-      if (typeof parsed.os !== 'string' || typeof parsed.architecture !== 'string') return undefined
-      return {os: parsed.os, architecture: parsed.architecture, ...(typeof parsed.variant === 'string' ? {variant: parsed.variant} : {})}
+      const parsed = JSON.parse((await readFileBounded(this.store.pathOf(config.digest), MAX_MANIFEST_BYTES, 'image config')).toString('utf8')) as Partial<Platform>
+      return parsePlatform(parsed)
     } catch {
       return undefined
     }
