@@ -27,6 +27,10 @@ export function validateName(name: string): string {
   return name
 }
 
+export function isTag(tag: string): boolean {
+  return TAG.test(tag)
+}
+
 export function validateTag(tag: string, name?: string): string {
   if (!TAG.test(tag)) {
     throw new RegError(

@@ -6,7 +6,7 @@ import type {Descriptor} from '../core/manifest.js'
 import {BlobStore} from '../tree/blob-store.js'
 import {finalizeIndex, writeTreeFiles} from '../tree/finalize.js'
 import {GraphIngester} from '../tree/ingest.js'
-import {DEFAULT_TAG_MAX_AGE, type TreeIndex} from '../tree/model.js'
+import {emptyIndex, repositoryRecord} from '../tree/model.js'
 import {readTreeIndex} from '../tree/registry-tree.js'
 
 /** The tree's own store as a source: a tagged manifest is ingested from what arrived before it. */
@@ -23,10 +23,6 @@ class StoreSource implements ImageSource {
     return createReadStream(this.store.pathOf(descriptor.digest))
   }
   async close() {}
-}
-
-function emptyIndex(): Omit<TreeIndex, 'objects'> {
-  return {schemaVersion: 1, generator: 'reg', settings: {tagMaxAge: DEFAULT_TAG_MAX_AGE}, repositories: {}, manifests: {}, blobs: {}}
 }
 
 /**
@@ -60,8 +56,7 @@ export class TreeWriter {
       const index = (await readTreeIndex(this.dir)) ?? emptyIndex()
       await this.store.init()
       await new GraphIngester(this.store, index).ingest(new StoreSource(this.store), descriptor, `${name}:${tag}`)
-      index.repositories[name] ??= {tags: {}}
-      index.repositories[name].tags[tag] = descriptor.digest
+      repositoryRecord(index, name).tags[tag] = descriptor.digest
       await writeTreeFiles(this.dir, await finalizeIndex(this.store, index, {collectGarbage: false}))
     })
   }

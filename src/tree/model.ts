@@ -61,5 +61,26 @@ export interface TreeIndex {
   objects: RegistryObject[]
 }
 
+/**
+ * A map keyed by names other people choose (repositories, tags): no prototype, so a tag
+ * `__proto__` or a repository `constructor` is a key like any other, never an inherited member.
+ */
+export function dict<T>(entries?: Iterable<readonly [string, T]>): Record<string, T> {
+  const map = Object.create(null) as Record<string, T>
+  for (const [key, value] of entries ?? []) map[key] = value
+  return map
+}
+
+/** The state of a tree with nothing in it. */
+export function emptyIndex(tagMaxAge = DEFAULT_TAG_MAX_AGE): Omit<TreeIndex, 'objects'> {
+  return {schemaVersion: 1, generator: 'reg', settings: {tagMaxAge}, repositories: dict(), manifests: dict(), blobs: dict()}
+}
+
+/** Where a tag goes: the repository's record, created when it is the first tag. */
+export function repositoryRecord(index: Pick<TreeIndex, 'repositories'>, name: string): RepositoryRecord {
+  index.repositories[name] ??= {tags: dict()}
+  return index.repositories[name]
+}
+
 export const TREE_INDEX_FILE = 'registry.json'
 export const DEFAULT_TAG_MAX_AGE = 60

@@ -1,9 +1,13 @@
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
+import {isDigest} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
-import {validateName} from '../core/reference.js'
+import {MAX_MANIFEST_BYTES} from '../core/limits.js'
+import {isMediaType, parsePlatform} from '../core/manifest.js'
+import {isManifestMediaType} from '../core/media-types.js'
+import {isTag, validateName} from '../core/reference.js'
 import {BlobStore} from './blob-store.js'
-import {type RegistryObject, TREE_INDEX_FILE, type TreeIndex} from './model.js'
+import {dict, type ManifestRecord, type ObjectClass, type RegistryObject, TREE_INDEX_FILE, type TreeIndex} from './model.js'
 import {deriveObjects, generateDocuments} from './objects.js'
 import {validateTreeNames} from './validate.js'
 
@@ -41,7 +45,7 @@ export class RegistryTree {
    */
   async withNamePrefix(prefix: string, scratch: string): Promise<RegistryTree> {
     const ns = validateName(prefix.replace(/^\/+|\/+$/g, ''))
-    const repositories = Object.fromEntries(Object.entries(this.index.repositories).map(([name, record]) => [`${ns}/${name}`, record]))
+    const repositories = dict(Object.entries(this.index.repositories).map(([name, record]) => [`${ns}/${name}`, record] as const))
     const renamed = {...this.index, repositories}
     validateTreeNames(renamed)
     const documents = generateDocuments(renamed)
@@ -65,12 +69,87 @@ export async function readTreeIndex(dir: string): Promise<TreeIndex | undefined>
     if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return undefined
     throw error
   }
-  let index: TreeIndex
+  return parseTreeIndex(text, path.join(dir, TREE_INDEX_FILE))
+}
+
+const OBJECT_CLASSES: ReadonlySet<string> = new Set<ObjectClass>(['api-root', 'blob', 'digest-manifest', 'tag-manifest', 'tags-list', 'catalog', 'referrers'])
+/** What an object's URL may look like: the API root, the catalog, or a repository's URL; no `.`/`..` segment, no control characters. */
+const OBJECT_PATH = /^v2\/(?:_catalog|[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*\/(?:tags\/list|(?:blobs|manifests|referrers)\/[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}))?$/
+const HEADER_VALUE = /^[\x20-\x7e]*$/
+
+/**
+ * `registry.json` as `reg serve`, `reg ls` and every backend trust it: checked when loaded, so a
+ * damaged or tampered index is refused with a clear message instead of naming files outside the
+ * tree, headers that split a response, or tags that do not exist. Maps keyed by user-chosen names
+ * come back without a prototype (see `dict`).
+ */
+export function parseTreeIndex(text: string, file: string): TreeIndex {
+  let raw: unknown
   try {
-    index = JSON.parse(text) as TreeIndex
+    raw = JSON.parse(text)
   } catch (error) {
-    throw new RegError(`${path.join(dir, TREE_INDEX_FILE)} is corrupt (${(error as Error).message})`, 'rebuild the tree with --clean')
+    throw new RegError(`${file} is corrupt (${(error as Error).message})`, 'rebuild the tree with --clean')
   }
-  if (index.schemaVersion !== 1 || index.generator !== 'reg') throw new RegError(`${path.join(dir, TREE_INDEX_FILE)} was not written by this version of reg`, 'rebuild the tree with --clean')
-  return index
+  const fail = (what: string): never => {
+    throw new RegError(`${file} is damaged: ${what}`, 'rebuild the tree with --clean; reg refuses to serve from an index it cannot trust')
+  }
+  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+  const isSize = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0
+  const digestOf = (value: unknown, where: string): string => (typeof value === 'string' && isDigest(value) ? value : fail(`${where} is not a sha256 digest`))
+  if (!isObject(raw)) return fail('not a JSON object')
+  if (raw.schemaVersion !== 1 || raw.generator !== 'reg') throw new RegError(`${file} was not written by this version of reg`, 'rebuild the tree with --clean')
+  const settings = isObject(raw.settings) && isSize(raw.settings.tagMaxAge) ? {tagMaxAge: raw.settings.tagMaxAge} : fail('settings.tagMaxAge is not a number of seconds')
+  if (!isObject(raw.blobs) || !isObject(raw.manifests) || !isObject(raw.repositories) || !Array.isArray(raw.objects)) return fail('blobs, manifests, repositories or objects missing')
+
+  const blobs = dict<TreeIndex['blobs'][string]>()
+  for (const [digest, value] of Object.entries(raw.blobs)) {
+    digestOf(digest, `blob key "${digest.slice(0, 80)}"`)
+    if (!isObject(value) || !isSize(value.size) || typeof value.mediaType !== 'string') return fail(`blob ${digest} has no size or media type`)
+    blobs[digest] = {size: value.size as number, mediaType: value.mediaType as string}
+  }
+  const manifests = dict<ManifestRecord>()
+  for (const [digest, value] of Object.entries(raw.manifests)) {
+    digestOf(digest, `manifest key "${digest.slice(0, 80)}"`)
+    if (!isObject(value) || !isManifestMediaType(String(value.mediaType)) || !isSize(value.size) || value.size > MAX_MANIFEST_BYTES || (value.kind !== 'index' && value.kind !== 'image')) return fail(`manifest ${digest} has no valid media type, size or kind`)
+    const record = value as unknown as ManifestRecord
+    if (!Array.isArray(record.children) || !Array.isArray(record.blobs)) return fail(`manifest ${digest} has no children or blobs`)
+    for (const child of record.children) if (!(digestOf(child, `a child of ${digest}`) in raw.manifests)) return fail(`manifest ${digest} lists ${child}, which the index does not have`)
+    for (const blob of record.blobs) if (!(digestOf(blob, `a blob of ${digest}`) in blobs)) return fail(`manifest ${digest} lists blob ${blob}, which the index does not have`)
+    if (record.subject !== undefined) digestOf(record.subject, `the subject of ${digest}`)
+    if (record.artifactType !== undefined && !isMediaType(record.artifactType)) return fail(`manifest ${digest} has an invalid artifactType`)
+    const platform = record.platform === undefined ? undefined : parsePlatform(record.platform)
+    if (record.platform !== undefined && (!platform || JSON.stringify(platform) !== JSON.stringify(record.platform))) return fail(`manifest ${digest} has an invalid platform`)
+    manifests[digest] = {
+      mediaType: record.mediaType, size: record.size, kind: record.kind, children: record.children, blobs: record.blobs,
+      ...(platform ? {platform} : {}), ...(record.subject ? {subject: record.subject} : {}), ...(record.artifactType ? {artifactType: record.artifactType} : {}),
+    }
+  }
+  const repositories = dict<TreeIndex['repositories'][string]>()
+  for (const [name, value] of Object.entries(raw.repositories)) {
+    try {
+      validateName(name)
+    } catch {
+      fail(`repository name "${name.slice(0, 80)}" is invalid`)
+    }
+    if (!isObject(value) || !isObject(value.tags)) return fail(`repository ${name} has no tags`)
+    const tags = dict<string>()
+    for (const [tag, digest] of Object.entries(value.tags)) {
+      if (!isTag(tag)) return fail(`repository ${name} has an invalid tag "${tag.slice(0, 80)}"`)
+      if (!(digestOf(digest, `${name}:${tag}`) in manifests)) return fail(`${name}:${tag} points at ${digest}, which the index does not have`)
+      tags[tag] = digest as string
+    }
+    repositories[name] = {tags}
+  }
+  const objects: RegistryObject[] = []
+  for (const value of raw.objects as unknown[]) {
+    if (!isObject(value) || typeof value.path !== 'string' || !OBJECT_PATH.test(value.path)) return fail(`an object has an invalid path "${isObject(value) ? String(value.path).slice(0, 80) : ''}"`)
+    if (!OBJECT_CLASSES.has(String(value.class)) || !isSize(value.size) || !isObject(value.headers)) return fail(`object ${value.path} has no valid class, size or headers`)
+    if (value.repository !== undefined && (typeof value.repository !== 'string' || !(value.repository in repositories))) return fail(`object ${value.path} names an unknown repository`)
+    digestOf(value.digest, `the digest of ${value.path}`)
+    for (const [header, headerValue] of Object.entries(value.headers as Record<string, unknown>)) {
+      if (!/^[A-Za-z0-9-]+$/.test(header) || typeof headerValue !== 'string' || !HEADER_VALUE.test(headerValue)) return fail(`object ${value.path} has an invalid header ${header.slice(0, 40)}`)
+    }
+    objects.push(value as unknown as RegistryObject)
+  }
+  return {schemaVersion: 1, generator: 'reg', settings, repositories, manifests, blobs, objects}
 }
