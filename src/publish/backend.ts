@@ -38,6 +38,8 @@ export interface Backend {
   readonly capabilities: BackendCapabilities
   /** a human description of where it deploys, for messages: `dir ./public` */
   readonly location: string
+  /** the local directory it writes into, for backends that write one (dir, nginx, apache) */
+  readonly localDirectory?: string
   /**
    * Where an object's bytes are stored on this host. Objects with the same key are stored once
    * (a host with rewrites keeps one copy of a blob for every repository); `null` means the host

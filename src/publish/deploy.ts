@@ -1,6 +1,7 @@
-import {mkdtemp, rm} from 'node:fs/promises'
+import {mkdtemp, realpath, rm} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import {errnoCode, RegError} from '../core/errors.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, HostDeployReport} from './backend.js'
 import {createPublishPlan, type PublishPlan} from './plan.js'
@@ -29,12 +30,42 @@ export interface DeployReport {
 /** `reg deploy`: tree → plan (against one listing of the host) → ordered, retried publish → host config. */
 export async function deployTree(dir: string, backend: Backend, options: DeployOptions = {}): Promise<DeployReport> {
   const loaded = await RegistryTree.load(dir)
+  if (backend.localDirectory) await refuseNestedDestination(dir, backend.localDirectory)
   const scratch = options.namePrefix ? await mkdtemp(path.join(os.tmpdir(), 'reg-deploy-')) : undefined
   try {
     const tree = options.namePrefix && scratch ? await loaded.withNamePrefix(options.namePrefix, scratch) : loaded
     return await publishTree(tree, backend, options)
   } finally {
     if (scratch) await rm(scratch, {recursive: true, force: true})
+  }
+}
+
+/** The real path of `dir`, or of its nearest existing parent with the rest appended (a destination may not exist yet). */
+async function realPathOf(dir: string): Promise<string> {
+  const absolute = path.resolve(dir)
+  try {
+    return await realpath(absolute)
+  } catch (error) {
+    if (errnoCode(error) !== 'ENOENT' || path.dirname(absolute) === absolute) throw error
+    return path.join(await realPathOf(path.dirname(absolute)), path.basename(absolute))
+  }
+}
+
+function isInside(child: string, parent: string): boolean {
+  return child === parent || child.startsWith(parent + path.sep)
+}
+
+/**
+ * A destination inside the tree would be deleted by the next build (a build replaces the whole
+ * tree), and a tree inside the destination could be pruned by a deploy: refuse both, before anything is written.
+ */
+async function refuseNestedDestination(treeDir: string, destination: string): Promise<void> {
+  const [tree, dest] = await Promise.all([realPathOf(treeDir), realPathOf(destination)])
+  if (isInside(dest, tree)) {
+    throw new RegError(`the destination ${destination} is inside the tree ${treeDir}`, 'a build replaces the whole tree and would delete it: deploy to a directory outside the tree')
+  }
+  if (isInside(tree, dest)) {
+    throw new RegError(`the tree ${treeDir} is inside the destination ${destination}`, 'deploy to a directory that does not contain the tree')
   }
 }
 

@@ -29,9 +29,11 @@ export interface LocalHostOptions {
  */
 export class LocalHostBackend implements Backend {
   private readonly files: LocalFileTarget
+  readonly localDirectory: string
 
   constructor(readonly name: string, readonly location: string, readonly capabilities: BackendCapabilities, private readonly options: LocalHostOptions) {
     this.files = new LocalFileTarget(location, options.roots)
+    this.localDirectory = location
   }
 
   storageKeyOf(object: RegistryObject): string | null {

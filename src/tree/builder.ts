@@ -8,7 +8,7 @@ import {validateName, validateTag, withPrefix} from '../core/reference.js'
 import {openSource, type SourceOptions, type SourceSpec} from '../sources/index.js'
 import {BlobStore} from './blob-store.js'
 import {type IngestObserver, GraphIngester} from './ingest.js'
-import {DEFAULT_TAG_MAX_AGE, TREE_INDEX_FILE, type TreeIndex} from './model.js'
+import {DEFAULT_TAG_MAX_AGE, emptyIndex, repositoryRecord, TREE_INDEX_FILE, type TreeIndex} from './model.js'
 import {finalizeIndex, writeTreeFiles} from './finalize.js'
 import {repositoryBlobs, repositoryManifests} from './objects.js'
 import {readTreeIndex} from './registry-tree.js'
@@ -50,10 +50,6 @@ export interface BuildSummary {
   bytesCopied: number
   /** blobs the sources named that the tree already had, so were not read again */
   blobsAlreadyPresent: number
-}
-
-function emptyIndex(tagMaxAge: number): Omit<TreeIndex, 'objects'> {
-  return {schemaVersion: 1, generator: 'reg', settings: {tagMaxAge}, repositories: {}, manifests: {}, blobs: {}}
 }
 
 async function exists(file: string): Promise<boolean> {
@@ -99,6 +95,46 @@ async function recoverSiblings(out: string): Promise<void> {
   }
 }
 
+/** What reg writes in a tree, and so what a build may replace: anything else is the user's. */
+const TREE_FILES = new Set([TREE_INDEX_FILE, 'index.json', 'oci-layout', 'blobs'])
+const STORE_FILE = /^(?:[a-f0-9]{64}|\.tmp-[a-f0-9]{16})$/
+/** what a killed build or server may leave while replacing a tree file */
+const TREE_TEMP_FILE = /^(?:registry\.json|index\.json|oci-layout)\.tmp-[a-f0-9]{8}$/
+
+/**
+ * A build replaces the whole directory: refuse one holding anything reg did not write (a file given
+ * as -o, a deploy's output placed inside the tree, a user's notes), naming it, instead of deleting it.
+ */
+async function refuseForeignContent(out: string): Promise<void> {
+  let info
+  try {
+    info = await stat(out)
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return
+    throw error
+  }
+  if (!info.isDirectory()) throw new RegError(`${out} is a file, not a directory`, 'give -o a new or empty directory, or a reg tree to update')
+  const foreign: string[] = []
+  const entries = await readdir(out, {withFileTypes: true})
+  const isTree = entries.some((e) => e.name === TREE_INDEX_FILE)
+  for (const entry of entries) {
+    if (!isTree || !(TREE_FILES.has(entry.name) || TREE_TEMP_FILE.test(entry.name))) foreign.push(entry.name)
+    else if (entry.name === 'blobs') {
+      if (!entry.isDirectory()) foreign.push('blobs')
+      else for (const sub of await readdir(path.join(out, 'blobs'), {withFileTypes: true})) {
+        if (sub.name !== 'sha256' || !sub.isDirectory()) foreign.push(`blobs/${sub.name}`)
+        else for (const name of await readdir(path.join(out, 'blobs', 'sha256'))) if (!STORE_FILE.test(name)) foreign.push(`blobs/sha256/${name}`)
+      }
+    }
+  }
+  if (foreign.length === 0) return
+  const listed = foreign.slice(0, 5).map((n) => JSON.stringify(n)).join(', ') + (foreign.length > 5 ? ` and ${foreign.length - 5} more` : '')
+  throw new RegError(
+    isTree ? `${out} holds files reg did not write: ${listed}` : `${out} exists and is not a reg tree (it holds ${listed})`,
+    isTree ? 'a build replaces the whole tree: move them out (deploy into another directory), then build again' : 'choose an empty or new directory with -o, or remove it first',
+  )
+}
+
 /** Decide the name and tag an image is published under: `=NAME[:TAG]` first, then the source's, then `--prefix`. */
 function targetOf(spec: SourceSpec, root: SourceRoot, rootCount: number, prefix?: string): {name: string; tag: string} {
   if (spec.target?.tag !== undefined && rootCount > 1) {
@@ -122,13 +158,8 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
   const out = path.resolve(options.out)
   await mkdir(path.dirname(out), {recursive: true})
   await recoverSiblings(out)
+  await refuseForeignContent(out)
   const previous = options.clean ? undefined : await readTreeIndex(out)
-  if (!previous && (await exists(out))) {
-    const entries = await readdir(out).catch(() => [])
-    if (entries.length > 0 && !(await exists(path.join(out, TREE_INDEX_FILE)))) {
-      throw new RegError(`${out} exists and is not a reg tree`, 'choose an empty or new directory with -o, or remove it first')
-    }
-  }
   const staging = `${out}.reg-staging-${process.pid}-${randomBytes(4).toString('hex')}`
   const work = path.join(staging, '.work')
   try {
@@ -147,8 +178,7 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
         for (const root of roots) {
           const {name, tag} = targetOf(spec, root, roots.length, options.prefix)
           const record = await ingester.ingest(source, root.descriptor, `${spec.text} (${name}:${tag})`)
-          index.repositories[name] ??= {tags: {}}
-          index.repositories[name].tags[tag] = root.descriptor.digest
+          repositoryRecord(index, name).tags[tag] = root.descriptor.digest
           const platforms = record.kind === 'index'
             ? record.children.map((c) => formatPlatform(index.manifests[c].platform)).filter((p): p is string => Boolean(p))
             : [formatPlatform(record.platform)].filter((p): p is string => Boolean(p))
