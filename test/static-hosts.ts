@@ -77,8 +77,9 @@ export async function startNginx(out: string, port: number): Promise<RunningHost
 /**
  * apache2 with its own -f configuration and ServerRoot (not the system service), serving `out` as
  * DocumentRoot with only `AllowOverride FileInfo`, and just the modules the README names.
+ * `site`: the configuration that serves `out` instead (a virtual host, as the README gives it).
  */
-export async function startApache(out: string, port: number): Promise<RunningHost> {
+export async function startApache(out: string, port: number, site?: string): Promise<RunningHost> {
   const apache = requireTool('apache2')
   const root = path.join(out, '..', `apache-${port}`)
   await mkdir(root, {recursive: true})
@@ -96,15 +97,15 @@ TypesConfig /etc/mime.types
 User www-data
 Group www-data
 ErrorLog ${root}/error.log
-DocumentRoot ${out}
 <Directory />
     AllowOverride None
     Require all denied
 </Directory>
+${site ?? `DocumentRoot ${out}
 <Directory ${out}>
     AllowOverride FileInfo
     Require all granted
-</Directory>
+</Directory>`}
 `
   await writeFile(path.join(root, 'httpd.conf'), config)
   const env = {...process.env, APACHE_RUN_DIR: root, APACHE_LOCK_DIR: root, APACHE_LOG_DIR: root}
