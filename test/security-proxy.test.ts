@@ -3,13 +3,13 @@
 // or link-local addresses, a stored blob is never read as a manifest, and a graph walk visits each
 // digest once.
 import assert from 'node:assert/strict'
-import {randomBytes} from 'node:crypto'
-import {createHash} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {open, readdir} from 'node:fs/promises'
 import type http from 'node:http'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {after, describe, it} from 'node:test'
+import {addressClass} from '../src/sources/registry/client.js'
 import {ENDLESS, type HostileUpstream, peakRss, pidOfServe, pump, sha256, startHostileUpstream} from './hostile-upstream.js'
 import {removeTempDirs, type ServeProcess, startServe, tempDir} from './support.js'
 
@@ -60,6 +60,16 @@ async function tempFilesLeft(tree: string): Promise<string[]> {
   }
   return temps
 }
+
+it('address classes: where a redirect or a token realm may lead', () => {
+  const classes = Object.fromEntries(['127.0.0.2', '0.0.0.0', '::1', '10.0.0.1', '172.16.5.4', '192.168.1.1', 'fd00::2', '169.254.169.254', 'fe80::1', '::ffff:169.254.169.254', '::ffff:10.1.1.1', '224.0.0.1', '8.8.8.8', '2001:4860::8888', '172.32.0.1'].map((a) => [a, addressClass(a)]))
+  assert.deepEqual(classes, {
+    '127.0.0.2': 'loopback', '0.0.0.0': 'loopback', '::1': 'loopback',
+    '10.0.0.1': 'private', '172.16.5.4': 'private', '192.168.1.1': 'private', 'fd00::2': 'private', '::ffff:10.1.1.1': 'private',
+    '169.254.169.254': 'link-local', 'fe80::1': 'link-local', '::ffff:169.254.169.254': 'link-local',
+    '224.0.0.1': 'reserved', '8.8.8.8': 'public', '2001:4860::8888': 'public', '172.32.0.1': 'public',
+  })
+})
 
 describe('reg serve --proxy against a hostile upstream', () => {
   const stops: Array<() => Promise<void>> = []
