@@ -35,7 +35,7 @@ export const ENDLESS = 256 * 1024 * 1024
 
 /**
  * Write `total` bytes of `fill` (after `prefix`) as fast as the reader takes them, stopping when
- * the reader goes away; `sent` counts what was handed to the socket.
+ * the reader goes away; `count` is told what was handed to the socket.
  */
 export async function pump(res: http.ServerResponse, total: number, count: (bytes: number) => void, prefix = Buffer.alloc(0), fill = 0x20): Promise<void> {
   const block = Buffer.alloc(64 * 1024, fill)
