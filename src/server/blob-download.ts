@@ -2,7 +2,7 @@ import {type FileHandle, open, unlink} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {VerifyingStream} from '../core/digest.js'
-import {errnoCode} from '../core/errors.js'
+import {errnoCode, RegError} from '../core/errors.js'
 import type {BlobStore} from '../tree/blob-store.js'
 
 /** The upstream did not answer 200 for the blob (404: it does not have it). */
@@ -16,11 +16,13 @@ export class UpstreamStatusError extends Error {
  * One blob arriving from an upstream into the store, which any number of readers follow while it
  * arrives. The bytes go to a temporary file, verified on the way, and are renamed in under their
  * digest only once complete and correct. Readers are held back from the last byte until then: a
- * client never receives a whole blob whose digest is wrong (its connection is cut instead).
+ * client never receives a whole blob whose digest is wrong (its connection is cut instead). The
+ * size is known before a byte is written: a body that goes past it is cut there, and an upstream
+ * that will not say the length of a blob no manifest describes is refused.
  */
 export class BlobDownload {
-  /** bytes the blob has; undefined when the upstream did not say (readers then wait for the end) */
-  size?: number
+  /** bytes the blob has: its descriptor's size, else the upstream's Content-Length (known once `started`) */
+  size = 0
   private written = 0
   private complete = false
   private error?: Error
@@ -69,11 +71,20 @@ export class BlobDownload {
   private async run(label: string, respond: () => Promise<{status: number; headers: Record<string, unknown>; body: Readable}>, expectedSize: number | undefined, markStarted: () => void): Promise<void> {
     const res = await respond()
     if (res.status !== 200) {
-      res.body.resume()
+      res.body.destroy()
       throw new UpstreamStatusError(res.status, label)
     }
-    const length = Number(res.headers['content-length'])
-    this.size = expectedSize ?? (res.headers['content-length'] !== undefined && Number.isSafeInteger(length) && length >= 0 ? length : undefined)
+    const header = res.headers['content-length']
+    const length = header === undefined ? undefined : Number(header)
+    let refusal: string | undefined
+    if (length !== undefined && !(Number.isSafeInteger(length) && length >= 0)) refusal = 'the upstream sent an invalid Content-Length'
+    else if (expectedSize !== undefined && length !== undefined && length !== expectedSize) refusal = `the upstream sends ${length} bytes, its descriptor says ${expectedSize}`
+    else if (expectedSize === undefined && length === undefined) refusal = 'the upstream did not say how long it is, and no manifest the proxy has describes it'
+    if (refusal) {
+      res.body.destroy()
+      throw new RegError(`${label}: ${refusal}`, 'pull the image by its tag or manifest digest, so that the blob\'s size is known')
+    }
+    this.size = expectedSize ?? length!
     const file = await open(this.temp, 'wx')
     markStarted()
     try {
@@ -95,7 +106,7 @@ export class BlobDownload {
   /** Bytes a reader may have now: all once verified, else what is written but the last byte. */
   private readable(): number {
     if (this.complete) return this.written
-    return this.size === undefined ? 0 : Math.min(this.written, this.size - 1)
+    return Math.min(this.written, this.size - 1)
   }
 
   private async openForReading(): Promise<FileHandle> {

@@ -1,14 +1,14 @@
-import {readFile} from 'node:fs/promises'
 import type http from 'node:http'
 import {Readable} from 'node:stream'
 import {mapLimit} from '../core/concurrency.js'
 import {isDigest, sha256, verifyBytes} from '../core/digest.js'
 import {RegError} from '../core/errors.js'
-import {type Descriptor, parseManifest} from '../core/manifest.js'
+import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
+import {type Descriptor, type ParsedManifest, parseManifest} from '../core/manifest.js'
 import {validateName, validateTag} from '../core/reference.js'
-import {RegistryClient} from '../sources/registry/client.js'
+import {RegistryClient, RegistryStatusError} from '../sources/registry/client.js'
 import {findCredentials} from '../sources/registry/credentials.js'
-import {MANIFEST_ACCEPT} from '../sources/registry/registry-source.js'
+import {MANIFEST_ACCEPT, parseList} from '../sources/registry/registry-source.js'
 import type {BlobStore} from '../tree/blob-store.js'
 import {blobHeaders, IMMUTABLE} from '../tree/objects.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
@@ -94,6 +94,26 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
+function upstreamStatus(error: unknown): number | undefined {
+  return error instanceof UpstreamStatusError || error instanceof RegistryStatusError ? error.status : undefined
+}
+
+/** What the proxy learned while it runs (manifests, blob sizes): the oldest is forgotten past a bound, and asked upstream again. */
+class Recent<V> {
+  private readonly entries = new Map<string, V>()
+  constructor(private readonly capacity: number) {}
+  get(key: string): V | undefined {
+    return this.entries.get(key)
+  }
+  set(key: string, value: V): void {
+    this.entries.delete(key)
+    this.entries.set(key, value)
+    if (this.entries.size > this.capacity) this.entries.delete(this.entries.keys().next().value!)
+  }
+}
+
+const REMEMBERED = 10 * MAX_GRAPH_NODES
+
 /**
  * The pull-through proxy of `reg serve --proxy NAME=UPSTREAM`: a pull of `NAME/REPO` is answered
  * from the tree when it has the content, else fetched from the upstream through the registry
@@ -107,6 +127,13 @@ export class ProxyHandler {
   /** blobs arriving now: concurrent pulls of one blob share one upstream request and one file */
   private readonly downloads = new Map<string, BlobDownload>()
   private readonly manifestFetches = new Map<string, Promise<Buffer>>()
+  /**
+   * Digests this process fetched, verified and parsed as manifests: with the tree's published
+   * manifests, the only stored objects ever read as manifests (a stored layer's digest is not).
+   */
+  private readonly knownManifests = new Recent<true>(REMEMBERED)
+  /** `upstream digest` → size, from the manifests the proxy has: a blob stops there, whatever the upstream sends */
+  private readonly blobSizes = new Recent<number>(REMEMBERED)
   /** `name:tag` → digest, and when the upstream last confirmed it */
   private readonly checkedTags = new Map<string, {digest: string; at: number}>()
   private readonly publishing = new Set<string>()
@@ -153,7 +180,7 @@ export class ProxyHandler {
       }
     } catch (error) {
       if (res.headersSent) throw error
-      if (error instanceof UpstreamStatusError && error.status === 404) {
+      if (upstreamStatus(error) === 404) {
         sendError(res, 404, route.kind === 'blobs' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN', route.kind === 'blobs' ? 'blob unknown to registry' : 'manifest unknown', {}, method)
       } else {
         sendError(res, 502, 'UNKNOWN', `proxy ${route.upstream.name} (${route.upstream.host}): ${describe(error)}`, {}, method)
@@ -171,23 +198,19 @@ export class ProxyHandler {
       return
     }
     let download = this.downloads.get(digest)
+    const knownSize = this.blobSizes.get(`${route.upstream.name} ${digest}`)
     if (!download && method === 'HEAD') {
       // A client asking whether it exists: ask upstream, fetch nothing.
       const client = await route.upstream.connect()
       const answer = await client.request('HEAD', `/v2/${route.repository}/blobs/${digest}`, route.repository)
       answer.body.resume()
       if (answer.status !== 200) throw new UpstreamStatusError(answer.status, `blob ${digest}`)
-      sendObject(req, res, method, {class: 'blob', digest, size: Number(answer.headers['content-length'] ?? 0), headers: blobHeaders(digest)}, () => Readable.from([]))
+      const length = Number(answer.headers['content-length'])
+      sendObject(req, res, method, {class: 'blob', digest, size: knownSize ?? (Number.isSafeInteger(length) && length >= 0 ? length : 0), headers: blobHeaders(digest)}, () => Readable.from([]))
       return
     }
-    download ??= this.download(route, digest)
+    download ??= this.download(route, digest, knownSize)
     await download.started
-    if (download.size === undefined) {
-      // The upstream did not say how long it is: the bytes cannot be held back by length, so wait for all of them.
-      await download.finished
-      await this.sendBlob(req, res, method, route)
-      return
-    }
     const following = download
     sendObject(req, res, method, {class: 'blob', digest, size: download.size, headers: blobHeaders(digest)}, (start, end) => following.follow(start, end))
   }
@@ -213,14 +236,31 @@ export class ProxyHandler {
 
   // ---- manifests
 
-  /** A manifest by digest: from the store, else fetched once upstream, verified, stored. */
-  private manifestBytes(route: Route, digest: string): Promise<Buffer> {
+  /** A stored object read as a manifest: one the tree publishes, or one this proxy fetched and parsed. */
+  private isKnownManifest(digest: string, tree: RegistryTree): boolean {
+    return digest in tree.index.manifests || this.knownManifests.get(digest) === true
+  }
+
+  /** A manifest parsed, and what the proxy learns from it (it is one; the sizes of its blobs). */
+  private parseManifest(route: Route, raw: Buffer, digest: string, declaredMediaType?: string): ParsedManifest {
+    const manifest = parseManifest(raw, `proxy ${route.upstream.name}: ${route.repository}@${digest}`, declaredMediaType)
+    this.knownManifests.set(digest, true)
+    if (manifest.kind === 'image') for (const blob of [manifest.config, ...manifest.layers]) this.blobSizes.set(`${route.upstream.name} ${blob.digest}`, blob.size)
+    return manifest
+  }
+
+  /**
+   * A manifest by digest: from the store when it is known to be one, else fetched once upstream
+   * (bounded), verified, stored. A digest the store has as a blob is never read as a manifest.
+   */
+  private manifestBytes(route: Route, digest: string, tree: RegistryTree): Promise<Buffer> {
     let fetching = this.manifestFetches.get(digest)
     if (!fetching) {
       fetching = (async () => {
-        if (await this.store.has(digest)) return readFile(this.store.pathOf(digest))
+        const label = `proxy ${route.upstream.name}: manifest ${route.repository}@${digest}`
+        if (this.isKnownManifest(digest, tree) && (await this.store.has(digest))) return readFileBounded(this.store.pathOf(digest), MAX_MANIFEST_BYTES, label)
         const bytes = await this.fetchManifest(route, digest)
-        verifyBytes(bytes, {digest, label: `proxy ${route.upstream.name}: manifest ${route.repository}@${digest}`})
+        verifyBytes(bytes, {digest, label})
         await this.store.writeBytes(bytes)
         return bytes
       })()
@@ -232,15 +272,8 @@ export class ProxyHandler {
 
   private async fetchManifest(route: Route, reference: string): Promise<Buffer> {
     const client = await route.upstream.connect()
-    const answer = await client.request('GET', `/v2/${route.repository}/manifests/${reference}`, route.repository, MANIFEST_ACCEPT)
-    if (answer.status !== 200) {
-      answer.body.resume()
-      throw new UpstreamStatusError(answer.status, `manifest ${route.repository}:${reference}`)
-    }
-    const chunks: Buffer[] = []
-    for await (const chunk of answer.body) chunks.push(chunk as Buffer)
-    const bytes = Buffer.concat(chunks)
-    const advertised = answer.headers['docker-content-digest']
+    const {bytes, headers} = await client.getBytes(`/v2/${route.repository}/manifests/${reference}`, route.repository, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES)
+    const advertised = headers['docker-content-digest']
     if (typeof advertised === 'string' && isDigest(advertised) && advertised !== sha256(bytes)) {
       throw new RegError(`${route.repository}:${reference} says Docker-Content-Digest ${advertised} but its bytes hash to ${sha256(bytes)}`)
     }
@@ -250,11 +283,11 @@ export class ProxyHandler {
   private async sendManifest(req: http.IncomingMessage, res: http.ServerResponse, method: string, route: Route, tree: RegistryTree): Promise<void> {
     const byDigest = isDigest(route.reference)
     const digest = byDigest ? route.reference : await this.resolveTag(route, validateTag(route.reference, route.name), tree)
-    const raw = await this.manifestBytes(route, digest)
-    const manifest = parseManifest(raw, `proxy ${route.upstream.name}: ${route.repository}@${digest}`)
+    const raw = await this.manifestBytes(route, digest, tree)
+    const manifest = this.parseManifest(route, raw, digest)
     sendManifestBytes(req, res, method, raw, {digest, mediaType: manifest.mediaType}, byDigest ? IMMUTABLE : `public, max-age=${tree.index.settings.tagMaxAge}`)
     if (!byDigest && tree.index.repositories[route.name]?.tags[route.reference] !== digest) {
-      this.publish(route, route.reference, {mediaType: manifest.mediaType, digest, size: raw.length})
+      this.publish(route, route.reference, {mediaType: manifest.mediaType, digest, size: raw.length}, tree)
     }
   }
 
@@ -284,6 +317,7 @@ export class ProxyHandler {
       if (typeof advertised === 'string' && advertised === stored) current = stored
       else {
         const bytes = await this.fetchManifest(route, tag)
+        this.parseManifest(route, bytes, sha256(bytes))
         current = await this.store.writeBytes(bytes)
       }
     } catch (error) {
@@ -298,22 +332,32 @@ export class ProxyHandler {
 
   // ---- tags
 
-  /** Tags lists come from the upstream as they are (renamed to our namespace); the tree's list when it cannot be asked. */
+  /**
+   * Tags lists come from the upstream as they are (renamed to our namespace); the tree's list when
+   * it cannot be asked. An answer that is not a tags list is the upstream's fault: 502.
+   */
   private async sendTags(res: http.ServerResponse, method: string, route: Route, url: URL): Promise<boolean> {
     let answer
+    let tags: string[]
     try {
       const client = await route.upstream.connect()
       answer = await client.getBytes(`/v2/${route.repository}/tags/list${url.search}`, route.repository)
+      tags = parseList(answer.bytes, 'tags', `the tags list of ${route.repository}`).sort()
     } catch (error) {
-      if (/answered 404/.test(describe(error))) {
+      if (upstreamStatus(error) === 404) {
         sendError(res, 404, 'NAME_UNKNOWN', 'repository name not known to registry', {}, method)
+        return true
+      }
+      if (answer || error instanceof TooLargeError) {
+        sendError(res, 502, 'UNKNOWN', `proxy ${route.upstream.name} (${route.upstream.host}): ${describe(error)}`, {}, method)
         return true
       }
       return false
     }
-    const listed = JSON.parse(answer.bytes.toString('utf8')) as {tags?: string[] | null}
-    const link = String(answer.headers.link ?? '').replace(`/v2/${route.repository}/tags/list`, `/v2/${route.name}/tags/list`)
-    const tags = (listed.tags ?? []).sort()
+    // The next page, only as a path of this repository (a Link elsewhere is dropped).
+    const next = /^<([^>]*)>;\s*rel="?next"?$/.exec(String(answer.headers.link ?? '').trim())
+    const target = next ? new URL(next[1], 'http://upstream.invalid') : undefined
+    const link = target?.origin === 'http://upstream.invalid' && target.pathname === `/v2/${route.repository}/tags/list` ? `</v2/${route.name}/tags/list${target.search}>; rel="next"` : ''
     sendJson(res, method, 200, JSON.stringify({name: route.name, tags}), 'application/json', 'no-cache', link ? {Link: link} : {})
     return true
   }
@@ -325,22 +369,34 @@ export class ProxyHandler {
    * the tree's index only ever names complete graphs. In the background; a failure is told and
    * the next pull of the tag tries again.
    */
-  private publish(route: Route, tag: string, descriptor: Descriptor): void {
+  private publish(route: Route, tag: string, descriptor: Descriptor, tree: RegistryTree): void {
     const key = `${route.name}:${tag}@${descriptor.digest}`
     if (this.publishing.has(key)) return
     this.publishing.add(key)
-    this.fetchGraph(route, descriptor)
+    this.fetchGraph(route, descriptor, tree)
       .then(() => this.tree.publishTag(route.name, tag, descriptor))
       .catch((error: unknown) => this.options.log?.(`proxy ${route.upstream.name}: ${route.name}:${tag} not published: ${describe(error)}`))
       .finally(() => this.publishing.delete(key))
   }
 
-  private async fetchGraph(route: Route, descriptor: Descriptor): Promise<void> {
-    const manifest = parseManifest(await this.manifestBytes(route, descriptor.digest), `proxy ${route.upstream.name}: ${route.repository}@${descriptor.digest}`, descriptor.mediaType)
-    if (manifest.kind === 'index') {
-      for (const child of manifest.manifests) await this.fetchGraph(route, child)
-      return
+  /** Every manifest and blob a descriptor reaches, each visited once, at most MAX_GRAPH_NODES of them. */
+  private async fetchGraph(route: Route, root: Descriptor, tree: RegistryTree): Promise<void> {
+    const seen = new Set<string>([root.digest])
+    const pending: Descriptor[] = [root]
+    const blobs: Descriptor[] = []
+    while (pending.length > 0) {
+      const descriptor = pending.pop()!
+      const manifest = this.parseManifest(route, await this.manifestBytes(route, descriptor.digest, tree), descriptor.digest, descriptor.mediaType)
+      for (const child of manifest.kind === 'index' ? manifest.manifests : [manifest.config, ...manifest.layers]) {
+        if (seen.has(child.digest)) continue
+        seen.add(child.digest)
+        if (seen.size > MAX_GRAPH_NODES) {
+          throw new RegError(`${route.repository}@${root.digest} reaches more than ${MAX_GRAPH_NODES} manifests and blobs`, 'reg refuses image graphs this large')
+        }
+        if (manifest.kind === 'index') pending.push(child)
+        else blobs.push(child)
+      }
     }
-    await mapLimit([manifest.config, ...manifest.layers], 4, (blob) => this.ensureBlob(route, blob))
+    await mapLimit(blobs, 4, (blob) => this.ensureBlob(route, blob))
   }
 }

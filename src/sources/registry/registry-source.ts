@@ -5,7 +5,8 @@ import type {ImageSource, SourceRoot} from '../../core/image-source.js'
 import {type Descriptor, formatPlatform, parseManifest} from '../../core/manifest.js'
 import {MediaType} from '../../core/media-types.js'
 import {validateName, validateTag} from '../../core/reference.js'
-import {RegistryClient, type RegistryClientOptions} from './client.js'
+import {MAX_MANIFEST_BYTES} from '../../core/limits.js'
+import {discardBody, RegistryClient, type RegistryClientOptions} from './client.js'
 import {findCredentials} from './credentials.js'
 
 /** Every manifest type we store; schema 1 is asked for too, so it can be refused with a clear message. */
@@ -45,6 +46,20 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${pattern}$`)
 }
 
+/** The names of a `tags/list` or `_catalog` answer; anything else is refused. */
+export function parseList(bytes: Buffer, field: 'repositories' | 'tags', what: string): string[] {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(bytes.toString('utf8'))
+  } catch {
+    throw new RegError(`${what}: the answer is not JSON`)
+  }
+  const list = typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, unknown>)[field] : undefined
+  if (list === undefined || list === null) return []
+  if (!Array.isArray(list) || !list.every((item) => typeof item === 'string')) throw new RegError(`${what}: "${field}" is not a list of names`)
+  return list as string[]
+}
+
 function platformMatches(descriptor: Descriptor, wanted: string): boolean {
   return formatPlatform(descriptor.platform) === wanted
 }
@@ -78,7 +93,7 @@ export class RegistrySource implements ImageSource {
     let next: string | undefined = first
     for (let page = 0; next && page < 1000; page++) {
       const {bytes, headers} = await client.getBytes(next, repository)
-      all.push(...((JSON.parse(bytes.toString('utf8')) as Record<string, string[] | null>)[field] ?? []))
+      all.push(...parseList(bytes, field, `${this.description}: ${this.ref.host}${next}`))
       const link = /<([^>]+)>;\s*rel="?next"?/.exec(String(headers.link ?? ''))
       next = link ? link[1] : undefined
     }
@@ -118,7 +133,7 @@ export class RegistrySource implements ImageSource {
     const client = await this.connect()
     const roots: SourceRoot[] = []
     for (const {name, reference, tag} of await this.expand(client)) {
-      const {bytes, headers} = await client.getBytes(`/v2/${name}/manifests/${reference}`, name, MANIFEST_ACCEPT)
+      const {bytes, headers} = await client.getBytes(`/v2/${name}/manifests/${reference}`, name, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES)
       const digest = sha256(bytes)
       const advertised = headers['docker-content-digest']
       if (reference.startsWith('sha256:') && digest !== reference) {
@@ -159,7 +174,7 @@ export class RegistrySource implements ImageSource {
     if (cached) return cached
     const client = await this.connect()
     const repository = this.repositoryOf(descriptor.digest)
-    const {bytes} = await client.getBytes(`/v2/${repository}/manifests/${descriptor.digest}`, repository, MANIFEST_ACCEPT)
+    const {bytes} = await client.getBytes(`/v2/${repository}/manifests/${descriptor.digest}`, repository, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES)
     this.remember(parseManifest(bytes, `${this.description} ${descriptor.digest}`), repository)
     return bytes
   }
@@ -169,8 +184,14 @@ export class RegistrySource implements ImageSource {
     const repository = this.repositoryOf(descriptor.digest)
     const res = await client.request('GET', `/v2/${repository}/blobs/${descriptor.digest}`, repository)
     if (res.status !== 200) {
-      res.body.resume()
+      discardBody(res)
       throw new RegError(`${this.description}: blob ${descriptor.digest} of ${repository}: the registry answered ${res.status}`)
+    }
+    // (the ingest stops a longer body at the descriptor's size; a registry that says so up front is refused at once)
+    const length = res.headers['content-length']
+    if (length !== undefined && Number(length) !== descriptor.size) {
+      res.body.destroy()
+      throw new RegError(`${this.description}: blob ${descriptor.digest} of ${repository}: the registry sends ${length} bytes, its descriptor says ${descriptor.size}`)
     }
     return res.body
   }
