@@ -10,6 +10,8 @@ import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readBounded, TooLargeError} from '.
 
 /** Symlinks followed in one lookup before it counts as a loop: Linux's MAXSYMLINKS. */
 const MAX_LINK_HOPS = 40
+/** Longest entry name or link target: the kernel's PATH_MAX, which no unpacked archive could exceed either. */
+const PATH_MAX = 4096
 /** Entries one archive may hold: `docker save` writes about four per layer (directory, VERSION, json, layer.tar). */
 const MAX_ARCHIVE_ENTRIES = 4 * MAX_GRAPH_NODES
 /** Small JSON files (manifests, configs, index.json) kept in memory by the first read, so that metadata costs no second read. */
@@ -123,6 +125,9 @@ export class TarArchive {
   /** Record one entry in the namespace; the regular file it adds, if any. */
   private add(header: tar.Header, ordinal: number): ArchiveFile | undefined {
     const name = header.name
+    if (Buffer.byteLength(name) > PATH_MAX || Buffer.byteLength(header.linkname ?? '') > PATH_MAX) {
+      throw new RegError(`${this.label}: archive entry ${ordinal} has a name or link target longer than ${PATH_MAX} bytes`, REFUSED_HINT)
+    }
     if (!staysInside(name)) throw new RegError(`${this.label}: archive entry "${name}" points outside the archive`, REFUSED_HINT)
     const parts = components(name)
     const leaf = parts.pop()
@@ -217,6 +222,7 @@ export class TarArchive {
 
   /** The regular file at `relative` (links followed inside the archive), or undefined when there is none. */
   fileAt(relative: string, what: string): ArchiveFile | undefined {
+    if (Buffer.byteLength(relative) > PATH_MAX) throw new RegError(`${this.label}: ${what} has a name longer than ${PATH_MAX} bytes`, 'the archive is corrupt; export it again')
     if (!staysInside(relative)) throw new RegError(`${this.label}: ${what} (${relative}) points outside the archive`, REFUSED_HINT)
     const {node} = this.resolve(components(relative), relative, {create: false, followLast: true})
     if (node === undefined) return undefined
