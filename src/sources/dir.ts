@@ -1,12 +1,12 @@
-import {createReadStream} from 'node:fs'
-import {readFile} from 'node:fs/promises'
 import type {Readable} from 'node:stream'
-import {digestHex, sha256} from '../core/digest.js'
+import {digestHex, parseDigest, sha256} from '../core/digest.js'
 import {RegError} from '../core/errors.js'
 import type {ImageSource, SourceRoot} from '../core/image-source.js'
+import {MAX_MANIFEST_BYTES} from '../core/limits.js'
 import type {Descriptor} from '../core/manifest.js'
 import {parseManifest} from '../core/manifest.js'
-import {requireDirectory, resolveInside} from './safe-path.js'
+import {parseJsonQuietly} from './oci-layout.js'
+import {DirectoryFiles, requireDirectory} from './safe-path.js'
 
 /**
  * skopeo's `dir:` transport: `manifest.json` (the top manifest), `version`, each blob as `<hex>`,
@@ -15,32 +15,40 @@ import {requireDirectory, resolveInside} from './safe-path.js'
  */
 export class DirSource implements ImageSource {
   private rootDigest?: string
+  private readonly files: DirectoryFiles
 
-  constructor(readonly description: string, private readonly root: string) {}
+  constructor(readonly description: string, private readonly root: string) {
+    this.files = new DirectoryFiles(root)
+  }
 
   async roots(): Promise<SourceRoot[]> {
     await requireDirectory(this.root, this.description)
-    const file = await resolveInside(this.root, 'manifest.json', `${this.description}: manifest.json`)
-    if (!file) throw new RegError(`${this.description}: ${this.root} has no manifest.json`, 'point dir: at a directory written by `skopeo copy ... dir:DIR`')
-    const raw = await readFile(file)
+    const raw = await this.files.read('manifest.json', MAX_MANIFEST_BYTES, `${this.description}: manifest.json`)
+    if (!raw) throw new RegError(`${this.description}: ${this.root} has no manifest.json`, 'point dir: at a directory written by `skopeo copy ... dir:DIR`')
+    if (parseJsonQuietly(raw) === undefined) throw new RegError(`${this.description} manifest.json: manifest is not valid JSON`, 'the directory is corrupt; copy the image again')
     const manifest = parseManifest(raw, `${this.description} manifest.json`)
     this.rootDigest = sha256(raw)
     return [{descriptor: {mediaType: manifest.mediaType, digest: this.rootDigest, size: raw.length}}]
   }
 
-  private async file(relative: string, what: string): Promise<string> {
-    const file = await resolveInside(this.root, relative, `${this.description}: ${what}`)
-    if (!file) throw new RegError(`${this.description}: ${what} is missing (${relative})`, 'the directory is incomplete; copy the image again')
-    return file
+  private missing(relative: string, what: string): RegError {
+    return new RegError(`${this.description}: ${what} is missing (${relative})`, 'the directory is incomplete; copy the image again')
   }
 
   async readManifest(descriptor: Descriptor): Promise<Buffer> {
-    const relative = descriptor.digest === this.rootDigest ? 'manifest.json' : `${digestHex(descriptor.digest)}.manifest.json`
-    return readFile(await this.file(relative, `manifest ${descriptor.digest}`))
+    const relative = descriptor.digest === this.rootDigest ? 'manifest.json' : `${digestHex(parseDigest(descriptor.digest))}.manifest.json`
+    const what = `manifest ${descriptor.digest}`
+    const raw = await this.files.read(relative, MAX_MANIFEST_BYTES, `${this.description}: ${what}`)
+    if (!raw) throw this.missing(relative, what)
+    return raw
   }
 
   async openBlob(descriptor: Descriptor): Promise<Readable> {
-    return createReadStream(await this.file(digestHex(descriptor.digest), `blob ${descriptor.digest}`), {highWaterMark: 1 << 20})
+    const relative = digestHex(parseDigest(descriptor.digest))
+    const what = `blob ${descriptor.digest}`
+    const stream = await this.files.open(relative, `${this.description}: ${what}`)
+    if (!stream) throw this.missing(relative, what)
+    return stream
   }
 
   async close(): Promise<void> {}

@@ -1,13 +1,12 @@
-import {createReadStream} from 'node:fs'
-import {readFile} from 'node:fs/promises'
 import type {Readable} from 'node:stream'
-import {digestHex} from '../core/digest.js'
-import {errnoCode, RegError} from '../core/errors.js'
+import {digestHex, parseDigest} from '../core/digest.js'
+import {RegError} from '../core/errors.js'
 import type {ImageSource, SourceRoot} from '../core/image-source.js'
 import type {Descriptor} from '../core/manifest.js'
 import {parseManifest} from '../core/manifest.js'
+import {MAX_MANIFEST_BYTES} from '../core/limits.js'
 import {parseReference, validateTag} from '../core/reference.js'
-import {requireDirectory, resolveInside} from './safe-path.js'
+import {DirectoryFiles, requireDirectory, type SourceFiles} from './safe-path.js'
 
 const REF_NAME = 'org.opencontainers.image.ref.name'
 const CONTAINERD_NAME = 'io.containerd.image.name'
@@ -28,31 +27,41 @@ function entryName(descriptor: Descriptor): {name?: string; tag?: string; ref?: 
   return {tag: validateTag(ref), ref}
 }
 
-/** An OCI image layout directory (`oci:PATH[:REF]`). */
+/** Parse JSON without echoing it: JSON.parse's messages quote the input, and the input may be anything. */
+export function parseJsonQuietly(raw: Buffer): unknown {
+  try {
+    return JSON.parse(raw.toString('utf8'))
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * An OCI image layout (`oci:PATH[:REF]`): a directory, or (for `oci-archive:`) the namespace of an
+ * archive. Every file is read through `files`, which never follows a link out of the source.
+ */
 export class OciLayoutSource implements ImageSource {
-  constructor(readonly description: string, private readonly root: string, private readonly ref?: string) {}
+  private readonly files: SourceFiles
+
+  constructor(readonly description: string, root: string | SourceFiles, private readonly ref?: string) {
+    this.files = typeof root === 'string' ? new DirectoryFiles(root) : root
+  }
 
   private async readLayoutFile(name: string): Promise<Buffer> {
-    try {
-      return await readFile(`${this.root}/${name}`)
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') {
-        throw new RegError(`${this.description}: ${this.root} is not an OCI image layout (no ${name})`, 'point oci: at a directory written by `skopeo copy ... oci:DIR` or `umoci`')
-      }
-      throw error
+    const raw = await this.files.read(name, MAX_MANIFEST_BYTES, `${this.description}: ${name}`)
+    if (!raw) {
+      throw new RegError(`${this.description}: ${this.files.where} is not an OCI image layout (no ${name})`, 'point oci: at a directory written by `skopeo copy ... oci:DIR` or `umoci`')
     }
+    return raw
   }
 
   async roots(): Promise<SourceRoot[]> {
-    await requireDirectory(this.root, this.description)
-    const layout = await this.readLayoutFile('oci-layout')
-    try {
-      const version = (JSON.parse(layout.toString()) as {imageLayoutVersion?: unknown}).imageLayoutVersion
-      if (typeof version !== 'string') throw new Error('no imageLayoutVersion')
-    } catch (error) {
-      throw new RegError(`${this.description}: invalid oci-layout file (${(error as Error).message})`)
-    }
-    const index = parseManifest(await this.readLayoutFile('index.json'), `${this.description} index.json`)
+    if (this.files instanceof DirectoryFiles) await requireDirectory(this.files.where, this.description)
+    const layout = parseJsonQuietly(await this.readLayoutFile('oci-layout')) as {imageLayoutVersion?: unknown} | undefined
+    if (typeof layout?.imageLayoutVersion !== 'string') throw new RegError(`${this.description}: invalid oci-layout file (not JSON with an imageLayoutVersion)`)
+    const indexBytes = await this.readLayoutFile('index.json')
+    if (parseJsonQuietly(indexBytes) === undefined) throw new RegError(`${this.description} index.json: manifest is not valid JSON`, 'the layout is corrupt; copy the image again')
+    const index = parseManifest(indexBytes, `${this.description} index.json`)
     if (index.kind !== 'index') throw new RegError(`${this.description}: index.json is not an image index`)
     const entries = index.manifests.map((descriptor) => ({descriptor, ...entryName(descriptor)}))
     if (this.ref !== undefined) {
@@ -71,18 +80,25 @@ export class OciLayoutSource implements ImageSource {
     return tagged.map(({descriptor, name, tag}) => ({descriptor, name, tag}))
   }
 
-  private async blobPath(descriptor: Descriptor): Promise<string> {
-    const file = await resolveInside(this.root, `blobs/sha256/${digestHex(descriptor.digest)}`, `${this.description}: blob ${descriptor.digest}`)
-    if (!file) throw new RegError(`${this.description}: blob ${descriptor.digest} is missing from the layout`, 'the layout is incomplete; copy the image again')
-    return file
+  /** Where a blob lives in any OCI layout. */
+  static blobPath(descriptor: Descriptor): string {
+    return `blobs/sha256/${digestHex(parseDigest(descriptor.digest))}`
+  }
+
+  private missing(descriptor: Descriptor): RegError {
+    return new RegError(`${this.description}: blob ${descriptor.digest} is missing from the layout`, 'the layout is incomplete; copy the image again')
   }
 
   async readManifest(descriptor: Descriptor): Promise<Buffer> {
-    return readFile(await this.blobPath(descriptor))
+    const raw = await this.files.read(OciLayoutSource.blobPath(descriptor), MAX_MANIFEST_BYTES, `${this.description}: manifest ${descriptor.digest}`)
+    if (!raw) throw this.missing(descriptor)
+    return raw
   }
 
   async openBlob(descriptor: Descriptor): Promise<Readable> {
-    return createReadStream(await this.blobPath(descriptor), {highWaterMark: 1 << 20})
+    const stream = await this.files.open(OciLayoutSource.blobPath(descriptor), `${this.description}: blob ${descriptor.digest}`)
+    if (!stream) throw this.missing(descriptor)
+    return stream
   }
 
   async close(): Promise<void> {}

@@ -1,11 +1,12 @@
-import {existsSync} from 'node:fs'
+import {createWriteStream, existsSync} from 'node:fs'
+import {mkdir} from 'node:fs/promises'
 import path from 'node:path'
 import type {Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
 import Docker from 'dockerode'
 import {RegError} from '../../core/errors.js'
 import type {ImageSource, SourceRoot} from '../../core/image-source.js'
 import type {Descriptor} from '../../core/manifest.js'
-import {extractTarStream} from '../archive.js'
 import {DockerArchiveSource} from '../docker-archive.js'
 import {globToRegExp} from '../registry/registry-source.js'
 
@@ -25,7 +26,7 @@ export function daemonSocket(env: NodeJS.ProcessEnv = process.env): {options: Do
 /**
  * `docker-daemon:NAME[:TAG]` with globs (`example.com/*`, `example.com/team/**:v1.*`): images of a
  * local Docker or Podman engine, exported through the Engine API as one `docker save` stream,
- * unpacked (with the archive checks) and read like a docker-archive, diff IDs verified.
+ * saved as one tar in scratch space and read like a docker-archive (never unpacked), diff IDs verified.
  */
 export class DaemonSource implements ImageSource {
   private archive?: DockerArchiveSource
@@ -64,13 +65,18 @@ export class DaemonSource implements ImageSource {
       const {options, describe} = daemonSocket()
       const docker = new Docker(options)
       const repoTags = await this.select(docker, describe)
-      const dir = path.join(this.workDir, 'daemon-export')
+      const file = path.join(this.workDir, 'daemon-export.tar')
+      await mkdir(this.workDir, {recursive: true})
       // One export of every selected image: layers shared between them come once.
       // GET /images/get?names=…: in dockerode, not in its type definitions.
       const exporter = docker as unknown as {getImages(opts: {names: string[]}): Promise<Readable>}
       const stream = await exporter.getImages({names: repoTags})
-      await extractTarStream(stream, dir, this.description, {what: `the export of ${repoTags.join(', ')}`})
-      this.archive = new DockerArchiveSource(this.description, '', path.join(this.workDir, 'daemon-layers'), undefined, dir)
+      try {
+        await pipeline(stream, createWriteStream(file, {flags: 'wx'}))
+      } catch (error) {
+        throw new RegError(`${this.description}: cannot read the export of ${repoTags.join(', ')}: ${(error as Error).message}`, 'the engine stopped sending the images; try again')
+      }
+      this.archive = new DockerArchiveSource(this.description, file, path.join(this.workDir, 'daemon-layers'))
     }
     return this.archive
   }
