@@ -263,7 +263,7 @@ export class PushHandler {
   }
 
   /** Delete uploads nobody has written to for the TTL (with their owner files). */
-  async purgeUploads(): Promise<void> {
+  private async purgeUploads(): Promise<void> {
     let names: string[]
     try {
       names = await readdir(this.uploads)
