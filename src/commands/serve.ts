@@ -1,7 +1,8 @@
 import {Args, Flags} from '@oclif/core'
+import {RegError} from '../core/errors.js'
 import {RegCommand} from '../ui/reg-command.js'
 import {DEFAULT_PROXY_TTL_SECONDS, parseDuration, parseProxyFlag} from '../server/proxy.js'
-import {readHtpasswd} from '../server/push.js'
+import {DEFAULT_UPLOAD_TTL_SECONDS, readHtpasswd} from '../server/push.js'
 import {startRegistryServer} from '../server/registry-server.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 
@@ -15,6 +16,7 @@ export default class Serve extends RegCommand {
     push: Flags.boolean({description: 'accept pushes (docker push, skopeo copy, podman push) into the tree; read-only without it'}),
     'push-auth': Flags.string({description: 'htpasswd file (bcrypt, `htpasswd -B`) of the users allowed to push; reads stay anonymous', dependsOn: ['push']}),
     'allow-delete': Flags.boolean({description: 'with --push: accept DELETE of tags', dependsOn: ['push']}),
+    'upload-ttl': Flags.string({description: `with --push: unfinished uploads untouched this long are deleted (300s, 30m, 24h; default ${DEFAULT_UPLOAD_TTL_SECONDS / 3600}h)`, dependsOn: ['push']}),
     proxy: Flags.string({description: 'pull-through proxy: NAME=URL serves the upstream registry under NAME/ (e.g. hub=https://registry-1.docker.io), storing what is pulled into the tree', multiple: true}),
     'proxy-ttl': Flags.string({description: `how long a proxied tag is served before it is checked upstream again (300, 300s, 5m; default ${DEFAULT_PROXY_TTL_SECONDS / 60}m)`, dependsOn: ['proxy']}),
   }
@@ -22,7 +24,9 @@ export default class Serve extends RegCommand {
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Serve)
     try {
-      const push = flags.push ? {users: flags['push-auth'] ? await readHtpasswd(flags['push-auth']) : undefined, allowDelete: flags['allow-delete']} : undefined
+      const uploadTtlSeconds = flags['upload-ttl'] ? parseDuration(flags['upload-ttl']) : DEFAULT_UPLOAD_TTL_SECONDS
+      if (uploadTtlSeconds < 1) throw new RegError('--upload-ttl must be at least 1s', 'uploads in progress would be deleted under their clients')
+      const push = flags.push ? {users: flags['push-auth'] ? await readHtpasswd(flags['push-auth']) : undefined, allowDelete: flags['allow-delete'], uploadTtlSeconds} : undefined
       const proxy = flags.proxy ? {upstreams: flags.proxy.map(parseProxyFlag), ttlSeconds: flags['proxy-ttl'] ? parseDuration(flags['proxy-ttl']) : DEFAULT_PROXY_TTL_SECONDS, log: (line: string) => this.warn(line)} : undefined
       const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port, push, proxy})
       const tree = await RegistryTree.load(args.dir)

@@ -1,21 +1,23 @@
-import {randomUUID} from 'node:crypto'
-import bcrypt from 'bcryptjs'
+import {createHash, randomUUID} from 'node:crypto'
 import {createReadStream, createWriteStream} from 'node:fs'
-import {mkdir, readFile, rm, stat} from 'node:fs/promises'
+import {mkdir, readdir, readFile, rm, stat, truncate, writeFile} from 'node:fs/promises'
 import type http from 'node:http'
 import path from 'node:path'
+import {Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {errorBody} from '../core/api-errors.js'
-import {isDigest, sha256, verifyBytes} from '../core/digest.js'
+import {digestHex, isDigest, sha256, verifyBytes} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
-import {parseManifest} from '../core/manifest.js'
+import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
+import {type Descriptor, parseManifest} from '../core/manifest.js'
 import {validateName, validateTag} from '../core/reference.js'
 import type {BlobStore} from '../tree/blob-store.js'
+import {TREE_INDEX_FILE} from '../tree/model.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
+import {RegistryTree} from '../tree/registry-tree.js'
+import {type CheckResult, type PasswordCheckOptions, PasswordChecker} from './push-auth.js'
 import {sendManifestBytes, sendStoredBlob} from './respond.js'
 import type {TreeWriter} from './tree-writer.js'
-
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 function send(res: http.ServerResponse, status: number, headers: Record<string, string | number> = {}, body?: string): void {
   res.writeHead(status, {...API_VERSION_HEADER, 'Content-Length': body ? Buffer.byteLength(body) : 0, ...(body ? {'Content-Type': 'application/json'} : {}), ...headers})
@@ -37,7 +39,12 @@ export interface PushOptions {
   users?: ReadonlyMap<string, string>
   /** accept DELETE of tags */
   allowDelete?: boolean
+  /** unfinished uploads untouched this long are deleted (seconds) */
+  uploadTtlSeconds?: number
+  passwordChecks?: PasswordCheckOptions
 }
+
+export const DEFAULT_UPLOAD_TTL_SECONDS = 24 * 3600
 
 /** Read an htpasswd file; only bcrypt entries (`htpasswd -B`) are accepted. */
 export async function readHtpasswd(file: string): Promise<Map<string, string>> {
@@ -51,76 +58,227 @@ export async function readHtpasswd(file: string): Promise<Map<string, string>> {
   return users
 }
 
+/** Upload ids are the UUIDs this server hands out; nothing else in the uploads area is one. */
+const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+const UPLOAD_URL = /^v2\/(.+)\/blobs\/uploads\/([A-Za-z0-9-]*)$/
+const MANIFEST_URL = /^v2\/(.+)\/manifests\/([^/]+)$/
+const BY_DIGEST_URL = /^v2\/(.+)\/(blobs|manifests)\/(sha256:[a-f0-9]{64})$/
+
+/** What a repository holds: content is `blob` (served from blobs/) or a `manifest` (served from both). */
+type Kind = 'blob' | 'manifest'
+
 export class PushHandler {
   private readonly store: BlobStore
   private readonly uploads: string
+  /** per repository (by the sha256 of its name), an empty file per digest pushed or mounted into it */
+  private readonly records: string
+  private readonly checker?: PasswordChecker
+  /** uploads receiving bytes right now: a second writer would interleave, and the purge leaves them alone */
+  private readonly busy = new Set<string>()
+  private readonly uploadTtlMs: number
+  private treeView?: {stamp: string; tree: RegistryTree}
 
   constructor(private readonly tree: TreeWriter, private readonly options: PushOptions = {}) {
     this.store = tree.store
     this.uploads = `${path.resolve(tree.dir)}.reg-uploads`
+    this.records = path.join(this.uploads, 'repositories')
+    if (options.users) this.checker = new PasswordChecker(options.users, options.passwordChecks)
+    this.uploadTtlMs = (options.uploadTtlSeconds ?? DEFAULT_UPLOAD_TTL_SECONDS) * 1000
+    // Abandoned uploads are purged at start and then regularly; the timer never keeps the process alive.
+    this.purgeUploads().catch(() => undefined)
+    setInterval(() => this.purgeUploads().catch(() => undefined), Math.min(Math.max(this.uploadTtlMs / 4, 1000), 15 * 60_000)).unref()
   }
 
   /** Basic auth for writes, when --push-auth names users. */
-  private async authorized(req: http.IncomingMessage): Promise<boolean> {
-    if (!this.options.users) return true
+  private async authorize(req: http.IncomingMessage): Promise<CheckResult> {
+    if (!this.checker) return 'ok'
     const header = String(req.headers.authorization ?? '')
-    if (!header.startsWith('Basic ')) return false
+    if (!header.startsWith('Basic ')) return 'denied'
     const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8')
     const colon = decoded.indexOf(':')
-    const hash = this.options.users.get(decoded.slice(0, colon))
-    return hash !== undefined && colon > 0 && bcrypt.compare(decoded.slice(colon + 1), hash)
+    if (colon <= 0) return 'denied'
+    return this.checker.check(decoded.slice(0, colon), decoded.slice(colon + 1), req.socket.remoteAddress ?? '')
   }
 
   /** Handles push requests; false when the request is not one (the read-only server answers it). */
   async handle(req: http.IncomingMessage, res: http.ServerResponse, method: string, urlPath: string, url: URL): Promise<boolean> {
+    const upload = UPLOAD_URL.exec(urlPath)
     // Clients decide from the /v2/ ping whether to send credentials at all (containers/image
     // never answers a later 401): with --push-auth, the ping challenges unless credentials came.
-    const ping = urlPath === 'v2/' && this.options.users !== undefined
-    if ((ping || (method !== 'GET' && method !== 'HEAD')) && !(await this.authorized(req))) {
-      req.resume()
-      send(res, 401, {'WWW-Authenticate': 'Basic realm="reg"', 'Cache-Control': 'no-store'}, errorBody('UNAUTHORIZED', 'authentication required to push'))
+    // Upload sessions are part of a push: their status and cancellation need credentials too.
+    const guarded = urlPath === 'v2/' || upload !== null || (method !== 'GET' && method !== 'HEAD')
+    if (this.checker && guarded) {
+      const verdict = await this.authorize(req)
+      if (verdict !== 'ok') {
+        req.resume()
+        if (verdict === 'throttled') send(res, 429, {'Retry-After': 60, 'Cache-Control': 'no-store'}, errorBody('TOOMANYREQUESTS', 'too many failed logins from this address: try again later'))
+        else send(res, 401, {'WWW-Authenticate': 'Basic realm="reg"', 'Cache-Control': 'no-store'}, errorBody('UNAUTHORIZED', 'authentication required to push'))
+        return true
+      }
+    }
+    const manifest = MANIFEST_URL.exec(urlPath)
+    if (manifest && method === 'DELETE') {
+      await this.deleteTag(res, manifest[1], manifest[2])
       return true
     }
-    const tagged = /^v2\/(.+)\/manifests\/([^/]+)$/.exec(urlPath)
-    if (tagged && method === 'DELETE') {
-      await this.deleteTag(res, tagged[1], tagged[2])
-      return true
-    }
-    const upload = /^v2\/(.+)\/blobs\/uploads\/([A-Za-z0-9-]*)$/.exec(urlPath)
     if (upload) {
       const [, name, id] = upload
       validateName(name)
-      if (method === 'POST' && !id) await this.startUpload(req, res, name, url)
-      else if (method === 'PATCH' && id) await this.appendUpload(req, res, name, id)
-      else if (method === 'PUT' && id) await this.finishUpload(req, res, name, id, url)
-      else if (method === 'GET' && id) await this.uploadStatus(res, name, id)
-      else if (method === 'DELETE' && id) {
-        await rm(this.uploadFile(id), {force: true})
+      if (method === 'POST' && !id) {
+        await this.startUpload(req, res, name, url)
+        return true
+      }
+      if (!id || !['PATCH', 'PUT', 'GET', 'DELETE'].includes(method)) {
+        req.resume()
+        fail(res, 405, 'UNSUPPORTED', `${method} is not supported here`)
+        return true
+      }
+      // An upload belongs to the repository it was started in: through any other name it does not exist.
+      if ((await this.uploadRepository(id)) !== name || (await this.size(id)) === undefined) {
+        req.resume()
+        fail(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry')
+        return true
+      }
+      if (method === 'PATCH') await this.appendUpload(req, res, name, id)
+      else if (method === 'PUT') await this.finishUpload(req, res, name, id, url)
+      else if (method === 'GET') await this.uploadStatus(res, name, id)
+      else {
+        await this.removeUpload(id)
         send(res, 204)
-      } else fail(res, 405, 'UNSUPPORTED', `${method} is not supported here`)
+      }
       return true
     }
-    const manifest = /^v2\/(.+)\/manifests\/([^/]+)$/.exec(urlPath)
     if (manifest && method === 'PUT') {
       await this.putManifest(req, res, manifest[1], manifest[2])
       return true
     }
-    const blob = /^v2\/(.+)\/(blobs|manifests)\/(sha256:[a-f0-9]{64})$/.exec(urlPath)
-    if (blob && (method === 'GET' || method === 'HEAD') && (await this.store.has(blob[3]))) {
-      // Pushed but not yet tagged: clients check what exists before uploading it again.
-      if (blob[2] === 'manifests') {
-        const raw = await readFile(this.store.pathOf(blob[3]))
-        sendManifestBytes(req, res, method, raw, {digest: blob[3], mediaType: parseManifest(raw, blob[3]).mediaType})
-      } else {
-        await sendStoredBlob(req, res, method, this.store, blob[3])
-      }
+    const byDigest = BY_DIGEST_URL.exec(urlPath)
+    if (byDigest && (method === 'GET' || method === 'HEAD')) {
+      // Pushed but not (or no longer) tagged: what the tree's index serves was answered before this.
+      const [, name, where, digest] = byDigest
+      if (where === 'manifests') return this.sendManifest(req, res, method, name, digest)
+      if (!(await this.repositoryHas(name, digest, 'any')) || !(await this.store.has(digest))) return false
+      await sendStoredBlob(req, res, method, this.store, digest)
       return true
     }
     return false
   }
 
+  /**
+   * A manifest by digest that was pushed into `name`: only content stored as a manifest is ever
+   * read as one (a layer asked for as a manifest is unknown, and never read), and at most
+   * MAX_MANIFEST_BYTES of it.
+   */
+  private async sendManifest(req: http.IncomingMessage, res: http.ServerResponse, method: string, name: string, digest: string): Promise<boolean> {
+    if (!(await this.recorded(name, 'manifest', digest))) return false
+    let raw: Buffer
+    try {
+      raw = await readFileBounded(this.store.pathOf(digest), MAX_MANIFEST_BYTES, `manifest ${digest}`)
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT' || error instanceof TooLargeError) return false
+      throw error
+    }
+    sendManifestBytes(req, res, method, raw, {digest, mediaType: parseManifest(raw, digest).mediaType})
+    return true
+  }
+
+  /** The tree's current index (reloaded when it was rewritten), for what its tags reach. */
+  private async currentTree(): Promise<RegistryTree | undefined> {
+    let stamp: string
+    try {
+      const info = await stat(path.join(this.tree.dir, TREE_INDEX_FILE))
+      stamp = `${info.ino}:${info.mtimeMs}:${info.size}`
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return undefined
+      throw error
+    }
+    if (this.treeView?.stamp !== stamp) this.treeView = {stamp, tree: await RegistryTree.load(this.tree.dir)}
+    return this.treeView.tree
+  }
+
+  private recordFile(name: string, kind: Kind, digest: string): string {
+    return path.join(this.records, createHash('sha256').update(name).digest('hex'), `${kind}s`, digestHex(digest))
+  }
+
+  /** Remember that `digest` was pushed or mounted into `name` (it survives restarts: a file). */
+  private async record(name: string, kind: Kind, digest: string): Promise<void> {
+    const file = this.recordFile(name, kind, digest)
+    await mkdir(path.dirname(file), {recursive: true})
+    await writeFile(file, '')
+  }
+
+  private async recorded(name: string, kind: Kind, digest: string): Promise<boolean> {
+    try {
+      await stat(this.recordFile(name, kind, digest))
+      return true
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return false
+      throw error
+    }
+  }
+
+  /**
+   * Whether repository `name` references `digest`: a manifest of its tags reaches it, or it was
+   * pushed or mounted into it. `manifest`: only as a manifest; `any`: as a blob or a manifest
+   * (distribution serves manifests from blobs/ too).
+   */
+  private async repositoryHas(name: string, digest: string, as: 'manifest' | 'any'): Promise<boolean> {
+    const tree = await this.currentTree()
+    if (tree?.objectsByPath.has(`v2/${name}/manifests/${digest}`) || (await this.recorded(name, 'manifest', digest))) return true
+    if (as === 'manifest') return false
+    return Boolean(tree?.objectsByPath.has(`v2/${name}/blobs/${digest}`)) || (await this.recorded(name, 'blob', digest))
+  }
+
   private uploadFile(id: string): string {
     return path.join(this.uploads, id)
+  }
+
+  /** Beside each upload, the repository it was started in. */
+  private repositoryFile(id: string): string {
+    return path.join(this.uploads, `${id}.repository`)
+  }
+
+  private async uploadRepository(id: string): Promise<string | undefined> {
+    if (!UPLOAD_ID.test(id)) return undefined
+    try {
+      return (await readFileBounded(this.repositoryFile(id), 1024, `upload ${id}`)).toString('utf8')
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return undefined
+      throw error
+    }
+  }
+
+  private async createUpload(name: string): Promise<string> {
+    await mkdir(this.uploads, {recursive: true})
+    const id = randomUUID()
+    // The owner first: an upload file never exists without it.
+    await writeFile(this.repositoryFile(id), name, {flag: 'wx'})
+    await writeFile(this.uploadFile(id), '', {flag: 'wx'})
+    return id
+  }
+
+  private async removeUpload(id: string): Promise<void> {
+    await rm(this.uploadFile(id), {force: true})
+    await rm(this.repositoryFile(id), {force: true})
+  }
+
+  /** Delete uploads nobody has written to for the TTL (with their owner files). */
+  private async purgeUploads(): Promise<void> {
+    let names: string[]
+    try {
+      names = await readdir(this.uploads)
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return
+      throw error
+    }
+    const ids = new Set(names.map((n) => n.replace(/\.repository$/, '')).filter((id) => UPLOAD_ID.test(id)))
+    const cutoff = Date.now() - this.uploadTtlMs
+    for (const id of ids) {
+      if (this.busy.has(id)) continue
+      // An upload's age is that of its last bytes; the owner file only dates its start.
+      const info = (await stat(this.uploadFile(id)).catch(() => undefined)) ?? (await stat(this.repositoryFile(id)).catch(() => undefined))
+      if (info && info.mtimeMs < cutoff && !this.busy.has(id)) await this.removeUpload(id)
+    }
   }
 
   private location(name: string, id: string): string {
@@ -129,14 +287,21 @@ export class PushHandler {
 
   private async startUpload(req: http.IncomingMessage, res: http.ServerResponse, name: string, url: URL): Promise<void> {
     const mount = url.searchParams.get('mount')
-    if (mount && isDigest(mount) && (await this.store.has(mount))) {
+    const from = url.searchParams.get('from')
+    // A mount only takes what the source repository references: knowing a digest is not reading it.
+    if (mount && isDigest(mount) && from && (await this.repositoryHas(from, mount, 'any')) && (await this.store.has(mount))) {
       req.resume()
+      await this.record(name, (await this.repositoryHas(from, mount, 'manifest')) ? 'manifest' : 'blob', mount)
       send(res, 201, {Location: `/v2/${name}/blobs/${mount}`, 'Docker-Content-Digest': mount})
       return
     }
-    await mkdir(this.uploads, {recursive: true})
-    const id = randomUUID()
-    await pipeline(req, createWriteStream(this.uploadFile(id)))
+    const id = await this.createUpload(name)
+    this.busy.add(id)
+    try {
+      await pipeline(req, createWriteStream(this.uploadFile(id), {flags: 'a'}))
+    } finally {
+      this.busy.delete(id)
+    }
     const digest = url.searchParams.get('digest')
     if (digest) {
       await this.commitBlob(res, name, id, digest)
@@ -154,20 +319,74 @@ export class PushHandler {
     }
   }
 
-  private async appendUpload(req: http.IncomingMessage, res: http.ServerResponse, name: string, id: string): Promise<void> {
+  private rangeHeader(size: number): string {
+    return size > 0 ? `0-${size - 1}` : '0-0'
+  }
+
+  /**
+   * Append a request's body to an upload. With `Content-Range: start-end` the chunk must start at
+   * the upload's current size and be exactly end-start+1 bytes (by Content-Length, or counted):
+   * otherwise nothing of it is kept and the answer is 416. Without one, the body is a stream.
+   * False when an answer was sent.
+   */
+  private async receive(req: http.IncomingMessage, res: http.ServerResponse, name: string, id: string): Promise<boolean> {
     const size = await this.size(id)
     if (size === undefined) {
       req.resume()
       fail(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry')
-      return
+      return false
     }
-    const range = /^(\d+)-(\d+)$/.exec(String(req.headers['content-range'] ?? ''))
-    if (range && Number(range[1]) !== size) {
+    const refuse = () => {
       req.resume()
-      send(res, 416, {Location: this.location(name, id), Range: size > 0 ? `0-${size - 1}` : '0-0'})
-      return
+      send(res, 416, {Location: this.location(name, id), Range: this.rangeHeader(size), 'Cache-Control': 'no-store'})
+      return false
     }
-    await pipeline(req, createWriteStream(this.uploadFile(id), {flags: 'a'}))
+    // One writer at a time: a second chunk now could not start where the first one ends.
+    if (this.busy.has(id)) return refuse()
+    const contentRange = req.headers['content-range']
+    let expected: number | undefined
+    if (contentRange !== undefined) {
+      const range = /^(\d{1,15})-(\d{1,15})$/.exec(contentRange.trim())
+      if (!range) {
+        req.resume()
+        fail(res, 400, 'BLOB_UPLOAD_INVALID', 'Content-Range must be "start-end" (byte offsets of the chunk in the upload)')
+        return false
+      }
+      const [start, end] = [Number(range[1]), Number(range[2])]
+      const length = req.headers['content-length']
+      if (start !== size || end < start || (length !== undefined && Number(length) !== end - start + 1)) return refuse()
+      expected = end - start + 1
+    }
+    this.busy.add(id)
+    try {
+      let received = 0
+      const counted = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          received += chunk.length
+          // Bytes past the announced end are counted (to refuse the chunk) but never written.
+          const room = expected === undefined ? chunk.length : Math.max(0, expected - (received - chunk.length))
+          callback(null, room >= chunk.length ? chunk : chunk.subarray(0, room))
+        },
+      })
+      try {
+        await pipeline(req, counted, createWriteStream(this.uploadFile(id), {flags: 'a'}))
+      } catch (error) {
+        // A chunk with a range is all or nothing.
+        if (expected !== undefined) await truncate(this.uploadFile(id), size).catch(() => undefined)
+        throw error
+      }
+      if (expected !== undefined && received !== expected) {
+        await truncate(this.uploadFile(id), size).catch(() => undefined)
+        return refuse()
+      }
+      return true
+    } finally {
+      this.busy.delete(id)
+    }
+  }
+
+  private async appendUpload(req: http.IncomingMessage, res: http.ServerResponse, name: string, id: string): Promise<void> {
+    if (!(await this.receive(req, res, name, id))) return
     const now = (await this.size(id)) ?? 0
     send(res, 202, {Location: this.location(name, id), 'Docker-Upload-UUID': id, Range: `0-${Math.max(0, now - 1)}`})
   }
@@ -179,18 +398,14 @@ export class PushHandler {
   }
 
   private async finishUpload(req: http.IncomingMessage, res: http.ServerResponse, name: string, id: string, url: URL): Promise<void> {
-    if ((await this.size(id)) === undefined) {
-      req.resume()
-      fail(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry')
-      return
-    }
-    await pipeline(req, createWriteStream(this.uploadFile(id), {flags: 'a'}))
+    if (!(await this.receive(req, res, name, id))) return
     await this.commitBlob(res, name, id, url.searchParams.get('digest') ?? '')
   }
 
   /** Verify the upload against its digest and move it into the store (atomically: temp file, rename). */
   private async commitBlob(res: http.ServerResponse, name: string, id: string, digest: string): Promise<void> {
     const file = this.uploadFile(id)
+    this.busy.add(id)
     try {
       if (!isDigest(digest)) {
         fail(res, 400, 'DIGEST_INVALID', `a sha256 digest is required, got "${digest}"`)
@@ -203,15 +418,40 @@ export class PushHandler {
         fail(res, 400, 'DIGEST_INVALID', (error as Error).message)
         return
       }
+      await this.record(name, 'blob', digest)
       send(res, 201, {Location: `/v2/${name}/blobs/${digest}`, 'Docker-Content-Digest': digest})
     } finally {
-      await rm(file, {force: true})
+      this.busy.delete(id)
+      await this.removeUpload(id)
     }
+  }
+
+  /**
+   * Whether a manifest of `name` may reference `child`: the repository references it (as a
+   * manifest, for an index's children), and the descriptor's size is the stored object's — a
+   * descriptor never redefines what stored content is. An error message, or undefined.
+   */
+  private async refusal(name: string, child: Descriptor, as: 'manifest' | 'any'): Promise<{code: string; message: string} | undefined> {
+    const what = as === 'manifest' ? 'manifest' : 'blob'
+    let stored: number
+    try {
+      stored = (await stat(this.store.pathOf(child.digest))).size
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw error
+      return {code: 'MANIFEST_BLOB_UNKNOWN', message: `${what} ${child.digest} is not in the registry: push it first`}
+    }
+    if (!(await this.repositoryHas(name, child.digest, as))) {
+      return {code: 'MANIFEST_BLOB_UNKNOWN', message: `${what} ${child.digest} is not in ${name}: push it there first (or mount it from a repository that has it)`}
+    }
+    if (stored !== child.size) {
+      return {code: 'SIZE_INVALID', message: `${what} ${child.digest} is ${stored} bytes, the manifest says ${child.size}`}
+    }
+    return undefined
   }
 
   private async putManifest(req: http.IncomingMessage, res: http.ServerResponse, name: string, reference: string): Promise<void> {
     validateName(name)
-    // Manifests are small documents: read at most 4 MiB (distribution's limit), never a layer's worth.
+    // Manifests are small documents: read at most MAX_MANIFEST_BYTES, never a layer's worth.
     const chunks: Buffer[] = []
     let received = 0
     for await (const chunk of req) {
@@ -235,10 +475,24 @@ export class PushHandler {
       fail(res, 400, 'MANIFEST_INVALID', (error as Error).message)
       return
     }
+    const children = new Map<string, Descriptor>()
     const referenced = manifest.kind === 'index' ? manifest.manifests : [manifest.config, ...manifest.layers]
     for (const child of referenced) {
-      if (!(await this.store.has(child.digest))) {
-        fail(res, 400, 'MANIFEST_BLOB_UNKNOWN', `${child.digest} is not in the registry: push it first`)
+      const seen = children.get(child.digest)
+      if (seen && seen.size !== child.size) {
+        fail(res, 400, 'SIZE_INVALID', `${child.digest} is listed twice, as ${seen.size} and as ${child.size} bytes`)
+        return
+      }
+      children.set(child.digest, child)
+    }
+    if (children.size > MAX_GRAPH_NODES) {
+      fail(res, 400, 'MANIFEST_INVALID', `the manifest references ${children.size} objects, more than the ${MAX_GRAPH_NODES} reg accepts`)
+      return
+    }
+    for (const child of children.values()) {
+      const refused = await this.refusal(name, child, manifest.kind === 'index' ? 'manifest' : 'any')
+      if (refused) {
+        fail(res, 400, refused.code, refused.message)
         return
       }
     }
@@ -252,6 +506,8 @@ export class PushHandler {
         return
       }
     }
+    // By digest (and after a tag is deleted) the repository still serves it, as a manifest.
+    await this.record(name, 'manifest', digest)
     send(res, 201, {Location: `/v2/${name}/manifests/${digest}`, 'Docker-Content-Digest': digest})
   }
 
