@@ -2,7 +2,6 @@
 // 127.0.0.1 speaking just enough of /v2/ (ping, manifests, blobs, tags/list), each path answered
 // by a handler the test gives; it counts requests and the body bytes it got onto the wire.
 import {createHash} from 'node:crypto'
-import {readdir, readFile} from 'node:fs/promises'
 import http from 'node:http'
 import {freePort} from './static-hosts.js'
 
@@ -112,24 +111,4 @@ export async function startHostileUpstream(): Promise<HostileUpstream> {
       server.closeAllConnections()
     }),
   }
-}
-
-/** The pid of the `reg serve … -p PORT` child listening on `hostPort` (found in /proc by its command line). */
-export async function pidOfServe(hostPort: string): Promise<number> {
-  const port = hostPort.split(':').pop()!
-  for (const entry of await readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    const args: string[] = await readFile(`/proc/${entry}/cmdline`, 'utf8').then((text) => text.split('\0'), () => [])
-    const p = args.indexOf('-p')
-    if (args.includes('serve') && p > 0 && args[p + 1] === port) return Number(entry)
-  }
-  throw new Error(`no reg serve process on port ${port}`)
-}
-
-/** The most memory a process has held (VmHWM), in bytes. */
-export async function peakRss(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8')
-  const match = /^VmHWM:\s+(\d+) kB$/m.exec(status)
-  if (!match) throw new Error(`no VmHWM for ${pid}`)
-  return Number(match[1]) * 1024
 }

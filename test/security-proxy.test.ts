@@ -10,7 +10,7 @@ import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {after, describe, it} from 'node:test'
 import {addressClass} from '../src/sources/registry/client.js'
-import {ENDLESS, type HostileUpstream, peakRss, pidOfServe, pump, sha256, startHostileUpstream} from './hostile-upstream.js'
+import {ENDLESS, type HostileUpstream, pump, sha256, startHostileUpstream} from './hostile-upstream.js'
 import {removeTempDirs, type ServeProcess, startServe, tempDir} from './support.js'
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
@@ -78,27 +78,27 @@ describe('reg serve --proxy against a hostile upstream', () => {
     await removeTempDirs()
   })
 
-  async function proxy(env: NodeJS.ProcessEnv = {}): Promise<{upstream: HostileUpstream; server: ServeProcess; tree: string; pid: number}> {
+  async function proxy(env: NodeJS.ProcessEnv = {}): Promise<{upstream: HostileUpstream; server: ServeProcess; tree: string}> {
     const upstream = await startHostileUpstream()
     stops.push(() => upstream.stop())
     const tree = path.join(await tempDir(), 'tree')
     const server = await startServe(tree, ['--proxy', `evil=${upstream.url}`], env)
     stops.push(() => server.stop())
-    return {upstream, server, tree, pid: await pidOfServe(server.hostPort)}
+    return {upstream, server, tree}
   }
 
   it('an endless manifest is cut at the manifest bound: the client gets a 502, the proxy stays small', async (t) => {
-    const {upstream, server, pid} = await proxy()
+    const {upstream, server} = await proxy()
     const where = '/v2/endless/manifests/latest'
     upstream.on('GET', where, (req, res) => {
       res.writeHead(200, {'Content-Type': OCI_MANIFEST})
       if (req.method === 'HEAD') return void res.end()
       return pump(res, ENDLESS, counter(upstream, where), Buffer.from('{"schemaVersion":2,"padding":"'), 0x61)
     })
-    const before = await peakRss(pid)
+    const before = (await server.memory()).peak
     const answer = await get(`${server.url}/v2/evil/endless/manifests/latest`)
     assert.ok(typeof answer === 'object' && answer.status === 502, `502 (${typeof answer === 'object' ? answer.status : answer})`)
-    const grown = (await peakRss(pid)) - before
+    const grown = (await server.memory()).peak - before
     t.diagnostic(`peak RSS grew by ${grown} bytes; the upstream got ${upstream.sent.get(where)} bytes onto the wire`)
     assert.ok(grown < 100 * MiB, `the proxy grew by ${grown} bytes`)
     assert.ok(upstream.sent.get(where)! < 4 * MiB + SLACK, `the proxy took ${upstream.sent.get(where)} bytes of it`)
@@ -249,7 +249,7 @@ describe('reg serve --proxy against a hostile upstream', () => {
   })
 
   it('a manifest request for the digest of a big stored blob is answered without reading the blob', async (t) => {
-    const {server, tree, pid} = await proxy()
+    const {server, tree} = await proxy()
     // 256 MiB of zeros (a sparse file: no disk used), stored as a blob under its digest.
     const size = 256 * MiB
     const hash = createHash('sha256')
@@ -259,9 +259,9 @@ describe('reg serve --proxy against a hostile upstream', () => {
     const file = await open(path.join(tree, 'blobs', 'sha256', digest.slice(7)), 'wx')
     await file.truncate(size)
     await file.close()
-    const before = await peakRss(pid)
+    const before = (await server.memory()).peak
     const answer = await get(`${server.url}/v2/evil/big/manifests/${digest}`)
-    const grown = (await peakRss(pid)) - before
+    const grown = (await server.memory()).peak - before
     t.diagnostic(`peak RSS grew by ${grown} bytes`)
     assert.ok(typeof answer === 'object' && answer.status === 404, `404 (${typeof answer === 'object' ? answer.status : answer})`)
     assert.ok(grown < 100 * MiB, `the proxy grew by ${grown} bytes`)

@@ -11,7 +11,6 @@ import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {PasswordChecker} from '../src/server/push-auth.js'
-import {startWatchedServe, type WatchedServe} from './serve-pid.js'
 import {requireTool} from './static-hosts.js'
 import {removeTempDirs, type ServeProcess, startServe, tempDir} from './support.js'
 
@@ -55,12 +54,12 @@ function patchChunked(location: URL, contentRange: string, body: Buffer): Promis
 describe('reg serve --push: hostile pushes', () => {
   let work: string
   let tree: string
-  let server: WatchedServe
+  let server: ServeProcess
 
   before(async () => {
     work = await tempDir()
     tree = path.join(work, 'tree')
-    server = await startWatchedServe(tree, ['--push'])
+    server = await startServe(tree, ['--push'])
   })
   after(async () => {
     await server?.stop()
@@ -101,13 +100,13 @@ describe('reg serve --push: hostile pushes', () => {
     const file = path.join(tree, 'blobs', 'sha256', digest.slice(7))
     await writeFile(file, '')
     await truncate(file, size)
-    const before = await server.rss()
+    const before = (await server.memory()).rss
     const answers = await Promise.all(Array.from({length: 6}, (_, i) => fetch(`${server.url}/v2/any${i}/manifests/${digest}`, {method: i % 2 ? 'HEAD' : 'GET'})))
     for (const [i, res] of answers.entries()) {
       assert.equal(res.status, 404)
       if (i % 2 === 0) assert.equal(await errorCode(res), 'MANIFEST_UNKNOWN')
     }
-    const grown = (await server.rss()) - before
+    const grown = ((await server.memory()).rss) - before
     assert.ok(grown < 50 * 1024 * 1024, `the server grew by ${grown} bytes answering 6 requests`)
     // A blob pushed into a repository is still not a manifest of it.
     assert.equal((await pushBlob(server.url, 'layers/app', LAYER)).status, 201)
@@ -198,6 +197,16 @@ describe('reg serve --push: hostile pushes', () => {
     assert.equal((await fetch(`${server.url}/v2/constructor/manifests/${sha(manifest)}`)).status, 200)
     assert.equal((await fetch(`${server.url}/v2/__proto__/manifests/${sha(manifest)}`)).status, 404)
     assert.equal((await fetch(`${server.url}/v2/constructor/blobs/uploads/__proto__`)).status, 404)
+    // Tags of those names are published into the tree and served like any other.
+    for (const tag of ['__proto__', 'constructor', 'hasOwnProperty', 'toString']) {
+      assert.equal((await putManifest(server.url, 'constructor', tag, manifest)).status, 201, tag)
+      const res = await fetch(`${server.url}/v2/constructor/manifests/${tag}`, {method: 'HEAD'})
+      assert.equal(res.status, 200, tag)
+      assert.equal(res.headers.get('docker-content-digest'), sha(manifest))
+    }
+    const listed = await (await fetch(`${server.url}/v2/constructor/tags/list`)).json() as {tags: string[]}
+    assert.deepEqual(listed.tags, ['__proto__', 'constructor', 'hasOwnProperty', 'toString'])
+    assert.equal((await fetch(`${server.url}/v2/constructor/manifests/valueOf`, {method: 'HEAD'})).status, 404)
   })
 
   it('unfinished uploads are purged after --upload-ttl, at start and while serving; what was pushed stays', async () => {

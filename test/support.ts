@@ -59,6 +59,9 @@ export {writeTinyIndexLayout, writeTinyOciLayout, type TinyImage} from '../scrip
 export interface ServeProcess {
   url: string
   hostPort: string
+  pid: number
+  /** the server's memory now (VmRSS) and at its peak (VmHWM), in bytes, from /proc */
+  memory(): Promise<{rss: number; peak: number}>
   /** what the server wrote on stderr so far (warnings) */
   stderr(): string
   /** SIGTERM, and wait for the exit */
@@ -82,5 +85,14 @@ export async function startServe(dir: string, flags: string[], env: NodeJS.Proce
     child.kill(signal)
     return new Promise<void>((resolve) => (child.exitCode === null && child.signalCode === null ? child.once('exit', () => resolve()) : resolve()))
   }
-  return {url, hostPort: `127.0.0.1:${port}`, stderr: () => stderr, stop: () => exited('SIGTERM'), kill: () => exited('SIGKILL')}
+  const memory = async () => {
+    const status = await readFile(`/proc/${child.pid}/status`, 'utf8')
+    const kib = (field: string) => {
+      const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)
+      if (!match) throw new Error(`no ${field} in /proc/${child.pid}/status`)
+      return Number(match[1]) * 1024
+    }
+    return {rss: kib('VmRSS'), peak: kib('VmHWM')}
+  }
+  return {url, hostPort: `127.0.0.1:${port}`, pid: child.pid!, memory, stderr: () => stderr, stop: () => exited('SIGTERM'), kill: () => exited('SIGKILL')}
 }

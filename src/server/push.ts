@@ -12,11 +12,10 @@ import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readFileBounded, TooLargeError} fro
 import {type Descriptor, parseManifest} from '../core/manifest.js'
 import {validateName, validateTag} from '../core/reference.js'
 import type {BlobStore} from '../tree/blob-store.js'
-import {TREE_INDEX_FILE} from '../tree/model.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
-import {RegistryTree} from '../tree/registry-tree.js'
 import {type CheckResult, type PasswordCheckOptions, PasswordChecker} from './push-auth.js'
 import {sendManifestBytes, sendStoredBlob} from './respond.js'
+import type {LiveTree} from './live-tree.js'
 import type {TreeWriter} from './tree-writer.js'
 
 function send(res: http.ServerResponse, status: number, headers: Record<string, string | number> = {}, body?: string): void {
@@ -76,9 +75,8 @@ export class PushHandler {
   /** uploads receiving bytes right now: a second writer would interleave, and the purge leaves them alone */
   private readonly busy = new Set<string>()
   private readonly uploadTtlMs: number
-  private treeView?: {stamp: string; tree: RegistryTree}
 
-  constructor(private readonly tree: TreeWriter, private readonly options: PushOptions = {}) {
+  constructor(private readonly tree: TreeWriter, private readonly live: LiveTree, private readonly options: PushOptions = {}) {
     this.store = tree.store
     this.uploads = `${path.resolve(tree.dir)}.reg-uploads`
     this.records = path.join(this.uploads, 'repositories')
@@ -182,20 +180,6 @@ export class PushHandler {
     return true
   }
 
-  /** The tree's current index (reloaded when it was rewritten), for what its tags reach. */
-  private async currentTree(): Promise<RegistryTree | undefined> {
-    let stamp: string
-    try {
-      const info = await stat(path.join(this.tree.dir, TREE_INDEX_FILE))
-      stamp = `${info.ino}:${info.mtimeMs}:${info.size}`
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return undefined
-      throw error
-    }
-    if (this.treeView?.stamp !== stamp) this.treeView = {stamp, tree: await RegistryTree.load(this.tree.dir)}
-    return this.treeView.tree
-  }
-
   private recordFile(name: string, kind: Kind, digest: string): string {
     return path.join(this.records, createHash('sha256').update(name).digest('hex'), `${kind}s`, digestHex(digest))
   }
@@ -223,10 +207,10 @@ export class PushHandler {
    * (distribution serves manifests from blobs/ too).
    */
   private async repositoryHas(name: string, digest: string, as: 'manifest' | 'any'): Promise<boolean> {
-    const tree = await this.currentTree()
-    if (tree?.objectsByPath.has(`v2/${name}/manifests/${digest}`) || (await this.recorded(name, 'manifest', digest))) return true
+    const tree = await this.live.current()
+    if (tree.objectsByPath.has(`v2/${name}/manifests/${digest}`) || (await this.recorded(name, 'manifest', digest))) return true
     if (as === 'manifest') return false
-    return Boolean(tree?.objectsByPath.has(`v2/${name}/blobs/${digest}`)) || (await this.recorded(name, 'blob', digest))
+    return Boolean(tree.objectsByPath.has(`v2/${name}/blobs/${digest}`)) || (await this.recorded(name, 'blob', digest))
   }
 
   private uploadFile(id: string): string {

@@ -1,13 +1,12 @@
 import {createReadStream} from 'node:fs'
-import {stat} from 'node:fs/promises'
 import http from 'node:http'
-import path from 'node:path'
 import {errorBody, notFoundError, UNSUPPORTED_MESSAGE} from '../core/api-errors.js'
 import {RegError} from '../core/errors.js'
 import {MediaType} from '../core/media-types.js'
-import {type RegistryObject, TREE_INDEX_FILE} from '../tree/model.js'
+import type {RegistryObject} from '../tree/model.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
 import {RegistryTree} from '../tree/registry-tree.js'
+import {LiveTree} from './live-tree.js'
 import {ProxyHandler, type ProxyOptions} from './proxy.js'
 import {PushHandler, type PushOptions} from './push.js'
 import {sendError, sendJson, sendObject} from './respond.js'
@@ -18,20 +17,7 @@ import {TreeWriter} from './tree-writer.js'
  * reproduce. Reloads the tree when a rebuild swapped it in.
  */
 export class RegistryServer {
-  private tree?: RegistryTree
-  private treeStamp = ''
-
-  constructor(private readonly dir: string, private readonly push?: PushHandler, private readonly proxy?: ProxyHandler) {}
-
-  private async currentTree(): Promise<RegistryTree> {
-    const info = await stat(path.join(this.dir, TREE_INDEX_FILE))
-    const stamp = `${info.ino}:${info.mtimeMs}:${info.size}`
-    if (!this.tree || stamp !== this.treeStamp) {
-      this.tree = await RegistryTree.load(this.dir)
-      this.treeStamp = stamp
-    }
-    return this.tree
-  }
+  constructor(private readonly live: LiveTree, private readonly push?: PushHandler, private readonly proxy?: ProxyHandler) {}
 
   async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://registry.invalid')
@@ -57,7 +43,7 @@ export class RegistryServer {
       return
     }
     if (urlPath === 'v2/' && this.push && (await this.push.handle(req, res, method, urlPath, url))) return
-    const tree = await this.currentTree()
+    const tree = await this.live.current()
     if (proxied && (await this.proxy!.handle(req, res, method, urlPath, url, tree))) return
     const object = tree.objectsByPath.get(urlPath)
     if (object) {
@@ -114,8 +100,9 @@ export async function startRegistryServer(dir: string, options: {host?: string; 
   const writer = new TreeWriter(dir)
   if (options.push || options.proxy) await writer.ensureTree()
   await RegistryTree.load(dir) // fail early, with a clear message, when DIR is not a tree
-  const push = options.push ? new PushHandler(writer, options.push === true ? {} : options.push) : undefined
-  const registry = new RegistryServer(dir, push, options.proxy ? new ProxyHandler(writer, options.proxy) : undefined)
+  const live = new LiveTree(dir)
+  const push = options.push ? new PushHandler(writer, live, options.push === true ? {} : options.push) : undefined
+  const registry = new RegistryServer(live, push, options.proxy ? new ProxyHandler(writer, options.proxy) : undefined)
   const server = http.createServer((req, res) => {
     registry.handle(req, res).catch((error: unknown) => {
       // A RegError is the client's doing (a bad name, a bad reference): 400; anything else is ours.

@@ -1,5 +1,5 @@
 import {createReadStream} from 'node:fs'
-import {readFile} from 'node:fs/promises'
+import {MAX_MANIFEST_BYTES, readFileBounded} from '../core/limits.js'
 import type {Readable} from 'node:stream'
 import type {ImageSource} from '../core/image-source.js'
 import type {Descriptor} from '../core/manifest.js'
@@ -17,7 +17,7 @@ class StoreSource implements ImageSource {
     return []
   }
   readManifest(descriptor: Descriptor): Promise<Buffer> {
-    return readFile(this.store.pathOf(descriptor.digest))
+    return readFileBounded(this.store.pathOf(descriptor.digest), MAX_MANIFEST_BYTES, `manifest ${descriptor.digest}`)
   }
   async openBlob(descriptor: Descriptor): Promise<Readable> {
     return createReadStream(this.store.pathOf(descriptor.digest))
