@@ -1,6 +1,7 @@
 import {createHash, type Hash} from 'node:crypto'
 import {Transform, type TransformCallback} from 'node:stream'
 import {RegError} from './errors.js'
+import {quoted} from './quote.js'
 
 const SHA256 = /^sha256:[a-f0-9]{64}$/
 
@@ -8,9 +9,9 @@ const SHA256 = /^sha256:[a-f0-9]{64}$/
 export function parseDigest(value: string, what = 'digest'): string {
   if (SHA256.test(value)) return value
   if (/^sha512:[a-f0-9]{128}$/.test(value) || /^[a-z0-9]+([+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$/.test(value)) {
-    throw new RegError(`unsupported ${what} algorithm in "${value}"`, 'reg stores and serves sha256 digests only; re-push the image with sha256 digests')
+    throw new RegError(`unsupported ${what} algorithm in ${quoted(value)}`, 'reg stores and serves sha256 digests only; re-push the image with sha256 digests')
   }
-  throw new RegError(`invalid ${what} "${value}"`, 'a digest looks like sha256:<64 lowercase hex characters>')
+  throw new RegError(`invalid ${what} ${quoted(value)}`, 'a digest looks like sha256:<64 lowercase hex characters>')
 }
 
 export function isDigest(value: string): boolean {

@@ -2,6 +2,7 @@ import {parseDigest} from './digest.js'
 import {RegError} from './errors.js'
 import {MAX_MANIFEST_BYTES, TooLargeError} from './limits.js'
 import {IMAGE_MEDIA_TYPES, INDEX_MEDIA_TYPES, MediaType} from './media-types.js'
+import {quoted} from './quote.js'
 
 export interface Platform {
   os: string
@@ -53,17 +54,34 @@ export function isMediaType(value: unknown): value is string {
   return typeof value === 'string' && MEDIA_TYPE.test(value)
 }
 
+/**
+ * Annotations as OCI defines them, strings to strings: a value of another type is dropped, so what
+ * reads an annotation (a layout's ref.name) never takes a number or an object for a string.
+ */
+function parseAnnotations(value: unknown): Record<string, string> | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined
+  return Object.fromEntries(Object.entries(value).filter((entry): entry is [string, string] => typeof entry[1] === 'string'))
+}
+
+/** What a refused JSON value was, for a message: a short string or a number as it is, anything else by its type. */
+function describeValue(value: unknown): string {
+  if (typeof value === 'number') return String(value)
+  if (typeof value === 'string') return quoted(value, 40)
+  return value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`
+}
+
 function parseDescriptor(value: unknown, where: string): Descriptor {
   if (typeof value !== 'object' || value === null) throw new RegError(`${where}: descriptor is not an object`)
   const v = value as Record<string, unknown>
   if (typeof v.digest !== 'string') throw new RegError(`${where}: descriptor has no digest`)
-  if (typeof v.size !== 'number' || !Number.isSafeInteger(v.size) || v.size < 0) throw new RegError(`${where}: descriptor ${v.digest} has no valid size`)
   const digest = parseDigest(v.digest, `${where} digest`)
+  if (typeof v.size !== 'number' || !Number.isSafeInteger(v.size) || v.size < 0) throw new RegError(`${where}: descriptor ${digest} has no valid size`)
   if (!isMediaType(v.mediaType)) throw new RegError(`${where}: descriptor ${digest} has no valid mediaType`, 'a media type is type/subtype, e.g. application/vnd.oci.image.layer.v1.tar+gzip')
   const descriptor: Descriptor = {mediaType: v.mediaType, digest, size: v.size}
   const platform = parsePlatform(v.platform)
   if (platform) descriptor.platform = platform
-  if (typeof v.annotations === 'object' && v.annotations !== null) descriptor.annotations = v.annotations as Record<string, string>
+  const annotations = parseAnnotations(v.annotations)
+  if (annotations) descriptor.annotations = annotations
   if (isMediaType(v.artifactType)) descriptor.artifactType = v.artifactType
   return descriptor
 }
@@ -90,15 +108,15 @@ export function parseManifest(raw: Buffer, label: string, declaredMediaType?: st
       'schema 1 is deprecated and current clients refuse it; convert the image first, e.g. `skopeo copy --format v2s2 SRC DEST`',
     )
   }
-  if (m.schemaVersion !== 2) throw new RegError(`${label}: unsupported manifest schemaVersion ${JSON.stringify(m.schemaVersion)}`)
+  if (m.schemaVersion !== 2) throw new RegError(`${label}: unsupported manifest schemaVersion ${describeValue(m.schemaVersion)}`)
   const mediaType = declared ?? (Array.isArray(m.manifests) ? MediaType.OciIndex : (m.config && Array.isArray(m.layers) ? MediaType.OciManifest : undefined))
   if (!mediaType) throw new RegError(`${label}: cannot tell the manifest's media type (no mediaType, manifests or config/layers)`)
   if (declaredMediaType && declared && declaredMediaType !== declared) {
-    throw new RegError(`${label}: descriptor says ${declaredMediaType} but the manifest says ${declared}`)
+    throw new RegError(`${label}: descriptor says ${quoted(declaredMediaType)} but the manifest says ${quoted(declared)}`)
   }
   const subject = m.subject === undefined ? undefined : parseDescriptor(m.subject, `${label} subject`)
   const artifactType = isMediaType(m.artifactType) ? m.artifactType : undefined
-  const annotations = typeof m.annotations === 'object' && m.annotations !== null ? (m.annotations as Record<string, string>) : undefined
+  const annotations = parseAnnotations(m.annotations)
   if (INDEX_MEDIA_TYPES.has(mediaType)) {
     if (!Array.isArray(m.manifests)) throw new RegError(`${label}: index has no manifests array`)
     const manifests = m.manifests.map((d, i) => parseDescriptor(d, `${label} manifests[${i}]`))
@@ -110,7 +128,7 @@ export function parseManifest(raw: Buffer, label: string, declaredMediaType?: st
     const layers = m.layers.map((d, i) => parseDescriptor(d, `${label} layers[${i}]`))
     return {kind: 'image', mediaType, raw, config, layers, subject, artifactType, annotations}
   }
-  throw new RegError(`${label}: unsupported manifest media type ${mediaType}`, 'reg serves OCI and Docker v2 manifests and indexes')
+  throw new RegError(`${label}: unsupported manifest media type ${quoted(mediaType)}`, 'reg serves OCI and Docker v2 manifests and indexes')
 }
 
 export function formatPlatform(platform: Platform | undefined): string | undefined {

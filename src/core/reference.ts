@@ -1,4 +1,5 @@
 import {RegError} from './errors.js'
+import {quoted} from './quote.js'
 
 const COMPONENT = /^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$/
 const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/
@@ -13,15 +14,15 @@ export interface ImageName {
 /** A repository name, `team/app`: lowercase components, any depth. */
 export function validateName(name: string): string {
   if (name.length === 0) throw new RegError('empty repository name', 'give a name such as team/app')
-  if (name.length > 255) throw new RegError(`repository name "${name}" is longer than 255 characters`)
+  if (name.length > 255) throw new RegError(`repository name ${quoted(name)} is longer than 255 characters`)
   for (const component of name.split('/')) {
-    if (component === '') throw new RegError(`invalid repository name "${name}": empty path component`, 'remove the doubled or trailing "/"')
-    if (component === '.' || component === '..') throw new RegError(`invalid repository name "${name}": "${component}" is not allowed`, 'name components may not be "." or ".."')
+    if (component === '') throw new RegError(`invalid repository name ${quoted(name)}: empty path component`, 'remove the doubled or trailing "/"')
+    if (component === '.' || component === '..') throw new RegError(`invalid repository name ${quoted(name)}: "${component}" is not allowed`, 'name components may not be "." or ".."')
     if (!COMPONENT.test(component)) {
       const hint = component !== component.toLowerCase()
         ? 'repository names must be lowercase'
         : 'components are lowercase letters and digits, separated by ".", "_", "__" or "-"'
-      throw new RegError(`invalid repository name "${name}": component "${component}" is not allowed`, hint)
+      throw new RegError(`invalid repository name ${quoted(name)}: component ${quoted(component)} is not allowed`, hint)
     }
   }
   return name
@@ -34,7 +35,7 @@ export function isTag(tag: string): boolean {
 export function validateTag(tag: string, name?: string): string {
   if (!TAG.test(tag)) {
     throw new RegError(
-      `invalid tag "${tag}"${name ? ` for ${name}` : ''}`,
+      `invalid tag ${quoted(tag)}${name ? ` for ${quoted(name)}` : ''}`,
       'tags are 1 to 128 characters of letters, digits, "_", "." and "-", not starting with "." or "-"',
     )
   }

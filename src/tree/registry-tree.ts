@@ -5,6 +5,7 @@ import {errnoCode, RegError} from '../core/errors.js'
 import {MAX_MANIFEST_BYTES} from '../core/limits.js'
 import {isMediaType, parsePlatform} from '../core/manifest.js'
 import {isManifestMediaType} from '../core/media-types.js'
+import {quoted} from '../core/quote.js'
 import {isTag, validateName} from '../core/reference.js'
 import {BlobStore} from './blob-store.js'
 import {dict, type ManifestRecord, type ObjectClass, type RegistryObject, TREE_INDEX_FILE, type TreeIndex} from './model.js'
@@ -87,8 +88,9 @@ export function parseTreeIndex(text: string, file: string): TreeIndex {
   let raw: unknown
   try {
     raw = JSON.parse(text)
-  } catch (error) {
-    throw new RegError(`${file} is corrupt (${(error as Error).message})`, 'rebuild the tree with --clean')
+  } catch {
+    // The parser's message quotes the input: refused bytes are never echoed.
+    throw new RegError(`${file} is corrupt (not valid JSON)`, 'rebuild the tree with --clean')
   }
   const fail = (what: string): never => {
     throw new RegError(`${file} is damaged: ${what}`, 'rebuild the tree with --clean; reg refuses to serve from an index it cannot trust')
@@ -96,6 +98,9 @@ export function parseTreeIndex(text: string, file: string): TreeIndex {
   const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
   const isSize = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0
   const digestOf = (value: unknown, where: string): string => (typeof value === 'string' && isDigest(value) ? value : fail(`${where} is not a sha256 digest`))
+  /** The platform of a record as parsePlatform keeps it, field for field, or nothing: compared without walking whatever else it holds. */
+  const isKeptPlatform = (value: unknown, platform: Record<string, string> | undefined): boolean =>
+    isObject(value) && platform !== undefined && Object.keys(value).length === Object.keys(platform).length && Object.entries(platform).every(([k, v]) => value[k] === v)
   if (!isObject(raw)) return fail('not a JSON object')
   if (raw.schemaVersion !== 1 || raw.generator !== 'reg') throw new RegError(`${file} was not written by this version of reg`, 'rebuild the tree with --clean')
   const settings = isObject(raw.settings) && isSize(raw.settings.tagMaxAge) ? {tagMaxAge: raw.settings.tagMaxAge} : fail('settings.tagMaxAge is not a number of seconds')
@@ -103,14 +108,14 @@ export function parseTreeIndex(text: string, file: string): TreeIndex {
 
   const blobs = dict<TreeIndex['blobs'][string]>()
   for (const [digest, value] of Object.entries(raw.blobs)) {
-    digestOf(digest, `blob key "${digest.slice(0, 80)}"`)
+    digestOf(digest, `blob key ${quoted(digest)}`)
     if (!isObject(value) || !isSize(value.size) || typeof value.mediaType !== 'string') return fail(`blob ${digest} has no size or media type`)
     blobs[digest] = {size: value.size as number, mediaType: value.mediaType as string}
   }
   const manifests = dict<ManifestRecord>()
   for (const [digest, value] of Object.entries(raw.manifests)) {
-    digestOf(digest, `manifest key "${digest.slice(0, 80)}"`)
-    if (!isObject(value) || !isManifestMediaType(String(value.mediaType)) || !isSize(value.size) || value.size > MAX_MANIFEST_BYTES || (value.kind !== 'index' && value.kind !== 'image')) return fail(`manifest ${digest} has no valid media type, size or kind`)
+    digestOf(digest, `manifest key ${quoted(digest)}`)
+    if (!isObject(value) || typeof value.mediaType !== 'string' || !isManifestMediaType(value.mediaType) || !isSize(value.size) || value.size > MAX_MANIFEST_BYTES || (value.kind !== 'index' && value.kind !== 'image')) return fail(`manifest ${digest} has no valid media type, size or kind`)
     const record = value as unknown as ManifestRecord
     if (!Array.isArray(record.children) || !Array.isArray(record.blobs)) return fail(`manifest ${digest} has no children or blobs`)
     for (const child of record.children) if (!(digestOf(child, `a child of ${digest}`) in raw.manifests)) return fail(`manifest ${digest} lists ${child}, which the index does not have`)
@@ -118,7 +123,7 @@ export function parseTreeIndex(text: string, file: string): TreeIndex {
     if (record.subject !== undefined) digestOf(record.subject, `the subject of ${digest}`)
     if (record.artifactType !== undefined && !isMediaType(record.artifactType)) return fail(`manifest ${digest} has an invalid artifactType`)
     const platform = record.platform === undefined ? undefined : parsePlatform(record.platform)
-    if (record.platform !== undefined && (!platform || JSON.stringify(platform) !== JSON.stringify(record.platform))) return fail(`manifest ${digest} has an invalid platform`)
+    if (record.platform !== undefined && !isKeptPlatform(record.platform, platform as Record<string, string> | undefined)) return fail(`manifest ${digest} has an invalid platform`)
     manifests[digest] = {
       mediaType: record.mediaType, size: record.size, kind: record.kind, children: record.children, blobs: record.blobs,
       ...(platform ? {platform} : {}), ...(record.subject ? {subject: record.subject} : {}), ...(record.artifactType ? {artifactType: record.artifactType} : {}),
@@ -129,12 +134,12 @@ export function parseTreeIndex(text: string, file: string): TreeIndex {
     try {
       validateName(name)
     } catch {
-      fail(`repository name "${name.slice(0, 80)}" is invalid`)
+      fail(`repository name ${quoted(name)} is invalid`)
     }
     if (!isObject(value) || !isObject(value.tags)) return fail(`repository ${name} has no tags`)
     const tags = dict<string>()
     for (const [tag, digest] of Object.entries(value.tags)) {
-      if (!isTag(tag)) return fail(`repository ${name} has an invalid tag "${tag.slice(0, 80)}"`)
+      if (!isTag(tag)) return fail(`repository ${name} has an invalid tag ${quoted(tag)}`)
       if (!(digestOf(digest, `${name}:${tag}`) in manifests)) return fail(`${name}:${tag} points at ${digest}, which the index does not have`)
       tags[tag] = digest as string
     }
@@ -142,12 +147,12 @@ export function parseTreeIndex(text: string, file: string): TreeIndex {
   }
   const objects: RegistryObject[] = []
   for (const value of raw.objects as unknown[]) {
-    if (!isObject(value) || typeof value.path !== 'string' || !OBJECT_PATH.test(value.path)) return fail(`an object has an invalid path "${isObject(value) ? String(value.path).slice(0, 80) : ''}"`)
-    if (!OBJECT_CLASSES.has(String(value.class)) || !isSize(value.size) || !isObject(value.headers)) return fail(`object ${value.path} has no valid class, size or headers`)
+    if (!isObject(value) || typeof value.path !== 'string' || !OBJECT_PATH.test(value.path)) return fail(`an object has an invalid path${isObject(value) && typeof value.path === 'string' ? ` ${quoted(value.path)}` : ''}`)
+    if (typeof value.class !== 'string' || !OBJECT_CLASSES.has(value.class) || !isSize(value.size) || !isObject(value.headers)) return fail(`object ${value.path} has no valid class, size or headers`)
     if (value.repository !== undefined && (typeof value.repository !== 'string' || !(value.repository in repositories))) return fail(`object ${value.path} names an unknown repository`)
     digestOf(value.digest, `the digest of ${value.path}`)
     for (const [header, headerValue] of Object.entries(value.headers as Record<string, unknown>)) {
-      if (!/^[A-Za-z0-9-]+$/.test(header) || typeof headerValue !== 'string' || !HEADER_VALUE.test(headerValue)) return fail(`object ${value.path} has an invalid header ${header.slice(0, 40)}`)
+      if (!/^[A-Za-z0-9-]+$/.test(header) || typeof headerValue !== 'string' || !HEADER_VALUE.test(headerValue)) return fail(`object ${value.path} has an invalid header ${quoted(header, 40)}`)
     }
     objects.push(value as unknown as RegistryObject)
   }
