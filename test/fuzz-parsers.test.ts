@@ -527,14 +527,14 @@ describe('fuzz: Range', () => {
     }), 5000)
   })
 
-  it('whitespace around the value other than SP and HTAB', {todo: 'parseRange trims with String.trim(): reported, not fixed here'}, () => {
+  it('whitespace around the value other than SP and HTAB', () => {
     for (const header of ['\nbytes=0-', '\u00a0bytes=0-0', 'bytes=0-0\v', '\ufeffbytes=0-0']) assert.equal(parseRange(header, 10), modelRange(header, 10), JSON.stringify(header))
   })
 })
 
 describe('fuzz: WWW-Authenticate', () => {
   const token = fc.string({unit: fc.constantFrom(...'abzAZ09_'), minLength: 1, maxLength: 8})
-  /** qdtext without `"` and `\` (quoted-pairs are not understood, see the todo below) */
+  /** qdtext without `"` and `\` (quoted-pairs have their own case below) */
   const quotable = fc.string({unit: fc.constantFrom(...'az09 :/.?=&,;-_~%+!#$\'()*@[]{}|^`\t'), maxLength: 40})
   const url = fc.tuple(fc.constantFrom('https', 'http'), alnumRun, quotable).map(([s, host, p]) => `${s}://${host}.example/${p.replaceAll(/[\s]/g, '')}`)
 
@@ -543,7 +543,12 @@ describe('fuzz: WWW-Authenticate', () => {
     check(fc.property(header, (h) => {
       const {scheme, params} = parseChallenge(h)
       assert.equal(typeof scheme, 'string')
-      for (const [key, value] of Object.entries(params)) assert.ok(h.includes(`${key}="${value}"`), `${key}="${value}" is not in ${JSON.stringify(h)}`)
+      // Names come back lowercase, values unescaped: each must still be in the header as sent.
+      const lower = h.toLowerCase()
+      for (const [key, value] of Object.entries(params)) {
+        assert.ok(lower.includes(key), `${key} is not in ${JSON.stringify(h)}`)
+        assert.ok(h.includes(value) || h.includes(value.replaceAll(/["\\]/g, '\\$&')), `${JSON.stringify(value)} is not in ${JSON.stringify(h)}`)
+      }
     }), 3000)
   })
 
@@ -558,7 +563,7 @@ describe('fuzz: WWW-Authenticate', () => {
     }), 2000)
   })
 
-  it('RFC 9110 challenges with quoted-pairs, capitalised parameter names, token values, or a second challenge', {todo: 'parseChallenge reads name="qdtext" pairs of the whole field, names as sent: reported, not fixed here'}, () => {
+  it('RFC 9110 challenges with quoted-pairs, capitalised parameter names, token values, or a second challenge', () => {
     const cases: Array<[string, Record<string, string>]> = [
       ['Bearer realm="https://a.example/t\\"x",service="s"', {realm: 'https://a.example/t"x', service: 's'}],
       ['Bearer Realm="https://a.example/t",Service="s"', {realm: 'https://a.example/t', service: 's'}],
@@ -585,6 +590,14 @@ describe('fuzz: upstream address classes', () => {
         assert.equal(addressClass(address), expected, address)
       }
     }), 3000)
+  })
+})
+
+describe('upstream address classes: IPv6 forms that embed an IPv4 address are never public', () => {
+  it('IPv4-compatible, NAT64 and 6to4 addresses', () => {
+    for (const address of ['::127.0.0.1', '::a9fe:a9fe', '64:ff9b::a9fe:a9fe', '64:ff9b:1::a00:1', '2002:a9fe:a9fe::1']) assert.notEqual(addressClass(address), 'public', address)
+    assert.equal(addressClass('::1'), 'loopback')
+    assert.equal(addressClass('2001:db8::1'), 'public')
   })
 })
 

@@ -11,7 +11,8 @@ import {API_VERSION_HEADER, blobHeaders, IMMUTABLE, manifestHeaders} from '../tr
 /** Parse a single `bytes=a-b` range; undefined means "serve it all" (multi-range is not supported, as the spec allows). */
 export function parseRange(header: string | undefined, size: number): {start: number; end: number} | 'unsatisfiable' | undefined {
   if (!header) return undefined
-  const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim())
+  // Only SP and HTAB may surround a field value (RFC 9110 §5.5): String.trim() would take more.
+  const match = /^bytes=(\d*)-(\d*)$/.exec(header.replace(/^[ \t]+|[ \t]+$/g, ''))
   if (!match || (match[1] === '' && match[2] === '')) return undefined
   let start: number
   let end: number

@@ -37,7 +37,8 @@ const ADDRESS_CLASSES: Array<[AddressClass, net.BlockList]> = ([
   ['loopback', ['127.0.0.0/8', '0.0.0.0/8'], ['::1/128', '::/128']],
   ['private', ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '100.64.0.0/10'], ['fc00::/7']],
   ['link-local', ['169.254.0.0/16'], ['fe80::/10']],
-  ['reserved', ['224.0.0.0/4', '240.0.0.0/4'], ['ff00::/8']],
+  // IPv6 forms that carry an IPv4 address (IPv4-compatible, NAT64, 6to4) could reach any of the above: never public.
+  ['reserved', ['224.0.0.0/4', '240.0.0.0/4'], ['ff00::/8', '::/96', '64:ff9b::/96', '64:ff9b:1::/48', '2002::/16']],
 ] as Array<[AddressClass, string[], string[]]>).map(([name, v4, v6]) => {
   const list = new net.BlockList()
   for (const subnet of v4) list.addSubnet(subnet.split('/')[0], Number(subnet.split('/')[1]), 'ipv4')
@@ -96,13 +97,72 @@ export interface RegistryResponse {
   body: Readable
 }
 
-/** `Bearer realm="…",service="…",scope="…"` → its parameters. */
-export function parseChallenge(header: string): {scheme: string; params: Record<string, string>} {
-  const space = header.indexOf(' ')
-  const scheme = (space < 0 ? header : header.slice(0, space)).toLowerCase()
-  const params: Record<string, string> = {}
-  for (const match of header.slice(space + 1).matchAll(/(\w+)="([^"]*)"/g)) params[match[1]] = match[2]
-  return {scheme, params}
+export interface Challenge {
+  /** lowercase: `bearer`, `basic` */
+  scheme: string
+  /** lowercase parameter names, unescaped values */
+  params: Record<string, string>
+}
+
+const TOKEN = /[!#$%&'*+.^_`|~0-9A-Za-z-]+/y
+const SPACE = /[ \t]*/y
+
+/**
+ * Every challenge of a `WWW-Authenticate` field (RFC 9110 §11.6.1): `Bearer realm="…",service="…",
+ * Basic realm="…"` is two challenges. Parameter names are case-insensitive; values are tokens or
+ * quoted strings with `\"` escapes (an unquoted value is read up to the next comma or space, as
+ * registries in the wild write URLs unquoted). Never throws: what cannot be read is skipped.
+ */
+export function parseChallenges(header: string): Challenge[] {
+  const challenges: Challenge[] = []
+  let i = 0
+  const match = (pattern: RegExp): string => {
+    pattern.lastIndex = i
+    const found = pattern.exec(header)
+    if (!found) return ''
+    i = pattern.lastIndex
+    return found[0]
+  }
+  const skipSeparators = () => {
+    while (i < header.length && /[ \t,]/.test(header[i])) i++
+  }
+  let current: Challenge | undefined
+  while (i < header.length) {
+    skipSeparators()
+    const name = match(TOKEN)
+    if (!name) {
+      i++
+      continue
+    }
+    match(SPACE)
+    if (header[i] !== '=' || !current) {
+      // Not `name=`: a new challenge begins (its scheme), or a token68 the registry protocol does not use.
+      if (header[i] === '=') {
+        while (header[i] === '=') i++
+        continue
+      }
+      current = {scheme: name.toLowerCase(), params: Object.create(null) as Record<string, string>}
+      challenges.push(current)
+      continue
+    }
+    i++
+    match(SPACE)
+    let value = ''
+    if (header[i] === '"') {
+      for (i++; i < header.length && header[i] !== '"'; i++) value += header[i] === '\\' && i + 1 < header.length ? header[++i] : header[i]
+      i++
+    } else {
+      while (i < header.length && !/[ \t,]/.test(header[i])) value += header[i++]
+    }
+    current.params[name.toLowerCase()] ??= value
+  }
+  return challenges
+}
+
+/** The challenge reg answers: Bearer when the registry offers it, else the first one. */
+export function parseChallenge(header: string): Challenge {
+  const challenges = parseChallenges(header)
+  return challenges.find((c) => c.scheme === 'bearer') ?? challenges[0] ?? {scheme: '', params: Object.create(null) as Record<string, string>}
 }
 
 /**
