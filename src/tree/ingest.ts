@@ -91,16 +91,20 @@ export class GraphIngester {
     const record: ManifestRecord = {
       mediaType: manifest.mediaType, size: raw.length, kind: manifest.kind, children: [], blobs: [],
       ...(platform ? {platform} : {}),
-      ...(manifest.subject ? {subject: manifest.subject.digest} : {}),
-      ...(manifest.artifactType ? {artifactType: manifest.artifactType} : {}),
+    }
+    if (manifest.subject) {
+      // What the referrers API lists of a referrer (kept only for referrers: the index stays small).
+      const artifactType = manifest.artifactType ?? (manifest.kind === 'image' ? manifest.config.mediaType : undefined)
+      Object.assign(record, {subject: manifest.subject.digest}, artifactType ? {artifactType} : {}, manifest.annotations ? {annotations: manifest.annotations} : {})
     }
     if (manifest.kind === 'index') {
+      const children = new Set<string>()
       for (const child of manifest.manifests) {
         await this.visitManifest(walk, child, child.platform)
-        if (!record.children.includes(child.digest)) record.children.push(child.digest)
+        children.add(child.digest)
       }
+      record.children = [...children]
     } else {
-      if (!record.artifactType && !CONFIG_MEDIA_TYPES.has(manifest.config.mediaType)) record.artifactType = manifest.config.mediaType
       const blobs = [manifest.config, ...manifest.layers]
       for (const blob of blobs) this.count(walk, blob.digest)
       await mapLimit(blobs, this.blobConcurrency, (blob) => this.ingestBlob(source, blob, label))

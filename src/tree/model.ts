@@ -37,12 +37,18 @@ export interface ManifestRecord {
   /** config and layers (images) */
   blobs: string[]
   platform?: Platform
+  /** the manifest this one refers to (a signature, an SBOM): it is listed among the subject's referrers */
   subject?: string
+  /** for referrers: the manifest's artifactType, else its config's media type (what the referrers API lists) */
   artifactType?: string
+  /** for referrers: the manifest's annotations, listed by the referrers API */
+  annotations?: Record<string, string>
 }
 
 export interface RepositoryRecord {
   tags: Record<string, string>
+  /** manifests the repository holds without a tag (pushed by digest, referrers mirrored with their subject), sorted */
+  untagged?: string[]
 }
 
 export interface TreeSettings {

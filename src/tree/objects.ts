@@ -27,7 +27,7 @@ function json(value: unknown): Buffer {
   return Buffer.from(JSON.stringify(value))
 }
 
-/** Every manifest digest a repository serves: its tags and everything they reach, plus referrers of those. */
+/** Every manifest digest a repository serves: its tags, its untagged manifests, and everything they reach. */
 export function repositoryManifests(index: Pick<TreeIndex, 'repositories' | 'manifests'>, name: string): Set<string> {
   const reached = new Set<string>()
   const visit = (digest: string) => {
@@ -35,7 +35,9 @@ export function repositoryManifests(index: Pick<TreeIndex, 'repositories' | 'man
     reached.add(digest)
     for (const child of index.manifests[digest]?.children ?? []) visit(child)
   }
-  for (const digest of Object.values(index.repositories[name]?.tags ?? {})) visit(digest)
+  const repository = index.repositories[name]
+  for (const digest of Object.values(repository?.tags ?? {})) visit(digest)
+  for (const digest of repository?.untagged ?? []) visit(digest)
   return reached
 }
 
@@ -57,7 +59,7 @@ function referrersOf(index: Pick<TreeIndex, 'manifests'>, manifests: Set<string>
 function referrersIndex(index: Pick<TreeIndex, 'manifests'>, digests: string[]): Buffer {
   const manifests = digests.sort().map((digest) => {
     const record: ManifestRecord = index.manifests[digest]
-    return {mediaType: record.mediaType, digest, size: record.size, ...(record.artifactType ? {artifactType: record.artifactType} : {})}
+    return {mediaType: record.mediaType, digest, size: record.size, ...(record.artifactType ? {artifactType: record.artifactType} : {}), ...(record.annotations ? {annotations: record.annotations} : {})}
   })
   return json({schemaVersion: 2, mediaType: MediaType.OciIndex, manifests})
 }

@@ -122,11 +122,13 @@ export function parseTreeIndex(text: string, file: string): TreeIndex {
     for (const blob of record.blobs) if (!(digestOf(blob, `a blob of ${digest}`) in blobs)) return fail(`manifest ${digest} lists blob ${blob}, which the index does not have`)
     if (record.subject !== undefined) digestOf(record.subject, `the subject of ${digest}`)
     if (record.artifactType !== undefined && !isMediaType(record.artifactType)) return fail(`manifest ${digest} has an invalid artifactType`)
+    if (record.annotations !== undefined && (!isObject(record.annotations) || Object.values(record.annotations).some((v) => typeof v !== 'string'))) return fail(`manifest ${digest} has invalid annotations`)
     const platform = record.platform === undefined ? undefined : parsePlatform(record.platform)
     if (record.platform !== undefined && !isKeptPlatform(record.platform, platform as Record<string, string> | undefined)) return fail(`manifest ${digest} has an invalid platform`)
     manifests[digest] = {
       mediaType: record.mediaType, size: record.size, kind: record.kind, children: record.children, blobs: record.blobs,
       ...(platform ? {platform} : {}), ...(record.subject ? {subject: record.subject} : {}), ...(record.artifactType ? {artifactType: record.artifactType} : {}),
+      ...(record.annotations ? {annotations: dict(Object.entries(record.annotations))} : {}),
     }
   }
   const repositories = dict<TreeIndex['repositories'][string]>()
@@ -143,7 +145,13 @@ export function parseTreeIndex(text: string, file: string): TreeIndex {
       if (!(digestOf(digest, `${name}:${tag}`) in manifests)) return fail(`${name}:${tag} points at ${digest}, which the index does not have`)
       tags[tag] = digest as string
     }
-    repositories[name] = {tags}
+    let untagged: string[] | undefined
+    if (value.untagged !== undefined) {
+      if (!Array.isArray(value.untagged)) return fail(`repository ${name} has an invalid untagged list`)
+      untagged = value.untagged.map((digest) => digestOf(digest, `an untagged manifest of ${name}`))
+      for (const digest of untagged) if (!(digest in manifests)) return fail(`${name} holds ${digest}, which the index does not have`)
+    }
+    repositories[name] = untagged ? {tags, untagged} : {tags}
   }
   const objects: RegistryObject[] = []
   for (const value of raw.objects as unknown[]) {
