@@ -15,7 +15,7 @@ export default class Build extends RegCommand {
   docker://HOST/NAME[:TAG|@DIGEST]  a remote registry (NAME and TAG may use * and ** globs)
 Names come from the source with the registry host dropped (example.com/team/app:1 → team/app:1), then --prefix.
 Building into an existing tree adds to it; --clean starts afresh. Builds are atomic.
-Without SOURCE, the sources, out, prefix, tagMaxAge and platform of reg.config.json / reg.config.yaml are used
+Without SOURCE, the sources, out, prefix, tagMaxAge, platform and withReferrers of reg.config.json / reg.config.yaml are used
 (flags given here override them).`
 
   static override examples = [
@@ -36,6 +36,7 @@ Without SOURCE, the sources, out, prefix, tagMaxAge and platform of reg.config.j
     platform: Flags.string({description: '[docker://] keep one platform of a multi-arch image, os/arch[/variant] (default: all)', helpGroup: 'REGISTRY SOURCES'}),
     'plain-http': Flags.boolean({description: '[docker://] talk plain HTTP to the registry (localhost registries)', helpGroup: 'REGISTRY SOURCES'}),
     insecure: Flags.boolean({description: '[docker://] HTTPS without certificate verification', helpGroup: 'REGISTRY SOURCES'}),
+    'with-referrers': Flags.boolean({description: '[docker://] also copy what is attached to each image: cosign\'s sha256-<hex>.sig/.att/.sbom tags and OCI 1.1 referrers (one level deep)', helpGroup: 'REGISTRY SOURCES'}),
   }
 
   async run(): Promise<void> {
@@ -51,6 +52,9 @@ Without SOURCE, the sources, out, prefix, tagMaxAge and platform of reg.config.j
           bytes: (count) => progress.tick(count),
           imageDone: (image) => {
             if (!flags.json) progress.log(`${image.name}:${image.tag}  ${image.digest}  ${image.platforms.join(',') || '-'}`, (l) => this.log(l))
+          },
+          referrerDone: (referrer) => {
+            if (!flags.json) progress.log(`${referrer.name}${referrer.tag ? `:${referrer.tag}` : ''}  ${referrer.digest}  attached to ${referrer.subject}`, (l) => this.log(l))
           },
         },
       })

@@ -12,6 +12,8 @@ export interface RegConfig {
   prefix?: string
   tagMaxAge?: number
   platform?: string
+  /** docker:// sources: also copy signatures, SBOMs and other referrers (reg build --with-referrers) */
+  withReferrers?: boolean
   sources?: Array<string | {source: string; name?: string}>
   defaultTarget?: string
   targets?: Record<string, DeployTarget>

@@ -19,6 +19,7 @@ export interface BuildFlags {
   platform?: string
   'plain-http'?: boolean
   insecure?: boolean
+  'with-referrers'?: boolean
 }
 
 export async function resolveBuild(sourceArgs: readonly string[], flags: BuildFlags): Promise<{specs: SourceSpec[]; options: BuildOptions & {out: string}}> {
@@ -31,6 +32,7 @@ export async function resolveBuild(sourceArgs: readonly string[], flags: BuildFl
     options: {
       out: flags.out ?? (loaded && config.out ? resolveFromConfig(loaded, config.out) : './dist'),
       prefix: flags.prefix ?? config.prefix, clean: flags.clean, tagMaxAge: flags['tag-max-age'] ?? config.tagMaxAge,
+      withReferrers: flags['with-referrers'] ?? config.withReferrers,
       sources: {creds: flags.creds, platform: flags.platform ?? config.platform, plainHttp: flags['plain-http'], insecure: flags.insecure},
     },
   }

@@ -9,6 +9,17 @@ export interface SourceRoot {
   tag?: string
 }
 
+/** A manifest attached to one the source holds: a signature, an SBOM, an attestation. */
+export interface SourceReferrer {
+  descriptor: Descriptor
+  /**
+   * the tag it lives under when its source names it by tag (cosign's `sha256-<hex>.sig`, `.att`,
+   * `.sbom`: clients find those by tag); absent for OCI 1.1 referrers, which are kept untagged and
+   * found through their subject
+   */
+  tag?: string
+}
+
 /**
  * What every source adapter gives, in the spirit of go-containerregistry's `partial`: descriptors and
  * raw bytes. Adapters do not verify; the shared ingest code hashes every byte against its descriptor.
@@ -21,6 +32,11 @@ export interface ImageSource {
   readManifest(descriptor: Descriptor): Promise<Buffer>
   /** the bytes of a blob (config or layer), as stored */
   openBlob(descriptor: Descriptor): Promise<Readable>
+  /**
+   * What is attached to the manifest `subject` (a digest roots() led to): OCI 1.1 referrers and
+   * cosign-style tags. Only sources that can hold attachments have it.
+   */
+  referrers?(subject: string): Promise<SourceReferrer[]>
   /** remove temporary files */
   close(): Promise<void>
 }

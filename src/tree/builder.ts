@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {errnoCode, RegError} from '../core/errors.js'
-import type {SourceRoot} from '../core/image-source.js'
+import type {ImageSource, SourceRoot} from '../core/image-source.js'
 import {formatPlatform} from '../core/manifest.js'
 import {validateName, validateTag, withPrefix} from '../core/reference.js'
 import {openSource, type SourceOptions, type SourceSpec} from '../sources/index.js'
@@ -20,6 +20,8 @@ export interface BuildOptions {
   tagMaxAge?: number
   observer?: BuildObserver
   sources?: SourceOptions
+  /** also copy what is attached to each manifest copied (signatures, SBOMs), from sources that hold attachments */
+  withReferrers?: boolean
 }
 
 export interface BuiltImage {
@@ -31,14 +33,26 @@ export interface BuiltImage {
   source: string
 }
 
+/** A manifest copied because it is attached to one of the images. */
+export interface BuiltReferrer {
+  name: string
+  /** cosign-style attachments keep their tag; OCI 1.1 referrers are held untagged */
+  tag?: string
+  digest: string
+  subject: string
+}
+
 export interface BuildObserver extends IngestObserver {
   sourceStart?(source: string): void
   imageDone?(image: BuiltImage): void
+  referrerDone?(referrer: BuiltReferrer): void
 }
 
 export interface BuildSummary {
   out: string
   images: BuiltImage[]
+  /** attachments copied with --with-referrers */
+  referrers: BuiltReferrer[]
   repositories: number
   tags: number
   blobs: number
@@ -170,6 +184,7 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
     if (previous) await store.linkFrom(new BlobStore(out))
     const ingester = new GraphIngester(store, index, options.observer)
     const images: BuiltImage[] = []
+    const referrers: BuiltReferrer[] = []
     for (const [i, spec] of specs.entries()) {
       options.observer?.sourceStart?.(spec.text)
       const source = openSource(spec, path.join(work, String(i)), options.sources)
@@ -185,6 +200,12 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
           const image = {name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms, source: spec.text}
           images.push(image)
           options.observer?.imageDone?.(image)
+          if (options.withReferrers) {
+            for (const referrer of await copyReferrers(ingester, index, source, root.descriptor.digest, name, spec.text)) {
+              referrers.push(referrer)
+              options.observer?.referrerDone?.(referrer)
+            }
+          }
         }
       } finally {
         await source.close()
@@ -194,11 +215,49 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
     const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
     await writeTreeFiles(staging, treeIndex)
     await swapInto(staging, out)
-    return {...summarize(out, treeIndex, images, ingester.bytesCopied), blobsAlreadyPresent: ingester.blobsAlreadyPresent}
+    return {...summarize(out, treeIndex, images, ingester.bytesCopied), referrers, blobsAlreadyPresent: ingester.blobsAlreadyPresent}
   } catch (error) {
     await rm(staging, {recursive: true, force: true})
     throw error
   }
+}
+
+/**
+ * Copy what the source attaches to the image `root` and to every manifest under it (an index's
+ * children) into repository `name`, verified like any image: cosign-style attachments under their
+ * tags, OCI 1.1 referrers as untagged manifests (listed by the referrers documents of the tree).
+ * One level deep: what is attached to an attachment is not looked for.
+ */
+async function copyReferrers(ingester: GraphIngester, index: Pick<TreeIndex, 'repositories' | 'manifests'>, source: ImageSource, root: string, name: string, label: string): Promise<BuiltReferrer[]> {
+  if (!source.referrers) return []
+  const subjects = new Set<string>()
+  const visit = (digest: string) => {
+    if (subjects.has(digest)) return
+    subjects.add(digest)
+    for (const child of index.manifests[digest]?.children ?? []) visit(child)
+  }
+  visit(root)
+  const repository = repositoryRecord(index, name)
+  const untagged = new Set(repository.untagged)
+  const copied: BuiltReferrer[] = []
+  for (const subject of subjects) {
+    for (const {descriptor, tag} of await source.referrers(subject)) {
+      const where = `${label} (${name}: ${tag ?? descriptor.digest}, attached to ${subject})`
+      const record = await ingester.ingest(source, descriptor, where)
+      if (tag === undefined) {
+        // A listing is the registry's word; the subject is the referrer's own: they must agree.
+        if (record.subject !== subject) {
+          throw new RegError(`${where}: listed as a referrer of ${subject}, but its subject is ${record.subject ?? 'absent'}`, 'the registry\'s referrers list is malicious or corrupt', 'MANIFEST_INVALID')
+        }
+        untagged.add(descriptor.digest)
+      } else {
+        repository.tags[validateTag(tag, name)] = descriptor.digest
+      }
+      copied.push({name, ...(tag === undefined ? {} : {tag}), digest: descriptor.digest, subject})
+    }
+  }
+  if (untagged.size > 0) repository.untagged = [...untagged].sort()
+  return copied
 }
 
 /** Replace `out` with `staging` by two renames; `recoverSiblings` repairs a kill between them. */
@@ -213,7 +272,7 @@ async function swapInto(staging: string, out: string): Promise<void> {
   await rm(old, {recursive: true, force: true})
 }
 
-function summarize(out: string, index: TreeIndex, images: BuiltImage[], bytesCopied: number): Omit<BuildSummary, 'blobsAlreadyPresent'> {
+function summarize(out: string, index: TreeIndex, images: BuiltImage[], bytesCopied: number): Omit<BuildSummary, 'blobsAlreadyPresent' | 'referrers'> {
   const uniqueBlobBytes = Object.values(index.blobs).reduce((sum, b) => sum + b.size, 0)
   const manifestBytes = Object.values(index.manifests).reduce((sum, m) => sum + m.size, 0)
   let perRepositoryBytes = 0

@@ -1,16 +1,25 @@
 import type {Readable} from 'node:stream'
 import {parseDigest, sha256} from '../../core/digest.js'
 import {RegError} from '../../core/errors.js'
-import type {ImageSource, SourceRoot} from '../../core/image-source.js'
+import type {ImageSource, SourceReferrer, SourceRoot} from '../../core/image-source.js'
 import {type Descriptor, formatPlatform, parseManifest} from '../../core/manifest.js'
-import {MediaType} from '../../core/media-types.js'
+import {isManifestMediaType, MediaType} from '../../core/media-types.js'
 import {validateName, validateTag} from '../../core/reference.js'
-import {MAX_MANIFEST_BYTES} from '../../core/limits.js'
-import {discardBody, RegistryClient, type RegistryClientOptions} from './client.js'
+import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES} from '../../core/limits.js'
+import {discardBody, RegistryClient, type RegistryClientOptions, RegistryStatusError} from './client.js'
 import {findCredentials} from './credentials.js'
 
 /** Every manifest type we store; schema 1 is asked for too, so it can be refused with a clear message. */
 export const MANIFEST_ACCEPT = [MediaType.OciIndex, MediaType.OciManifest, MediaType.DockerManifestList, MediaType.DockerManifest, MediaType.DockerSchema1Signed].join(', ')
+
+/** The tags cosign attaches to `<alg>-<hex>`: signatures, attestations, SBOMs. */
+const COSIGN_TAG_SUFFIXES = ['sig', 'att', 'sbom'] as const
+
+/** `sha256:<hex>` as a tag: the referrers tag schema's name, and the stem of cosign's tags. */
+export function referrersTag(digest: string): string {
+  const [algorithm, hex] = digest.split(':')
+  return `${algorithm.slice(0, 32)}-${hex.slice(0, 64)}`
+}
 
 export interface RegistrySourceOptions extends Omit<RegistryClientOptions, 'credentials'> {
   creds?: string
@@ -129,23 +138,31 @@ export class RegistrySource implements ImageSource {
     return found
   }
 
+  /** A manifest by tag or digest, checked against the digest it was asked by and the one the registry advertises. */
+  private async fetchManifest(client: RegistryClient, name: string, reference: string): Promise<{descriptor: Descriptor; manifest: ReturnType<typeof parseManifest>}> {
+    const {bytes, headers} = await client.getBytes(`/v2/${name}/manifests/${reference}`, name, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES)
+    const digest = sha256(bytes)
+    const advertised = headers['docker-content-digest']
+    if (reference.startsWith('sha256:') && digest !== reference) {
+      throw new RegError(`${this.description}: the manifest of ${name}@${reference} hashes to ${digest}`, 'the registry returned other bytes than the digest names')
+    }
+    if (typeof advertised === 'string' && advertised.startsWith('sha256:') && advertised !== digest) {
+      throw new RegError(`${this.description}: ${name}:${reference} says Docker-Content-Digest ${advertised} but its bytes hash to ${digest}`)
+    }
+    const manifest = parseManifest(bytes, `${this.description} ${name}:${reference}`)
+    this.manifests.set(digest, bytes)
+    this.repositories.set(digest, name)
+    this.remember(manifest, name)
+    return {descriptor: {mediaType: manifest.mediaType, digest, size: bytes.length}, manifest}
+  }
+
   async roots(): Promise<SourceRoot[]> {
     const client = await this.connect()
     const roots: SourceRoot[] = []
     for (const {name, reference, tag} of await this.expand(client)) {
-      const {bytes, headers} = await client.getBytes(`/v2/${name}/manifests/${reference}`, name, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES)
-      const digest = sha256(bytes)
-      const advertised = headers['docker-content-digest']
-      if (reference.startsWith('sha256:') && digest !== reference) {
-        throw new RegError(`${this.description}: the manifest of ${name}@${reference} hashes to ${digest}`, 'the registry returned other bytes than the digest names')
-      }
-      if (typeof advertised === 'string' && advertised.startsWith('sha256:') && advertised !== digest) {
-        throw new RegError(`${this.description}: ${name}:${reference} says Docker-Content-Digest ${advertised} but its bytes hash to ${digest}`)
-      }
-      const manifest = parseManifest(bytes, `${this.description} ${name}:${reference}`)
-      this.manifests.set(digest, bytes)
-      this.repositories.set(digest, name)
-      let descriptor: Descriptor = {mediaType: manifest.mediaType, digest, size: bytes.length}
+      const fetched = await this.fetchManifest(client, name, reference)
+      const {manifest} = fetched
+      let descriptor = fetched.descriptor
       if (this.options.platform && manifest.kind === 'index') {
         const child = manifest.manifests.find((m) => platformMatches(m, this.options.platform!))
         if (!child) {
@@ -154,10 +171,91 @@ export class RegistrySource implements ImageSource {
         }
         descriptor = child
       }
-      this.remember(manifest, name)
       roots.push({descriptor, name, tag})
     }
     return roots
+  }
+
+  /**
+   * OCI 1.1 referrers of `subject` (the referrers API, else the referrers tag schema `<alg>-<hex>`
+   * that clients maintain on registries without the API), then cosign's `<alg>-<hex>.sig`, `.att`
+   * and `.sbom` tags. At most MAX_GRAPH_NODES per subject; each digest once.
+   */
+  async referrers(subject: string): Promise<SourceReferrer[]> {
+    const client = await this.connect()
+    const repository = this.repositoryOf(subject)
+    const found: SourceReferrer[] = []
+    const listed = new Set<string>()
+    const add = (referrer: SourceReferrer) => {
+      if (found.length >= MAX_GRAPH_NODES) {
+        throw new RegError(`${this.description}: ${repository}@${subject} has more than ${MAX_GRAPH_NODES} referrers`, 'the registry is malicious or corrupt; reg refuses lists this large', 'GRAPH_TOO_LARGE')
+      }
+      found.push(referrer)
+    }
+    for (const descriptor of await this.listedReferrers(client, repository, subject)) {
+      // Only manifests are stored; a listed artifact of another kind (a blob, a retired artifact manifest) is left out.
+      if (listed.has(descriptor.digest) || !isManifestMediaType(descriptor.mediaType)) continue
+      listed.add(descriptor.digest)
+      this.repositories.set(descriptor.digest, repository)
+      add({descriptor: {mediaType: descriptor.mediaType, digest: descriptor.digest, size: descriptor.size}})
+    }
+    for (const suffix of COSIGN_TAG_SUFFIXES) {
+      const tag = `${referrersTag(subject)}.${suffix}`
+      try {
+        add({descriptor: (await this.fetchManifest(client, repository, tag)).descriptor, tag})
+      } catch (error) {
+        if (!(error instanceof RegistryStatusError && error.status === 404)) throw error
+      }
+    }
+    return found
+  }
+
+  /** The descriptors the referrers API lists (all pages), else those of the referrers tag schema's index, else none. */
+  private async listedReferrers(client: RegistryClient, repository: string, subject: string): Promise<Descriptor[]> {
+    const listed: Descriptor[] = []
+    let next: string | undefined = `/v2/${repository}/referrers/${subject}`
+    for (let page = 0; next && page < 1000 && listed.length <= MAX_GRAPH_NODES; page++) {
+      let answer
+      try {
+        answer = await client.getBytes(next, repository, MediaType.OciIndex)
+      } catch (error) {
+        // No referrers API (404, or another refusal of an unknown route): fall back to the tag schema.
+        if (error instanceof RegistryStatusError && page === 0) break
+        throw error
+      }
+      const index = this.parseIndex(answer.bytes, `${repository} referrers of ${subject}`)
+      // An answer that is not an index (an HTML page, an error document) is no referrers API either.
+      if (!index) {
+        if (page === 0) break
+        throw new RegError(`${this.description}: page ${page + 1} of the referrers of ${repository}@${subject} is not an OCI index`)
+      }
+      listed.push(...index)
+      const link = /<([^>]+)>;\s*rel="?next"?/.exec(String(answer.headers.link ?? ''))
+      next = link ? link[1] : undefined
+      if (!next) return listed
+    }
+    if (listed.length > 0) return listed
+    try {
+      const {bytes} = await client.getBytes(`/v2/${repository}/manifests/${referrersTag(subject)}`, repository, MediaType.OciIndex, MAX_MANIFEST_BYTES)
+      const index = this.parseIndex(bytes, `${repository}:${referrersTag(subject)}`)
+      if (!index) throw new RegError(`${this.description}: ${repository}:${referrersTag(subject)} (the referrers tag of ${subject}) is not an OCI index`)
+      return index
+    } catch (error) {
+      if (error instanceof RegistryStatusError && error.status === 404) return []
+      throw error
+    }
+  }
+
+  /** The descriptors of an index, or undefined when the bytes are not one. */
+  private parseIndex(bytes: Buffer, what: string): Descriptor[] | undefined {
+    let manifest
+    try {
+      manifest = parseManifest(bytes, `${this.description} ${what}`)
+    } catch (error) {
+      if (error instanceof RegError) return undefined
+      throw error
+    }
+    return manifest.kind === 'index' ? manifest.manifests : undefined
   }
 
   /** Children and blobs are fetched from the repository their manifest came from. */
