@@ -162,6 +162,14 @@ describe('reg build docker://… --with-referrers (real distribution 2.8, skopeo
     })
   }
 
+  it('finds referrers through the referrers API: a mirror of the mirror (reg serve has the API and no sha256-<hex> tag)', async () => {
+    const again = path.join(work, 'again')
+    const built = await runReg(['build', `docker://${serve!.hostPort}/team/app:1.0`, '--plain-http', '--with-referrers', '-o', again])
+    assert.equal(built.code, 0, built.stderr)
+    const againIndex = JSON.parse(await readFile(path.join(again, 'registry.json'), 'utf8')) as TreeIndex
+    assert.deepEqual(againIndex.repositories['team/app'], {tags: index.repositories['team/app'].tags, untagged: [sbom.digest]})
+  })
+
   it('copies nothing attached without --with-referrers', async () => {
     const plain = path.join(work, 'plain')
     const built = await runReg(['build', `docker://${source.hostPort}/team/app:1.0`, '--plain-http', '-o', plain])
