@@ -30,8 +30,9 @@ function fail(res: http.ServerResponse, status: number, code: string, message: s
 /**
  * The push side of the distribution API for `reg serve --push`: chunked and monolithic blob
  * uploads (verified, in a private area beside the tree until complete), cross-repository mounts,
- * manifests by digest and by tag. A tag becomes visible only when everything it references is in
- * the store; the tree's index is rewritten atomically, and `reg serve` picks it up.
+ * manifests by tag and by digest (held untagged). A manifest becomes visible only when everything
+ * it references is in the store; the tree's index is rewritten atomically, and `reg serve` picks
+ * it up.
  */
 export interface PushOptions {
   /** htpasswd entries (bcrypt) allowed to push; reads stay anonymous */
