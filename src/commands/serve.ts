@@ -15,7 +15,7 @@ export default class Serve extends RegCommand {
     host: Flags.string({description: 'address to listen on', default: '127.0.0.1'}),
     push: Flags.boolean({description: 'accept pushes (docker push, skopeo copy, podman push) into the tree; read-only without it'}),
     'push-auth': Flags.string({description: 'htpasswd file (bcrypt, `htpasswd -B`) of the users allowed to push; reads stay anonymous', dependsOn: ['push']}),
-    'allow-delete': Flags.boolean({description: 'with --push: accept DELETE of tags', dependsOn: ['push']}),
+    'allow-delete': Flags.boolean({description: 'with --push: accept DELETE of tags, and of manifests by digest', dependsOn: ['push']}),
     'upload-ttl': Flags.string({description: `with --push: unfinished uploads untouched this long are deleted (300s, 30m, 24h; default ${DEFAULT_UPLOAD_TTL_SECONDS / 3600}h)`, dependsOn: ['push']}),
     proxy: Flags.string({description: 'pull-through proxy: NAME=URL serves the upstream registry under NAME/ (e.g. hub=https://registry-1.docker.io), storing what is pulled into the tree', multiple: true}),
     'proxy-ttl': Flags.string({description: `how long a proxied tag is served before it is checked upstream again (300, 300s, 5m; default ${DEFAULT_PROXY_TTL_SECONDS / 60}m)`, dependsOn: ['proxy']}),

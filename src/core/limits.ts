@@ -10,6 +10,12 @@ import {RegError} from './errors.js'
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 /** Small JSON documents from upstreams that are not manifests: tokens, tags lists, catalogs, errors. */
 export const MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+/**
+ * A referrers document `reg serve` filters by `?artifactType=` in memory: parsing it costs what
+ * parsing a manifest does. A larger one (thousands of referrers) is served whole and unfiltered,
+ * without `OCI-Filters-Applied`, which the distribution spec allows.
+ */
+export const MAX_FILTERED_REFERRERS_BYTES = 4 * 1024 * 1024
 /** Distinct manifests and blobs one image graph may reach (a huge multi-arch index has a few hundred). */
 export const MAX_GRAPH_NODES = 10_000
 

@@ -30,13 +30,14 @@ function fail(res: http.ServerResponse, status: number, code: string, message: s
 /**
  * The push side of the distribution API for `reg serve --push`: chunked and monolithic blob
  * uploads (verified, in a private area beside the tree until complete), cross-repository mounts,
- * manifests by digest and by tag. A tag becomes visible only when everything it references is in
- * the store; the tree's index is rewritten atomically, and `reg serve` picks it up.
+ * manifests by tag and by digest (held untagged). A manifest becomes visible only when everything
+ * it references is in the store; the tree's index is rewritten atomically, and `reg serve` picks
+ * it up.
  */
 export interface PushOptions {
   /** htpasswd entries (bcrypt) allowed to push; reads stay anonymous */
   users?: ReadonlyMap<string, string>
-  /** accept DELETE of tags */
+  /** accept DELETE of tags, and of manifests by digest */
   allowDelete?: boolean
   /** unfinished uploads untouched this long are deleted (seconds) */
   uploadTtlSeconds?: number
@@ -116,7 +117,7 @@ export class PushHandler {
     }
     const manifest = MANIFEST_URL.exec(urlPath)
     if (manifest && method === 'DELETE') {
-      await this.deleteTag(res, manifest[1], manifest[2])
+      await this.deleteManifest(res, manifest[1], manifest[2])
       return true
     }
     if (upload) {
@@ -189,6 +190,14 @@ export class PushHandler {
     const file = this.recordFile(name, kind, digest)
     await mkdir(path.dirname(file), {recursive: true})
     await writeFile(file, '')
+  }
+
+  /** Forget that `digest` is in `name`; false when it was not recorded. */
+  private async forget(name: string, kind: Kind, digest: string): Promise<boolean> {
+    const file = this.recordFile(name, kind, digest)
+    if (!(await this.recorded(name, kind, digest))) return false
+    await rm(file, {force: true})
+    return true
   }
 
   private async recorded(name: string, kind: Kind, digest: string): Promise<boolean> {
@@ -481,27 +490,47 @@ export class PushHandler {
       }
     }
     await this.store.writeBytes(raw)
-    if (!isDigest(reference)) {
-      // Tags are what the tree publishes: ingest (verifying the whole graph) and rewrite the index.
-      try {
-        await this.tree.publishTag(name, reference, {mediaType: manifest.mediaType, digest, size: raw.length})
-      } catch (error) {
-        fail(res, 400, 'MANIFEST_INVALID', error instanceof RegError ? error.message : String(error))
-        return
-      }
+    // The tree publishes what arrives, by tag or untagged (by digest): ingest (verifying the whole
+    // graph) and rewrite the index, once.
+    const descriptor = {mediaType: manifest.mediaType, digest, size: raw.length}
+    try {
+      if (isDigest(reference)) await this.tree.publishUntagged(name, descriptor)
+      else await this.tree.publishTag(name, reference, descriptor)
+    } catch (error) {
+      fail(res, 400, 'MANIFEST_INVALID', error instanceof RegError ? error.message : String(error))
+      return
     }
-    // By digest (and after a tag is deleted) the repository still serves it, as a manifest.
+    // After its tag is deleted the repository still serves it by digest, as a manifest.
     await this.record(name, 'manifest', digest)
-    send(res, 201, {Location: `/v2/${name}/manifests/${digest}`, 'Docker-Content-Digest': digest})
+    // The subject was processed: it is listed by the referrers API from now on.
+    const subject: Record<string, string> = manifest.subject ? {'OCI-Subject': manifest.subject.digest} : {}
+    send(res, 201, {Location: `/v2/${name}/manifests/${digest}`, 'Docker-Content-Digest': digest, ...subject})
   }
 
-  /** A tag, or by digest every tag of the repository that points at it (what `skopeo delete` sends). */
-  private async deleteTag(res: http.ServerResponse, name: string, tag: string): Promise<void> {
+  /**
+   * DELETE of a tag removes the tag. DELETE by digest removes the manifest from the repository:
+   * every tag pointing at it, its untagged entry and the record of its push; the repository then
+   * answers 404 for it (other repositories keep theirs). A manifest an index of the repository
+   * still lists is refused (409 DENIED): delete the index first.
+   */
+  private async deleteManifest(res: http.ServerResponse, name: string, reference: string): Promise<void> {
     if (!this.options.allowDelete) {
       fail(res, 405, 'UNSUPPORTED', 'deleting is off: start reg serve with --allow-delete')
       return
     }
-    if (await this.tree.deleteTag(name, tag)) send(res, 202)
-    else fail(res, 404, 'MANIFEST_UNKNOWN', isDigest(tag) ? `no tag of ${name} points at ${tag}` : `${name}:${tag} is not a tag`)
+    validateName(name)
+    if (!isDigest(reference)) {
+      if (await this.tree.deleteTag(name, reference)) send(res, 202)
+      else fail(res, 404, 'MANIFEST_UNKNOWN', `${name}:${reference} is not a tag`)
+      return
+    }
+    const deletion = await this.tree.deleteManifest(name, reference)
+    if (deletion.outcome === 'referenced') {
+      fail(res, 409, 'DENIED', `${reference} is listed by ${deletion.by}, which ${name} keeps: delete that index first`)
+      return
+    }
+    const forgotten = await this.forget(name, 'manifest', reference)
+    if (deletion.outcome === 'deleted' || forgotten) send(res, 202)
+    else fail(res, 404, 'MANIFEST_UNKNOWN', `${name} has no manifest ${reference}`)
   }
 }

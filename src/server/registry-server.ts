@@ -2,7 +2,9 @@ import {createReadStream} from 'node:fs'
 import http from 'node:http'
 import {errorBody, notFoundError, UNSUPPORTED_MESSAGE} from '../core/api-errors.js'
 import {RegError} from '../core/errors.js'
+import {MAX_FILTERED_REFERRERS_BYTES, readFileBounded} from '../core/limits.js'
 import {MediaType} from '../core/media-types.js'
+import {validateName} from '../core/reference.js'
 import type {RegistryObject} from '../tree/model.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
 import {RegistryTree} from '../tree/registry-tree.js'
@@ -11,6 +13,18 @@ import {ProxyHandler, type ProxyOptions} from './proxy.js'
 import {PushHandler, type PushOptions} from './push.js'
 import {sendError, sendJson, sendObject} from './respond.js'
 import {TreeWriter} from './tree-writer.js'
+
+/** `v2/<name>/referrers/<digest>`: the last segment is checked as a digest, so a malformed one is a 400, not a 404. */
+const REFERRERS_URL = /^v2\/(.+)\/referrers\/([^/]*)$/
+
+/** The encoded part of the registered digest algorithms; others are taken as the spec's grammar allows. */
+const DIGEST_ENCODINGS = new Map([['sha256', /^[a-f0-9]{64}$/], ['sha512', /^[a-f0-9]{128}$/]])
+
+/** A digest as the distribution spec writes one: `algorithm:encoded`. */
+function isWellFormedDigest(value: string): boolean {
+  const match = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$/.exec(value)
+  return match !== null && (DIGEST_ENCODINGS.get(match[1])?.test(match[2]) ?? true)
+}
 
 /**
  * Answers exactly the static registry's URL space (DESIGN §3) from a tree: what every backend must
@@ -45,6 +59,11 @@ export class RegistryServer {
     if (urlPath === 'v2/' && this.push && (await this.push.handle(req, res, method, urlPath, url))) return
     const tree = await this.live.current()
     if (proxied && (await this.proxy!.handle(req, res, method, urlPath, url, tree))) return
+    const referrers = REFERRERS_URL.exec(urlPath)
+    if (referrers) {
+      await this.sendReferrers(req, res, method, tree, referrers[1], referrers[2], url)
+      return
+    }
     const object = tree.objectsByPath.get(urlPath)
     if (object) {
       if (object.class === 'tags-list' && (url.searchParams.has('n') || url.searchParams.has('last'))) {
@@ -55,14 +74,37 @@ export class RegistryServer {
       return
     }
     if (this.push && (await this.push.handle(req, res, method, urlPath, url))) return
-    const referrers = /^v2\/(.+)\/referrers\/(sha256:[a-f0-9]{64})$/.exec(urlPath)
-    if (referrers && tree.objectsByPath.has(`v2/${referrers[1]}/manifests/${referrers[2]}`)) {
-      // The referrers API answers 200 with an empty index for a known manifest, never 404.
-      sendJson(res, method, 200, JSON.stringify({schemaVersion: 2, mediaType: MediaType.OciIndex, manifests: []}), MediaType.OciIndex, `public, max-age=${tree.index.settings.tagMaxAge}`)
-      return
-    }
     const {code, message} = urlPath.startsWith('v2/') ? notFoundError(urlPath) : notFoundError('')
     sendError(res, 404, code, message)
+  }
+
+  /**
+   * The referrers API: the tree's referrers document of the subject, else an empty index — never a
+   * 404, for an unknown subject or repository alike. `?artifactType=` keeps the entries of that
+   * artifact type and says so (`OCI-Filters-Applied`).
+   */
+  private async sendReferrers(req: http.IncomingMessage, res: http.ServerResponse, method: string, tree: RegistryTree, name: string, digest: string, url: URL): Promise<void> {
+    validateName(name)
+    if (!isWellFormedDigest(digest)) {
+      sendError(res, 400, 'DIGEST_INVALID', 'the referrers API takes a digest, algorithm:encoded (sha256:<64 hex digits>)', {}, method)
+      return
+    }
+    const document = tree.objectsByPath.get(`v2/${name}/referrers/${digest}`)
+    const artifactType = url.searchParams.get('artifactType')
+    // Unfiltered, or too large to filter in memory: the document as stored (the spec lets a registry not filter).
+    if (document && (!artifactType || document.size > MAX_FILTERED_REFERRERS_BYTES)) {
+      this.sendObject(req, res, method, tree, document)
+      return
+    }
+    let manifests: Array<{artifactType?: string}> = []
+    if (document) {
+      const raw = await readFileBounded(tree.fileOf(document), MAX_FILTERED_REFERRERS_BYTES, `the referrers of ${digest}`)
+      manifests = (JSON.parse(raw.toString('utf8')) as {manifests: Array<{artifactType?: string}>}).manifests
+    }
+    if (artifactType) manifests = manifests.filter((entry) => entry.artifactType === artifactType)
+    const cacheControl = document?.headers['Cache-Control'] ?? `public, max-age=${tree.index.settings.tagMaxAge}`
+    const filters: Record<string, string> = artifactType ? {'OCI-Filters-Applied': 'artifactType'} : {}
+    sendJson(res, method, 200, JSON.stringify({schemaVersion: 2, mediaType: MediaType.OciIndex, manifests}), MediaType.OciIndex, cacheControl, filters)
   }
 
   private sendObject(req: http.IncomingMessage, res: http.ServerResponse, method: string, tree: RegistryTree, object: RegistryObject): void {

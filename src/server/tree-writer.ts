@@ -6,7 +6,8 @@ import type {Descriptor} from '../core/manifest.js'
 import {BlobStore} from '../tree/blob-store.js'
 import {finalizeIndex, writeTreeFiles} from '../tree/finalize.js'
 import {GraphIngester} from '../tree/ingest.js'
-import {emptyIndex, repositoryRecord} from '../tree/model.js'
+import {emptyIndex, repositoryRecord, type TreeIndex} from '../tree/model.js'
+import {repositoryManifests} from '../tree/objects.js'
 import {readTreeIndex} from '../tree/registry-tree.js'
 
 /** The tree's own store as a source: a tagged manifest is ingested from what arrived before it. */
@@ -52,25 +53,81 @@ export class TreeWriter {
   }
 
   publishTag(name: string, tag: string, descriptor: Descriptor): Promise<void> {
-    return this.serialized(async () => {
-      const index = (await readTreeIndex(this.dir)) ?? emptyIndex()
-      await this.store.init()
-      await new GraphIngester(this.store, index).ingest(new StoreSource(this.store), descriptor, `${name}:${tag}`)
+    return this.publish(name, descriptor, `${name}:${tag}`, (index) => {
       repositoryRecord(index, name).tags[tag] = descriptor.digest
-      await writeTreeFiles(this.dir, await finalizeIndex(this.store, index, {collectGarbage: false}))
-    })
-  }
-
-  /** Delete a tag, or with a digest every tag of `name` pointing at it; false when there is none. */
-  deleteTag(name: string, reference: string): Promise<boolean> {
-    return this.serialized(async () => {
-      const index = await readTreeIndex(this.dir)
-      const tags = Object.entries(index?.repositories[name]?.tags ?? {}).filter(([tag, digest]) => tag === reference || digest === reference)
-      if (!index || tags.length === 0) return false
-      for (const [tag] of tags) delete index.repositories[name].tags[tag]
-      if (Object.keys(index.repositories[name].tags).length === 0) delete index.repositories[name]
-      await writeTreeFiles(this.dir, await finalizeIndex(this.store, index, {collectGarbage: false}))
       return true
     })
   }
+
+  /**
+   * A manifest pushed by digest: the repository holds it without a tag, so it is served, reached
+   * (its referrers are listed) and deployed like a tagged one. Kept sorted and unique.
+   */
+  publishUntagged(name: string, descriptor: Descriptor): Promise<void> {
+    return this.publish(name, descriptor, `${name}@${descriptor.digest}`, (index) => {
+      const repository = repositoryRecord(index, name)
+      const untagged = repository.untagged ?? []
+      if (untagged.includes(descriptor.digest)) return false
+      repository.untagged = [...untagged, descriptor.digest].sort()
+      return true
+    })
+  }
+
+  /** Ingest (verifying the whole graph) and, when `place` changed the index, rewrite it: once per manifest. */
+  private publish(name: string, descriptor: Descriptor, label: string, place: (index: Omit<TreeIndex, 'objects'>) => boolean): Promise<void> {
+    return this.serialized(async () => {
+      const index = (await readTreeIndex(this.dir)) ?? emptyIndex()
+      await this.store.init()
+      await new GraphIngester(this.store, index).ingest(new StoreSource(this.store), descriptor, label)
+      if (place(index)) await writeTreeFiles(this.dir, await finalizeIndex(this.store, index, {collectGarbage: false}))
+    })
+  }
+
+  /** Delete a tag; false when `name` has no such tag. */
+  deleteTag(name: string, tag: string): Promise<boolean> {
+    return this.serialized(async () => {
+      const index = await readTreeIndex(this.dir)
+      const repository = index?.repositories[name]
+      if (!index || !repository || !Object.hasOwn(repository.tags, tag)) return false
+      delete repository.tags[tag]
+      await this.rewrite(index, name)
+      return true
+    })
+  }
+
+  /**
+   * Delete a manifest from `name`: every tag pointing at it, and its untagged entry. Refused while
+   * a manifest the repository keeps lists it (an index's child): that index would be served with
+   * a child its repository no longer has.
+   */
+  deleteManifest(name: string, digest: string): Promise<ManifestDeletion> {
+    return this.serialized(async (): Promise<ManifestDeletion> => {
+      const index = await readTreeIndex(this.dir)
+      const repository = index?.repositories[name]
+      if (!index || !repository) return {outcome: 'unknown'}
+      const tags = Object.keys(repository.tags).filter((tag) => repository.tags[tag] === digest)
+      const held = tags.length > 0 || (repository.untagged ?? []).includes(digest)
+      for (const tag of tags) delete repository.tags[tag]
+      if (repository.untagged) repository.untagged = repository.untagged.filter((d) => d !== digest)
+      const kept = repositoryManifests(index, name)
+      if (kept.has(digest)) {
+        const parent = [...kept].find((d) => index.manifests[d]?.children.includes(digest)) ?? 'another manifest'
+        return {outcome: 'referenced', by: parent}
+      }
+      if (!held) return {outcome: 'unknown'}
+      await this.rewrite(index, name)
+      return {outcome: 'deleted'}
+    })
+  }
+
+  /** Write the index after a deletion; a repository left with nothing in it leaves the catalog. */
+  private async rewrite(index: Omit<TreeIndex, 'objects'>, name: string): Promise<void> {
+    const repository = index.repositories[name]
+    if (repository.untagged?.length === 0) delete repository.untagged
+    if (Object.keys(repository.tags).length === 0 && !repository.untagged) delete index.repositories[name]
+    await writeTreeFiles(this.dir, await finalizeIndex(this.store, index, {collectGarbage: false}))
+  }
 }
+
+/** What deleting a manifest did: `referenced` names a manifest of the repository that still lists it. */
+export type ManifestDeletion = {outcome: 'deleted' | 'unknown'} | {outcome: 'referenced'; by: string}
