@@ -1,19 +1,27 @@
 // The property-based layer over the parsers that see hostile bytes: names and references, digests,
-// manifests, `Range`, `WWW-Authenticate`, upstream address classes and registry.json. Each property
-// is checked against a model written here, independently of the code under test. Seeded and bounded:
+// manifests, `Range`, `WWW-Authenticate`, upstream address classes, registry.json, tar archives,
+// htpasswd files and an upload's `Content-Range`. Each property is checked against a model written
+// here (for tar archives: the kernel), independently of the code under test. Seeded and bounded:
 // the seed is fixed unless FUZZ_SEED says otherwise, and a failure names the seed that replays it.
 import assert from 'node:assert/strict'
-import {readFile} from 'node:fs/promises'
+import {execFile} from 'node:child_process'
+import {link, lstat, mkdir, readdir, readFile, readlink, realpath, symlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
+import {promisify} from 'node:util'
+import {gzipSync} from 'node:zlib'
 import fc from 'fast-check'
+import * as tar from 'tar-stream'
 import {isDigest, parseDigest, sha256} from '../src/core/digest.js'
-import {RegError} from '../src/core/errors.js'
+import {errnoCode, RegError} from '../src/core/errors.js'
 import {MAX_MANIFEST_BYTES} from '../src/core/limits.js'
 import {isMediaType, type Descriptor, type ParsedManifest, parseManifest, parsePlatform} from '../src/core/manifest.js'
 import {MediaType} from '../src/core/media-types.js'
+import {quoted} from '../src/core/quote.js'
 import {isTag, parseReference, validateName, validateTag, withPrefix} from '../src/core/reference.js'
-import {parseRange} from '../src/server/respond.js'
+import {parseHtpasswd} from '../src/server/push.js'
+import {parseContentRange, parseRange} from '../src/server/respond.js'
+import {type ArchiveFile, TarArchive} from '../src/sources/archive.js'
 import {addressClass, parseChallenge} from '../src/sources/registry/client.js'
 import {parseTreeIndex} from '../src/tree/registry-tree.js'
 import {removeTempDirs, runReg, tempDir, writeTinyIndexLayout} from './support.js'
@@ -33,6 +41,16 @@ function seedFromEnvironment(): number {
 function check(property: fc.IRawProperty<unknown>, numRuns: number): void {
   try {
     fc.assert(property, {seed: SEED, numRuns, includeErrorInReport: true})
+  } catch (error) {
+    if (error instanceof Error) error.message = `property failed with FUZZ_SEED=${SEED} (replay: FUZZ_SEED=${SEED} node --import tsx --test test/fuzz-parsers.test.ts)\n${error.message}`
+    throw error
+  }
+}
+
+/** `check` for a property whose predicate is async (it reads and writes files). */
+async function checkAsync<Ts extends unknown[]>(property: fc.IAsyncProperty<Ts>, numRuns: number): Promise<void> {
+  try {
+    await fc.assert(property, {seed: SEED, numRuns, includeErrorInReport: true})
   } catch (error) {
     if (error instanceof Error) error.message = `property failed with FUZZ_SEED=${SEED} (replay: FUZZ_SEED=${SEED} node --import tsx --test test/fuzz-parsers.test.ts)\n${error.message}`
     throw error
@@ -726,5 +744,477 @@ describe('fuzz: registry.json', () => {
   })
   it('regression: a platform nested 100 000 deep is refused, not a stack overflow', () => {
     refusedIndex((index) => void (withPlatform(index).platform = 'DEEP'), ['"DEEP"', `{"os":"linux","architecture":"amd64","x":${'['.repeat(100_000)}${']'.repeat(100_000)}}`])
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Tar archives: generated with tar-stream, read by TarArchive, and checked against the kernel, which
+// resolves the same entries unpacked into a sandbox.
+
+type TarEntryType = 'file' | 'directory' | 'symlink' | 'link'
+interface TarEntrySpec {
+  type: TarEntryType
+  name: string
+  linkname: string
+}
+
+/** Each regular file says which entry it is, so that content tells which file a lookup found. */
+const entryContent = (ordinal: number): string => `entry ${ordinal}\n`
+
+async function packTar(entries: TarEntrySpec[], gzip: boolean): Promise<Buffer> {
+  const pack = tar.pack()
+  const chunks: Buffer[] = []
+  pack.on('data', (chunk) => chunks.push(chunk as Buffer))
+  const done = new Promise<void>((resolve, reject) => {
+    pack.on('end', resolve)
+    pack.on('error', reject)
+  })
+  for (const [ordinal, e] of entries.entries()) {
+    const linked = e.type === 'symlink' || e.type === 'link'
+    pack.entry({name: e.name, type: e.type, linkname: linked ? e.linkname : undefined, mode: e.type === 'directory' ? 0o755 : 0o644, mtime: new Date(0)}, e.type === 'file' ? entryContent(ordinal) : '')
+  }
+  pack.finalize()
+  await done
+  const bytes = Buffer.concat(chunks)
+  return gzip ? gzipSync(bytes) : bytes
+}
+
+/** Names drawn from a few components, `.`, `..` and empty ones among them, and some long or absolute. */
+const pathFrom = (weights: {plain: number; dot: number; dotdot: number; empty: number; odd: number}): fc.Arbitrary<string> => fc.oneof(
+  {weight: 12, arbitrary: fc.array(fc.oneof(
+    {weight: weights.plain, arbitrary: fc.constantFrom('a', 'b', 'sub')},
+    {weight: weights.dot, arbitrary: fc.constant('.')},
+    {weight: weights.dotdot, arbitrary: fc.constant('..')},
+    {weight: weights.empty, arbitrary: fc.constant('')},
+    {weight: 1, arbitrary: fc.constantFrom('l'.repeat(120), 'é'.repeat(60))},
+  ), {minLength: 1, maxLength: 4}).map((parts) => parts.join('/'))},
+  {weight: weights.odd, arbitrary: fc.constantFrom('/x', '/a', '/', 'm'.repeat(300), `${'n'.repeat(200)}/`.repeat(21))},
+)
+const entryName = pathFrom({plain: 12, dot: 1, dotdot: 1, empty: 1, odd: 1})
+const linkTarget = pathFrom({plain: 6, dot: 1, dotdot: 4, empty: 1, odd: 1})
+const lookupPath = pathFrom({plain: 12, dot: 1, dotdot: 1, empty: 1, odd: 1})
+const tarEntry = fc.record({type: fc.constantFrom<TarEntryType>('file', 'file', 'directory', 'symlink', 'symlink', 'link'), name: entryName, linkname: linkTarget}, {noNullPrototype: true})
+const tarEntries = fc.array(tarEntry, {minLength: 1, maxLength: 8})
+/** Archives more of which a reader accepts: names without `..`, hard links often to an earlier entry's name, no absolute link target. */
+const acceptableEntries = fc.array(fc.record({
+  type: fc.constantFrom<TarEntryType>('file', 'file', 'directory', 'symlink', 'symlink', 'link'),
+  name: pathFrom({plain: 12, dot: 1, dotdot: 0, empty: 1, odd: 0}).filter((name) => !name.startsWith('/')),
+  linkname: pathFrom({plain: 6, dot: 1, dotdot: 3, empty: 1, odd: 0}).filter((target) => !target.startsWith('/')),
+  earlier: fc.option(fc.nat(), {nil: undefined}),
+}, {noNullPrototype: true}), {minLength: 1, maxLength: 8}).map((entries) => entries.map(({earlier, ...entry}, ordinal): TarEntrySpec =>
+  entry.type === 'link' && earlier !== undefined && ordinal > 0 ? {...entry, linkname: entries[earlier % ordinal].name} : entry))
+
+/** Files, directories and links under `dir` (links not followed), each with what identifies its state. */
+async function snapshot(dir: string, into = new Map<string, string>(), prefix = ''): Promise<Map<string, string>> {
+  for (const name of (await readdir(dir)).sort()) {
+    const full = path.join(dir, name)
+    const stats = await lstat(full)
+    const key = prefix + name
+    if (stats.isSymbolicLink()) into.set(key, `link ${await readlink(full)}`)
+    else if (stats.isDirectory()) {
+      into.set(key, 'dir')
+      await snapshot(full, into, key + '/')
+    } else into.set(key, `file ${stats.size} ${stats.mtimeMs} ${(await readFile(full)).toString('base64')}`)
+  }
+  return into
+}
+
+/** Is `file`, all links followed, `dir` or inside it? */
+async function resolvesInside(dir: string, file: string): Promise<boolean> {
+  const real = await realpath(file)
+  return real === dir || real.startsWith(dir + path.sep)
+}
+
+/**
+ * Unpack `entries` under `root` the way tar does (missing parent directories made, the kernel resolving
+ * links on the way), one entry at a time; an entry the kernel refuses is skipped. No write leaves
+ * `sandbox`: every directory written into is checked to resolve inside it first.
+ */
+async function unpackOnDisk(entries: TarEntrySpec[], root: string, sandbox: string): Promise<number> {
+  let refused = 0
+  for (const [ordinal, entry] of entries.entries()) {
+    try {
+      const parts = entry.name.split('/').filter((part) => part !== '' && part !== '.')
+      const leaf = parts.pop()
+      if (leaf === undefined) continue
+      if (leaf === '..') throw new Error('no entry named ..')
+      let dir = root
+      for (const part of parts) {
+        dir = `${dir}/${part}`
+        await mkdir(dir).catch((error: unknown) => {
+          if (errnoCode(error) !== 'EEXIST') throw error
+        })
+        if (!(await resolvesInside(sandbox, dir))) throw new Error('outside the sandbox')
+      }
+      const at = `${dir}/${leaf}`
+      if (entry.type === 'directory') await mkdir(at)
+      else if (entry.type === 'file') await writeFile(at, entryContent(ordinal), {flag: 'wx'})
+      else if (entry.type === 'symlink') await symlink(entry.linkname, at)
+      else {
+        // A hard link names an earlier entry from the archive's root; link(2) does not follow a last symlink.
+        const source = `${root}/${entry.linkname}`
+        if (!(await resolvesInside(sandbox, path.dirname(source)))) throw new Error('outside the sandbox')
+        await link(source, at)
+      }
+    } catch {
+      refused++
+    }
+  }
+  return refused
+}
+
+/** fileAt, whose only way to refuse is a RegError. */
+function lookUp(archive: TarArchive, relative: string): {file?: ArchiveFile; error?: RegError} {
+  try {
+    return {file: archive.fileAt(relative, 'the looked-up file')}
+  } catch (error) {
+    if (error instanceof RegError) return {error}
+    throw new Error(`fileAt(${JSON.stringify(relative)}) threw ${(error as Error)?.constructor?.name}, not a RegError: ${(error as Error)?.message}`)
+  }
+}
+
+async function scanned(file: string): Promise<{archive?: TarArchive; error?: RegError}> {
+  try {
+    return {archive: await TarArchive.scan(file, 'fuzz archive')}
+  } catch (error) {
+    if (error instanceof RegError) return {error}
+    throw new Error(`scan threw ${(error as Error)?.constructor?.name}, not a RegError: ${(error as Error)?.message}`)
+  }
+}
+
+/** A path as a message shows it: runs of one character counted (`l×120`). */
+const shortPath = (name: string): string => JSON.stringify(name.replaceAll(/(.)\1{9,}/gu, (run, c: string) => `${c}×${[...run].length}`))
+const describeArchive = (entries: TarEntrySpec[]): string =>
+  entries.map((e) => `${e.type} ${shortPath(e.name)}${e.type === 'symlink' || e.type === 'link' ? ` -> ${shortPath(e.linkname)}` : ''}`).join('; ')
+
+describe('fuzz: tar archives', () => {
+  after(removeTempDirs)
+
+  it('scan, fileAt and readFile succeed or refuse with a RegError, and write nothing to disk', async (t) => {
+    // The archive sits deep in a tree of decoys named like its entries: nothing in the tree may change.
+    const sentinel = await tempDir('reg-fuzz-tar-')
+    const deep = path.join(sentinel, 'a', 'b', 'c', 'd', 'e', 'f')
+    await mkdir(path.join(deep, 'sub'), {recursive: true})
+    await writeFile(path.join(sentinel, 'decoy'), 'decoy\n')
+    await writeFile(path.join(deep, 'a'), 'decoy\n')
+    await symlink('../decoy', path.join(sentinel, 'a', 'x'))
+    const archiveFile = path.join(deep, 'archive.tar')
+    const before = await snapshot(sentinel)
+    const damage = fc.oneof({weight: 3, arbitrary: fc.constant(undefined)}, {weight: 1, arbitrary: fc.record({at: fc.nat(), how: fc.constantFrom('truncate', 'flip')}, {noNullPrototype: true})})
+    const outcomes = {scanned: 0, refused: 0, files: 0, read: 0}
+    await checkAsync(fc.asyncProperty(fc.oneof({weight: 1, arbitrary: tarEntries}, {weight: 2, arbitrary: acceptableEntries}), fc.boolean(), damage, fc.array(lookupPath, {minLength: 1, maxLength: 6}), fc.nat(40), async (entries, gzip, harm, lookups, limit) => {
+      let bytes = await packTar(entries, gzip)
+      if (harm) {
+        const at = harm.at % bytes.length
+        bytes = harm.how === 'truncate' ? bytes.subarray(0, at) : Buffer.concat([bytes.subarray(0, at), Buffer.from([bytes[at] ^ 0x5a]), bytes.subarray(at + 1)])
+      }
+      await writeFile(archiveFile, bytes)
+      const {archive, error} = await scanned(archiveFile)
+      if (error) outcomes.refused++
+      if (archive) {
+        outcomes.scanned++
+        for (const relative of [...lookups, ...entries.map((e) => e.name)]) {
+          const {file} = lookUp(archive, relative)
+          if (!file) continue
+          outcomes.files++
+          try {
+            const body = await archive.readFile(relative, limit, 'the looked-up file')
+            if (body) outcomes.read++
+          } catch (error) {
+            if (!(error instanceof RegError)) throw new Error(`readFile threw ${(error as Error)?.constructor?.name}: ${(error as Error)?.message}`)
+          }
+        }
+      }
+      const now = await snapshot(sentinel)
+      now.delete('a/b/c/d/e/f/archive.tar')
+      assert.deepEqual(now, before, `the tree around the archive changed: ${describeArchive(entries)}`)
+    }), 300)
+    t.diagnostic(`300 archives: ${outcomes.scanned} scanned, ${outcomes.refused} refused; ${outcomes.files} lookups found a file, ${outcomes.read} read`)
+    assert.ok(outcomes.scanned >= 30 && outcomes.files >= 30, `too few archives or files accepted to say much: ${JSON.stringify(outcomes)}`)
+  })
+
+  /** The kernel's view of archives: a sandbox 40 directories deep, decoy files named like entries at every level. */
+  interface KernelOracle {
+    sandbox: string
+    deep: string
+    runs: number
+    stats: {archives: number; unpackedEntriesRefused: number; lookups: number; absolute: number; kernelFileInside: number; sameContent: number; regStricter: number; kernelOutside: number; kernelNothing: number; regOnly: number}
+    stricter: string[]
+    regOnly: string[]
+  }
+
+  async function kernelOracle(): Promise<KernelOracle> {
+    // A link that leads out of a root finds a real file there, and no chain of `..` leaves the sandbox.
+    const sandbox = await realpath(await tempDir('reg-fuzz-tar-oracle-'))
+    let deep = sandbox
+    for (let level = 1; level <= 40; level++) {
+      deep = path.join(deep, `d${level}`)
+      await mkdir(deep)
+      for (const decoy of ['a', 'b']) await writeFile(path.join(deep, decoy), 'outside the archive\n')
+    }
+    const stats = {archives: 0, unpackedEntriesRefused: 0, lookups: 0, absolute: 0, kernelFileInside: 0, sameContent: 0, regStricter: 0, kernelOutside: 0, kernelNothing: 0, regOnly: 0}
+    return {sandbox, deep, runs: 0, stats, stricter: [], regOnly: []}
+  }
+
+  /**
+   * Scan the archive of `entries`; when reg accepts it, unpack it on disk as well and look each path
+   * up both ways. Where the kernel finds a regular file inside the root, reg finds the same bytes (or
+   * refuses with a RegError: stricter, counted); where the kernel leaves the root, reg finds no file.
+   */
+  async function compareWithKernel(oracle: KernelOracle, entries: TarEntrySpec[], gzip: boolean, lookups: string[]): Promise<void> {
+    const {stats} = oracle
+    const here = path.join(oracle.deep, `r${oracle.runs++}`)
+    const root = path.join(here, 'root')
+    await mkdir(root, {recursive: true})
+    for (const decoy of ['a', 'b']) await writeFile(path.join(here, decoy), 'outside the archive\n')
+    const archiveFile = path.join(here, 'archive.tar')
+    await writeFile(archiveFile, await packTar(entries, gzip))
+    const {archive} = await scanned(archiveFile)
+    if (!archive) return
+    stats.archives++
+    stats.unpackedEntriesRefused += await unpackOnDisk(entries, root, oracle.sandbox)
+    // The paths asked for, each entry's name, and what lies below each link.
+    const links = entries.filter((e) => e.type === 'symlink').map((e) => e.name)
+    for (const relative of [...lookups, ...entries.map((e) => e.name), ...links.flatMap((name) => [`${name}/a`, `${name}/sub/a`])]) {
+      const where = `${shortPath(relative)} in ${describeArchive(entries)}`
+      const {file, error} = lookUp(archive, relative)
+      // A path in an image archive is relative to it; the kernel would read `/a` from the root.
+      if (relative.startsWith('/')) {
+        stats.absolute++
+        assert.ok(error, `reg reads the absolute path ${where}`)
+        continue
+      }
+      stats.lookups++
+      let real: string | undefined
+      try {
+        real = await realpath(`${root}/${relative}`)
+      } catch {}
+      if (real === undefined) {
+        stats.kernelNothing++
+        if (file) {
+          stats.regOnly++
+          oracle.regOnly.push(where)
+        }
+      } else if (real === root || real.startsWith(root + path.sep)) {
+        if (!(await lstat(real)).isFile()) {
+          assert.equal(file, undefined, `reg finds a file where the kernel finds a ${(await lstat(real)).isDirectory() ? 'directory' : 'non-file'}: ${where}`)
+          continue
+        }
+        stats.kernelFileInside++
+        if (error) {
+          stats.regStricter++
+          oracle.stricter.push(`${where}: ${error.message}`)
+          continue
+        }
+        assert.ok(file, `the kernel finds ${path.relative(root, real)}, reg finds nothing: ${where}`)
+        const body = await archive.readFile(relative, 1 << 20, 'the looked-up file')
+        assert.equal(body?.toString(), await readFile(real, 'utf8'), `reg reads another file than the kernel (${path.relative(root, real)}): ${where}`)
+        stats.sameContent++
+      } else {
+        stats.kernelOutside++
+        assert.equal(file, undefined, `the kernel leaves the archive to ${path.relative(root, real)}, reg finds entry ${file?.ordinal}: ${where}`)
+      }
+    }
+  }
+
+  it('a path names the file the kernel finds inside the unpacked archive, or none; never one outside it', async (t) => {
+    const oracle = await kernelOracle()
+    await checkAsync(fc.asyncProperty(acceptableEntries, fc.boolean(), fc.array(lookupPath, {minLength: 1, maxLength: 8}), async (entries, gzip, lookups) => {
+      await compareWithKernel(oracle, entries, gzip, lookups)
+    }), 300)
+    t.diagnostic(`oracle: ${JSON.stringify(oracle.stats)}`)
+    for (const example of oracle.stricter.slice(0, 3)) t.diagnostic(`reg stricter than the kernel: ${example}`)
+    for (const example of oracle.regOnly.slice(0, 3)) t.diagnostic(`reg finds a file where the kernel finds none: ${example}`)
+    assert.ok(oracle.stats.sameContent >= 50, `too few files found by both to say much: ${JSON.stringify(oracle.stats)}`)
+  })
+
+  // Not reached by the generator in 6000 archives; written from the semantics of link(2), which GNU tar and Go's os.Link use.
+  it('a hard link to a symlink is that symlink, resolved from where the hard link is', {todo: 'TarArchive links the file the symlink leads to; tar links the symlink itself, which may lead elsewhere from its new place (here out of the root): reported, not fixed here'}, async () => {
+    const oracle = await kernelOracle()
+    await compareWithKernel(oracle, [{type: 'file', name: 'a', linkname: ''}, {type: 'symlink', name: 'sub/l', linkname: '../a'}, {type: 'link', name: 'h', linkname: 'sub/l'}], false, ['h'])
+    assert.equal(oracle.stats.archives, 1)
+  })
+
+  // Found by the first property: a refused entry's name or link target goes into the message as it is.
+  it('regression: a refused entry name or link target is shown bounded and without control characters', {todo: 'archive.ts copies names, link targets and looked-up paths into messages as they are (up to 4096 bytes, escapes included): reported, not fixed here'}, async () => {
+    const dir = await tempDir('reg-fuzz-tar-')
+    const cases: TarEntrySpec[][] = [
+      [{type: 'file', name: 'a\u001b[31m/../x', linkname: ''}],
+      [{type: 'link', name: './a/a/a', linkname: 'm'.repeat(300)}],
+      [{type: 'symlink', name: 'l', linkname: `../${'\u001b[2J'.repeat(50)}`}],
+    ]
+    for (const [i, entries] of cases.entries()) {
+      const file = path.join(dir, `${i}.tar`)
+      await writeFile(file, await packTar(entries, false))
+      const {error} = await scanned(file)
+      assert.ok(error, describeArchive(entries))
+      assertPresentable(error)
+    }
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// htpasswd: the users allowed to push.
+
+const execFileAsync = promisify(execFile)
+const BCRYPT_SALT_AND_HASH = [...'./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789']
+
+describe('fuzz: htpasswd', () => {
+  after(removeTempDirs)
+
+  const bcryptHash = fc.tuple(fc.constantFrom('a', 'b', 'y'), fc.integer({min: 4, max: 31}), fc.string({unit: fc.constantFrom(...BCRYPT_SALT_AND_HASH), minLength: 53, maxLength: 53}))
+    .map(([version, cost, rest]) => `$2${version}$${String(cost).padStart(2, '0')}$${rest}`)
+  /** Hashes that are not bcrypt, each by construction: other schemes, a bcrypt hash one step off, a `:` inside. */
+  const otherHash = fc.oneof(
+    fc.string({unit: fc.constantFrom(...'abcXYZ019+/='), minLength: 8, maxLength: 28}).map((h) => `{SHA}${h}`),
+    fc.string({unit: fc.constantFrom(...'abcXYZ019./'), minLength: 8, maxLength: 22}).map((h) => `$apr1$${h.slice(0, 8)}$${h}`),
+    fc.string({unit: fc.constantFrom(...'abcXYZ019./'), minLength: 13, maxLength: 13}),
+    fc.tuple(bcryptHash, fc.constantFrom('cut', 'long', 'colon', 'version', 'cost', 'unicode', 'space')).map(([hash, how]) => {
+      if (how === 'cut') return hash.slice(0, -1)
+      if (how === 'long') return hash + 'a'
+      if (how === 'colon') return `${hash}:extra`
+      if (how === 'version') return `$2x${hash.slice(3)}`
+      if (how === 'cost') return `${hash.slice(0, 4)}${hash[4] === '0' ? '03' : '32'}${hash.slice(6)}`
+      if (how === 'unicode') return `${hash.slice(0, -1)}é`
+      return `${hash.slice(0, 20)} ${hash.slice(21)}`
+    }),
+  )
+  /** Users as Basic auth allows them: no `:`, spaces and unicode inside; none starts with space or `#`. */
+  const user = fc.tuple(fc.constantFrom(...'abzAZ09é_.-'), fc.string({unit: fc.constantFrom(...'abzAZ09é_.- #\u00a0'), maxLength: 8})).map(([first, rest]) => first + rest)
+  const space = fc.constantFrom('', ' ', '\t', ' \t ')
+  type Line = {kind: 'blank' | 'comment' | 'garbage'; text: string} | {kind: 'entry'; user: string; hash: string; bcrypt: boolean; text: string}
+  const line: fc.Arbitrary<Line> = fc.oneof(
+    {weight: 6, arbitrary: fc.tuple(space, fc.oneof(user, fc.constant('')), fc.oneof({weight: 3, arbitrary: bcryptHash.map((h) => [h, true] as const)}, {weight: 1, arbitrary: otherHash.map((h) => [h, false] as const)}), space)
+      .map(([a, u, [hash, bcrypt], b]) => ({kind: 'entry' as const, user: u, hash, bcrypt, text: `${a}${u}:${hash}${b}`}))},
+    {weight: 1, arbitrary: space.map((text) => ({kind: 'blank' as const, text}))},
+    {weight: 2, arbitrary: fc.tuple(space, fc.oneof(fc.string({maxLength: 30}).map((s) => s.replaceAll('\n', '')), fc.tuple(user, fc.oneof(bcryptHash, otherHash)).map(([u, h]) => `${u}:${h}`)))
+      .map(([a, rest]) => ({kind: 'comment' as const, text: `${a}#${rest}`}))},
+    {weight: 1, arbitrary: fc.oneof(bcryptHash, user.filter((u) => !u.includes('#') || !u.startsWith('#'))).map((text) => ({kind: 'garbage' as const, text}))},
+  )
+  const file = fc.tuple(fc.array(fc.tuple(line, fc.constantFrom('\n', '\r\n')), {maxLength: 6}), fc.boolean(), fc.boolean())
+
+  it('parseHtpasswd gives exactly the bcrypt entries, or a RegError naming the line and user and never a hash', () => {
+    let accepted = 0
+    check(fc.property(file, ([lines, bom, finalNewline]) => {
+      const text = (bom ? '\ufeff' : '') + lines.map(([l, end], i) => l.text + (i < lines.length - 1 || finalNewline ? end : '')).join('')
+      // The model: lines in order; the first that is neither blank, a comment nor a bcrypt entry of a new user is refused.
+      const expected = new Map<string, string>()
+      let refusedAt: {line: number; user?: string} | undefined
+      for (const [i, [l]] of lines.entries()) {
+        if (l.kind !== 'entry') {
+          if (l.kind !== 'garbage') continue
+          refusedAt = {line: i + 1}
+        } else if (l.user === '') refusedAt = {line: i + 1}
+        else if (!l.bcrypt || expected.has(l.user)) refusedAt = {line: i + 1, user: l.user}
+        else expected.set(l.user, l.hash)
+        if (refusedAt) break
+      }
+      let users: Map<string, string> | undefined
+      const error = refusal(() => (users = parseHtpasswd(text, 'users.htpasswd')))
+      if (refusedAt === undefined) {
+        assert.equal(error, undefined, `refused ${JSON.stringify(text)}: ${error?.message}`)
+        assert.deepEqual(users, expected, JSON.stringify(text))
+        for (const [name, hash] of users!) {
+          assert.ok(!/[:\n]/.test(name), JSON.stringify(name))
+          assert.match(hash, /^\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}$/)
+        }
+        accepted++
+        return
+      }
+      assert.ok(error, `accepted ${JSON.stringify(text)} (line ${refusedAt.line} is not a bcrypt entry)`)
+      assertPresentable(error)
+      const shown = error.message + (error.hint ?? '')
+      assert.ok(error.message.includes(`line ${refusedAt.line}`), `${error.message} (expected line ${refusedAt.line})`)
+      if (refusedAt.user !== undefined) assert.ok(error.message.includes(quoted(refusedAt.user)), `${error.message} does not quote ${JSON.stringify(refusedAt.user)}`)
+      for (const [l] of lines) {
+        const secret = l.kind === 'entry' ? l.hash : l.kind === 'garbage' || l.kind === 'comment' ? l.text : ''
+        if (secret.length >= 8) assert.equal(echoes(shown, secret), undefined, `${error.message} repeats ${JSON.stringify(secret)}`)
+      }
+    }), 3000)
+    assert.ok(accepted >= 300, `only ${accepted} files accepted`)
+  })
+
+  // Found by the property (and written out here): each of these was read wrongly before parseHtpasswd.
+  it('regression: comments, empty users, lines without a user, a `:` in the hash, short hashes, a second entry, escapes in a user', () => {
+    const hash = `$2y$05$${'a'.repeat(53)}`
+    assert.deepEqual(parseHtpasswd(`#alice:{SHA}abcdefgh=\r\n# bob:x\r\n\r\ncarol:${hash}\r\n`, 'f'), new Map([['carol', hash]]))
+    assert.deepEqual(parseHtpasswd(`\ufeffcarol:${hash}`, 'f'), new Map([['carol', hash]]))
+    const refused = (text: string): RegError => {
+      const error = refusal(() => parseHtpasswd(text, 'f'))
+      assert.ok(error, `accepted ${JSON.stringify(text)}`)
+      assertPresentable(error)
+      assert.equal(echoes(error.message + (error.hint ?? ''), hash), undefined, error.message)
+      return error
+    }
+    refused(`:${hash}`)
+    refused(hash)
+    refused(`alice:${hash}:extra`)
+    refused('alice:$2y$05$short')
+    assert.match(refused(`alice:${hash}\nalice:${hash}`).message, /line 2: "alice"/)
+    assert.match(refused('\u001b[31malice:{SHA}abcdefgh=').message, /"\\u001b\[31malice"/)
+  })
+
+  it('a file written by htpasswd -B reads back as exactly its users, and each password matches', async () => {
+    const bcrypt = (await import('bcryptjs')).default
+    const dir = await tempDir('reg-fuzz-htpasswd-')
+    let written = 0
+    const users = fc.uniqueArray(fc.tuple(fc.constantFrom(...'abzAZ09é_.-'), fc.string({unit: fc.constantFrom(...'abzAZ09é_.- '), maxLength: 10})).map(([a, b]) => a + b), {minLength: 1, maxLength: 4})
+    const password = fc.string({unit: fc.constantFrom(...'abcXYZ019 :#$!é'), minLength: 1, maxLength: 20})
+    await checkAsync(fc.asyncProperty(users, fc.array(password, {minLength: 4, maxLength: 4}), async (names, passwords) => {
+      const htpasswd = path.join(dir, `users-${written++}`)
+      for (const [i, name] of names.entries()) await execFileAsync('htpasswd', [...(i === 0 ? ['-c'] : []), '-B', '-b', '-C', '4', htpasswd, name, passwords[i]])
+      const parsed = parseHtpasswd(await readFile(htpasswd, 'utf8'), htpasswd)
+      assert.deepEqual([...parsed.keys()].sort(), [...names].sort())
+      for (const [i, name] of names.entries()) assert.ok(bcrypt.compareSync(passwords[i], parsed.get(name)!), `password of ${name}`)
+    }), 25)
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Content-Range of an upload chunk.
+
+/** `start-end` as docker, containerd and distribution send it, SP and HTAB around it, at most 15 digits each. */
+function modelContentRange(header: string): {start: number; end: number} | 'invalid' {
+  let from = 0
+  let to = header.length
+  while (from < to && (header[from] === ' ' || header[from] === '\t')) from++
+  while (to > from && (header[to - 1] === ' ' || header[to - 1] === '\t')) to--
+  const text = header.slice(from, to)
+  const dash = text.indexOf('-')
+  if (dash < 0) return 'invalid'
+  const [first, last] = [text.slice(0, dash), text.slice(dash + 1)]
+  const offset = (s: string): boolean => s.length >= 1 && s.length <= 15 && [...s].every((c) => c >= '0' && c <= '9')
+  if (!offset(first) || !offset(last)) return 'invalid'
+  return {start: Number(BigInt(first)), end: Number(BigInt(last))}
+}
+
+describe('fuzz: Content-Range', () => {
+  const offset = fc.oneof(fc.nat(100).map(String), fc.constantFrom('', '0', '000000000000000', '999999999999999', '1000000000000000', '9007199254740993', '-1', '+1', '1e3', '0x10', '１'), fc.bigInt({min: 0n, max: 10n ** 17n}).map(String))
+  const around = fc.constantFrom('', ' ', '\t', ' \t', '\n', '\r', '\u00a0', '\ufeff', '\v', '\u2028')
+  const wellFormed = fc.tuple(fc.constantFrom('', ' ', '\t', ' \t'), fc.bigInt({min: 0n, max: 10n ** 15n - 1n}).map(String), fc.bigInt({min: 0n, max: 10n ** 15n - 1n}).map(String), fc.constantFrom('', ' ', '\t'))
+    .map(([a, start, end, b]) => `${a}${start}-${end}${b}`)
+  const header = fc.oneof(
+    {weight: 2, arbitrary: wellFormed},
+    {weight: 4, arbitrary: fc.tuple(around, fc.constantFrom('', '', '', 'bytes ', 'bytes=', 'Bytes '), offset, fc.constantFrom('-', '-', '-', '--', '–', ' - '), offset, fc.constantFrom('', '', '/100', '/*', ',1-2'), around)
+      .map((parts) => parts.join(''))},
+    {weight: 1, arbitrary: anyString},
+  )
+
+  it('parseContentRange never throws, agrees with the model, and gives safe integers', () => {
+    let accepted = 0
+    check(fc.property(header, (h) => {
+      const got = parseContentRange(h)
+      if (got !== 'invalid') {
+        assert.ok(Number.isSafeInteger(got.start) && Number.isSafeInteger(got.end) && got.start >= 0 && got.end >= 0, JSON.stringify(got))
+        accepted++
+      }
+      assert.deepEqual(got, modelContentRange(h), `parseContentRange(${JSON.stringify(h)})`)
+    }), 5000)
+    assert.ok(accepted >= 500, `only ${accepted} accepted`)
+  })
+
+  it('regression: whitespace around the value other than SP and HTAB makes it invalid', () => {
+    for (const h of ['\u00a00-9', '0-9\u00a0', '\ufeff0-9', '0-9\n', '\v0-9']) assert.equal(parseContentRange(h), 'invalid', JSON.stringify(h))
+    assert.deepEqual(parseContentRange(' \t0-9\t '), {start: 0, end: 9})
   })
 })

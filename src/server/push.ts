@@ -10,11 +10,12 @@ import {digestHex, isDigest, sha256, verifyBytes} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
 import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
 import {type Descriptor, parseManifest} from '../core/manifest.js'
+import {quoted} from '../core/quote.js'
 import {validateName, validateTag} from '../core/reference.js'
 import type {BlobStore} from '../tree/blob-store.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
 import {type CheckResult, type PasswordCheckOptions, PasswordChecker} from './push-auth.js'
-import {sendManifestBytes, sendStoredBlob} from './respond.js'
+import {parseContentRange, sendManifestBytes, sendStoredBlob} from './respond.js'
 import type {LiveTree} from './live-tree.js'
 import type {TreeWriter} from './tree-writer.js'
 
@@ -46,13 +47,34 @@ export interface PushOptions {
 
 export const DEFAULT_UPLOAD_TTL_SECONDS = 24 * 3600
 
+/** A bcrypt hash as `htpasswd -B` writes it: version, cost 04-31, 22 characters of salt and 31 of hash. */
+const BCRYPT_HASH = /^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$/
+/** What Apache trims around an htpasswd line (isspace): a CRLF file's CR with it. */
+const LINE_SPACE = /^[ \t\r\v\f]+|[ \t\r\v\f]+$/g
+
 /** Read an htpasswd file; only bcrypt entries (`htpasswd -B`) are accepted. */
 export async function readHtpasswd(file: string): Promise<Map<string, string>> {
+  return parseHtpasswd(await readFile(file, 'utf8'), file)
+}
+
+/**
+ * The users of an htpasswd file, read as Apache reads it: one `user:hash` a line, the user up to the
+ * first `:`, blank lines and `#` comments skipped. Only bcrypt hashes are accepted. A message names
+ * the line and the user, never the hash (nor a line that may be one).
+ */
+export function parseHtpasswd(text: string, file: string): Map<string, string> {
   const users = new Map<string, string>()
-  for (const line of (await readFile(file, 'utf8')).split('\n')) {
-    const [user, hash] = line.trim().split(':')
-    if (!user || !hash) continue
-    if (!/^\$2[aby]\$/.test(hash)) throw new RegError(`${file}: the entry for ${user} is not bcrypt`, 'write it with `htpasswd -B`')
+  const lines = text.replace(/^\ufeff/, '').split('\n')
+  for (const [index, raw] of lines.entries()) {
+    const line = raw.replaceAll(LINE_SPACE, '')
+    if (line === '' || line.startsWith('#')) continue
+    const colon = line.indexOf(':')
+    const where = `${file}, line ${index + 1}`
+    if (colon <= 0) throw new RegError(`${where}: not a "user:hash" entry`, 'write entries with `htpasswd -B`; comment lines start with #')
+    const user = line.slice(0, colon)
+    const hash = line.slice(colon + 1)
+    if (!BCRYPT_HASH.test(hash)) throw new RegError(`${where}: the entry for ${quoted(user)} is not a bcrypt hash`, 'write it with `htpasswd -B`')
+    if (users.has(user)) throw new RegError(`${where}: ${quoted(user)} has a second entry`, 'keep one line per user')
     users.set(user, hash)
   }
   return users
@@ -339,13 +361,13 @@ export class PushHandler {
     const contentRange = req.headers['content-range']
     let expected: number | undefined
     if (contentRange !== undefined) {
-      const range = /^(\d{1,15})-(\d{1,15})$/.exec(contentRange.trim())
-      if (!range) {
+      const range = parseContentRange(contentRange)
+      if (range === 'invalid') {
         req.resume()
         fail(res, 400, 'BLOB_UPLOAD_INVALID', 'Content-Range must be "start-end" (byte offsets of the chunk in the upload)')
         return false
       }
-      const [start, end] = [Number(range[1]), Number(range[2])]
+      const {start, end} = range
       const length = req.headers['content-length']
       if (start !== size || end < start || (length !== undefined && Number(length) !== end - start + 1)) return refuse()
       expected = end - start + 1

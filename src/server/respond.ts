@@ -29,6 +29,18 @@ export function parseRange(header: string | undefined, size: number): {start: nu
   return {start, end}
 }
 
+/**
+ * The `Content-Range` of an upload chunk, as docker, containerd and distribution send and read it:
+ * `start-end`, byte offsets of the chunk in the upload, without the `bytes ` unit of RFC 9110.
+ * Whether the range fits the upload (where it starts, its order, its length) is the caller's to check.
+ */
+export function parseContentRange(header: string): {start: number; end: number} | 'invalid' {
+  // Only SP and HTAB may surround a field value (RFC 9110 §5.5); 15 digits stay safe integers.
+  const match = /^(\d{1,15})-(\d{1,15})$/.exec(header.replace(/^[ \t]+|[ \t]+$/g, ''))
+  if (!match) return 'invalid'
+  return {start: Number(match[1]), end: Number(match[2])}
+}
+
 /** What a response needs to know of an object: from the tree's index, or made up for content not (yet) in it. */
 export type ServedObject = Pick<RegistryObject, 'class' | 'digest' | 'size' | 'headers'>
 
