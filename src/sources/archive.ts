@@ -6,6 +6,7 @@ import {pipeline} from 'node:stream/promises'
 import {createGunzip} from 'node:zlib'
 import * as tar from 'tar-stream'
 import {errnoCode, RegError} from '../core/errors.js'
+import {quoted} from '../core/quote.js'
 import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readBounded, TooLargeError} from '../core/limits.js'
 
 /** Symlinks followed in one lookup before it counts as a loop: Linux's MAXSYMLINKS. */
@@ -128,14 +129,14 @@ export class TarArchive {
     if (Buffer.byteLength(name) > PATH_MAX || Buffer.byteLength(header.linkname ?? '') > PATH_MAX) {
       throw new RegError(`${this.label}: archive entry ${ordinal} has a name or link target longer than ${PATH_MAX} bytes`, REFUSED_HINT)
     }
-    if (!staysInside(name)) throw new RegError(`${this.label}: archive entry "${name}" points outside the archive`, REFUSED_HINT)
+    if (!staysInside(name)) throw new RegError(`${this.label}: archive entry ${quoted(name)} points outside the archive`, REFUSED_HINT)
     const parts = components(name)
     const leaf = parts.pop()
     if (leaf === undefined) return undefined
     const parent = this.resolve(parts, name, {create: true, followLast: true})
-    if (parent.node?.kind !== 'dir') throw new RegError(`${this.label}: archive entry "${name}" is inside something that is not a directory`, REFUSED_HINT)
+    if (parent.node?.kind !== 'dir') throw new RegError(`${this.label}: archive entry ${quoted(name)} is inside something that is not a directory`, REFUSED_HINT)
     const existing = parent.node.children.get(leaf)
-    const twice = () => new RegError(`${this.label}: archive entry "${name}" appears twice`, 'the archive is malicious or corrupt')
+    const twice = () => new RegError(`${this.label}: archive entry ${quoted(name)} appears twice`, 'the archive is malicious or corrupt')
     let node: ArchiveNode
     switch (header.type) {
       case 'directory': {
@@ -152,7 +153,7 @@ export class TarArchive {
         const target = header.linkname ?? ''
         // Relative to the link's own (already resolved) directory; a later lookup checks it again through other links.
         if (target.startsWith('/') || !staysInside(path.posix.join(...parent.names, target))) {
-          throw new RegError(`${this.label}: archive entry "${name}" is a symlink to "${target}", outside the archive`, REFUSED_HINT)
+          throw new RegError(`${this.label}: archive entry ${quoted(name)} is a symlink to ${quoted(target)}, outside the archive`, REFUSED_HINT)
         }
         node = {kind: 'symlink', name, target}
         break
@@ -160,9 +161,18 @@ export class TarArchive {
       case 'link': {
         // A hard link names an earlier entry, from the archive's root.
         const target = header.linkname ?? ''
-        if (!staysInside(target)) throw new RegError(`${this.label}: archive entry "${name}" is a link to "${target}", outside the archive`, REFUSED_HINT)
-        const linked = this.resolve(components(target), name, {create: false, followLast: true}).node
-        if (linked?.kind !== 'file') throw new RegError(`${this.label}: archive entry "${name}" is a hard link to "${target}", which is not a file earlier in the archive`, REFUSED_HINT)
+        if (!staysInside(target)) throw new RegError(`${this.label}: archive entry ${quoted(name)} is a link to ${quoted(target)}, outside the archive`, REFUSED_HINT)
+        // As link(2) does, the last component is not followed: a hard link to a symlink is that symlink,
+        // whose target is then read from the hard link's own directory (and checked again there).
+        const linked = this.resolve(components(target), name, {create: false, followLast: false}).node
+        if (linked?.kind === 'symlink') {
+          if (!staysInside(path.posix.join(...parent.names, linked.target))) {
+            throw new RegError(`${this.label}: archive entry ${quoted(name)} is a hard link to a symlink leading outside the archive from there`, REFUSED_HINT)
+          }
+          node = {kind: 'symlink', name, target: linked.target}
+          break
+        }
+        if (linked?.kind !== 'file') throw new RegError(`${this.label}: archive entry ${quoted(name)} is a hard link to ${quoted(target)}, which is not a file earlier in the archive`, REFUSED_HINT)
         node = linked
         break
       }
@@ -192,7 +202,7 @@ export class TarArchive {
     while (pending.length > 0) {
       const part = pending.pop() as string
       if (part === '..') {
-        if (names.length === 0) throw new RegError(`${this.label}: "${entry}" leads outside the archive through its links`, REFUSED_HINT)
+        if (names.length === 0) throw new RegError(`${this.label}: ${quoted(entry)} leads outside the archive through its links`, REFUSED_HINT)
         dirs.pop()
         names.pop()
         continue
@@ -201,8 +211,8 @@ export class TarArchive {
       let node = dir.children.get(part)
       const last = pending.length === 0
       if (node?.kind === 'symlink' && (!last || options.followLast)) {
-        if (++hops > MAX_LINK_HOPS) throw new RegError(`${this.label}: "${entry}" goes through more than ${MAX_LINK_HOPS} links`, REFUSED_HINT)
-        if (node.target.startsWith('/')) throw new RegError(`${this.label}: "${entry}" leads outside the archive through its links`, REFUSED_HINT)
+        if (++hops > MAX_LINK_HOPS) throw new RegError(`${this.label}: ${quoted(entry)} goes through more than ${MAX_LINK_HOPS} links`, REFUSED_HINT)
+        if (node.target.startsWith('/')) throw new RegError(`${this.label}: ${quoted(entry)} leads outside the archive through its links`, REFUSED_HINT)
         pending.push(...components(node.target).reverse())
         continue
       }
@@ -213,7 +223,7 @@ export class TarArchive {
         node = {kind: 'dir', children: new Map()}
         dir.children.set(part, node)
       }
-      if (node.kind !== 'dir') throw new RegError(`${this.label}: "${entry}": "${part}" is not a directory in the archive`, REFUSED_HINT)
+      if (node.kind !== 'dir') throw new RegError(`${this.label}: ${quoted(entry)}: ${quoted(part)} is not a directory in the archive`, REFUSED_HINT)
       dirs.push(node)
       names.push(part)
     }
@@ -223,10 +233,10 @@ export class TarArchive {
   /** The regular file at `relative` (links followed inside the archive), or undefined when there is none. */
   fileAt(relative: string, what: string): ArchiveFile | undefined {
     if (Buffer.byteLength(relative) > PATH_MAX) throw new RegError(`${this.label}: ${what} has a name longer than ${PATH_MAX} bytes`, 'the archive is corrupt; export it again')
-    if (!staysInside(relative)) throw new RegError(`${this.label}: ${what} (${relative}) points outside the archive`, REFUSED_HINT)
+    if (!staysInside(relative)) throw new RegError(`${this.label}: ${what} (${quoted(relative)}) points outside the archive`, REFUSED_HINT)
     const {node} = this.resolve(components(relative), relative, {create: false, followLast: true})
     if (node === undefined) return undefined
-    if (node.kind !== 'file') throw new RegError(`${this.label}: ${what} (${relative}) is not a file in the archive`, 'the archive is corrupt; export it again')
+    if (node.kind !== 'file') throw new RegError(`${this.label}: ${what} (${quoted(relative)}) is not a file in the archive`, 'the archive is corrupt; export it again')
     return node
   }
 
