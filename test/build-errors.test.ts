@@ -113,8 +113,9 @@ describe('reg build refuses bad input and keeps the existing tree', () => {
     await expectRefused([`oci:${good}=examples/hello/blobs:1`], /collides with repository "examples\/hello"/)
   })
 
-  it('tags equal but for case', async () => {
-    await expectRefused([`oci:${good}=team/app:V1`, `oci:${good}=team/app:v1`], /tags "V1" and "v1" that differ only in case/)
+  it('not tags equal but for case: they are two tags (a deploy to a host that cannot tell them apart refuses them, test/tag-case.test.ts)', async () => {
+    const result = await runReg(['build', `oci:${good}=team/app:V1`, `oci:${good}=team/app:v1`, '-o', path.join(work, 'case-tree')])
+    assert.equal(result.code, 0, result.stderr)
   })
 
   it('a Docker schema 1 manifest', async () => {

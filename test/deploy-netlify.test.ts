@@ -11,6 +11,7 @@ import nock from 'nock'
 import {netlifyBackend} from '../plugins/backend-netlify/index.js'
 import {deployTree} from '../src/publish/deploy.js'
 import {checkHostLimits} from '../src/publish/header-file-host.js'
+import {refuseCaseCollisions} from '../src/publish/plan.js'
 import type {TreeIndex} from '../src/tree/model.js'
 import {type Containerd, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
@@ -207,14 +208,14 @@ describe('reg deploy --backend netlify (fake Netlify API)', () => {
 describe('Netlify host limits and request shapes', () => {
   afterEach(() => nock.cleanAll())
 
-  it('refuses more than 54,000 files in one directory, paths the host refuses, and paths equal but for case', () => {
+  it('refuses more than 54,000 files in one directory and paths the host refuses (paths equal but for case: the plan, test/tag-case.test.ts)', () => {
     const limits = {host: 'Netlify', maxFilesPerDirectory: 54_000, maxFileSize: 1024, instead: 'use s3'}
     const many = new Map(Array.from({length: 54_001}, (_, i) => [`_registry/blobs/sha256:${i.toString(16).padStart(64, '0')}`, 1]))
     assert.throws(() => checkHostLimits(many, limits), /more than 54000 files in \/_registry\/blobs\//)
     many.delete([...many.keys()][0] ?? '')
     assert.doesNotThrow(() => checkHostLimits(many, limits))
     assert.throws(() => checkHostLimits(new Map([['v2/a/manifests/x#1', 1]]), limits), /character the host refuses/)
-    assert.throws(() => checkHostLimits(new Map([['v2/a/manifests/Latest', 1], ['v2/a/manifests/latest', 1]]), limits), /differ only in case/)
+    assert.throws(() => refuseCaseCollisions([['v2/a/manifests/Latest', 'tree'], ['v2/a/manifests/latest', 'tree']], 'Netlify'), /tags "Latest" and "latest" of repository "a": they differ only in case/)
   })
 
   it('sends the token, the draft flag and the message; prints the draft URL (nock: request shape)', async () => {

@@ -36,7 +36,7 @@ export const apacheBackend: BackendPlugin = {
   create(flags) {
     if (typeof flags.dest !== 'string') throw new RegError('--backend apache needs --dest DIR', 'e.g. reg deploy ./dist --backend apache --dest /var/www/registry (the DocumentRoot)')
     const target = path.resolve(flags.dest)
-    return new LocalHostBackend('apache', target, {customHeaders: true, rewrites: true, redirects: true, basicAuth: true, serverSideCopy: true}, {
+    return new LocalHostBackend('apache', target, {customHeaders: true, rewrites: true, redirects: true, basicAuth: true, serverSideCopy: true, caseSensitiveTags: true}, {
       roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
       storageKeyOf: staticStorageKey,
       configFiles: (tree, plan) => [

@@ -16,7 +16,7 @@ export const dirBackend: BackendPlugin = {
   },
   create(flags) {
     if (typeof flags.dest !== 'string') throw new RegError('--backend dir needs --dest DIR', 'e.g. reg deploy ./dist --backend dir --dest ./public')
-    return new LocalHostBackend('dir', path.resolve(flags.dest), {customHeaders: false, rewrites: false, redirects: false, basicAuth: false, serverSideCopy: true}, {
+    return new LocalHostBackend('dir', path.resolve(flags.dest), {customHeaders: false, rewrites: false, redirects: false, basicAuth: false, serverSideCopy: true, caseSensitiveTags: 'destination-file-system'}, {
       roots: ['v2'],
       storageKeyOf: (object) => (object.path.endsWith('/') ? `${object.path}index.json` : object.path),
     })

@@ -87,7 +87,8 @@ function pullHint(tree: RegistryTree, url: string): string[] {
  */
 export class NetlifyBackend implements Backend {
   readonly name = 'netlify'
-  readonly capabilities = {customHeaders: true, rewrites: true, redirects: true, basicAuth: false, serverSideCopy: true}
+  // Netlify matches paths case-insensitively: tags equal but for case are refused by the plan.
+  readonly capabilities = {customHeaders: true, rewrites: true, redirects: true, basicAuth: false, serverSideCopy: true, caseSensitiveTags: false}
   readonly location: string
   private readonly api: NetlifyAPI
   private site?: NetlifySite

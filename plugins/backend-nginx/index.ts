@@ -26,7 +26,7 @@ export const nginxBackend: BackendPlugin = {
       listen: String(flags.listen ?? '80'),
       serverName: String(flags['server-name'] ?? '_'),
     }
-    return new LocalHostBackend('nginx', target, {customHeaders: true, rewrites: true, redirects: true, basicAuth: true, serverSideCopy: true}, {
+    return new LocalHostBackend('nginx', target, {customHeaders: true, rewrites: true, redirects: true, basicAuth: true, serverSideCopy: true, caseSensitiveTags: true}, {
       roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
       storageKeyOf: staticStorageKey,
       configFiles: (tree, plan) => [

@@ -51,7 +51,7 @@ export class S3Backend implements Backend {
   constructor(private readonly settings: S3Settings) {
     this.name = settings.provider
     this.location = `s3://${settings.bucket}/${settings.keyPrefix}${settings.endpoint ? ` at ${settings.endpoint}` : ''}`
-    this.capabilities = {customHeaders: false, rewrites: false, redirects: settings.dedupe === 'redirect', basicAuth: false, serverSideCopy: settings.dedupe !== 'none'}
+    this.capabilities = {customHeaders: false, rewrites: false, redirects: settings.dedupe === 'redirect', basicAuth: false, serverSideCopy: settings.dedupe !== 'none', caseSensitiveTags: true}
     this.client = new S3Client({
       region: settings.region,
       endpoint: settings.endpoint,

@@ -14,6 +14,13 @@ export interface BackendCapabilities {
   basicAuth: boolean
   /** `copyObject` is cheap (hardlink, S3 CopyObject): no bytes are uploaded again */
   serverSideCopy: boolean
+  /**
+   * serves URLs that differ only in case (tags `v1` and `V1`) as different objects. A host that
+   * cannot (`false`, the default) is refused a deploy holding such a pair, before anything is
+   * written; `'destination-file-system'`: as the local destination's file system does, probed at
+   * deploy time (tags are files there).
+   */
+  caseSensitiveTags?: boolean | 'destination-file-system'
 }
 
 /** What is deployed under a storage key, from one listing. `digest` is known when the host or our state file keeps it. */

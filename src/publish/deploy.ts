@@ -4,6 +4,7 @@ import path from 'node:path'
 import {errnoCode, RegError} from '../core/errors.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, HostDeployReport} from './backend.js'
+import {isCaseSensitiveDirectory} from './local-files.js'
 import {createPublishPlan, type PublishPlan} from './plan.js'
 import {type PublishObserver, type PublishResult, runPublishPlan} from './run.js'
 
@@ -71,7 +72,11 @@ async function refuseNestedDestination(treeDir: string, destination: string): Pr
 
 async function publishTree(tree: RegistryTree, backend: Backend, options: DeployOptions): Promise<DeployReport> {
   const remote = await backend.describeRemote()
-  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune})
+  const declared = backend.capabilities.caseSensitiveTags
+  const caseSensitiveTags = declared === 'destination-file-system'
+    ? backend.localDirectory !== undefined && (await isCaseSensitiveDirectory(backend.localDirectory))
+    : declared === true
+  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, caseSensitiveTags})
   const count = (action: string) => plan.steps.filter((s) => s.action === action).length
   const report: DeployReport = {
     backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun),

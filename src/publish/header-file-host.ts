@@ -105,18 +105,14 @@ export interface HostLimits {
 
 /**
  * Refuse, before uploading, a deploy the host would reject or serve wrongly: too many files in one
- * directory, files too large, characters the host refuses in paths, or two paths equal except for
- * case (the host may lowercase paths or match them case-insensitively).
+ * directory, files too large, characters the host refuses in paths. (Paths equal but for case are
+ * refused by the publish plan, for every host whose `caseSensitiveTags` capability says it cannot
+ * tell them apart.)
  */
 export function checkHostLimits(files: ReadonlyMap<string, number>, limits: HostLimits): void {
   const perDirectory = new Map<string, number>()
-  const byLowercase = new Map<string, string>()
   for (const [key, size] of files) {
     if (/[#?%\\\s]|[^\x21-\x7e]/.test(key)) throw new RegError(`${limits.host} cannot serve the path /${key}: it contains a character the host refuses or rewrites`, 'rename the image or tag (letters, digits, ".", "_", "-")')
-    const folded = key.toLowerCase()
-    const other = byLowercase.get(folded)
-    if (other !== undefined && other !== key) throw new RegError(`${limits.host} would serve /${other} and /${key} as one path (they differ only in case)`, 'rename one of the tags, or deploy with the s3 or r2 backend')
-    byLowercase.set(folded, key)
     if (size > limits.maxFileSize) throw new RegError(`${limits.host}: /${key} is ${size} bytes, over the ${limits.maxFileSize} bytes this host takes per file`, limits.instead)
     const directory = key.slice(0, key.lastIndexOf('/') + 1)
     const count = (perDirectory.get(directory) ?? 0) + 1

@@ -7,6 +7,41 @@ import type {RemoteObject, RemoteState} from './backend.js'
 
 export const LOCAL_STATE_FILE = '.reg-state.json'
 
+/** `dir`, or its nearest existing parent: where a destination that does not exist yet will be. */
+async function nearestExistingDirectory(dir: string): Promise<string> {
+  let current = path.resolve(dir)
+  for (;;) {
+    try {
+      if ((await stat(current)).isDirectory()) return current
+    } catch (error) {
+      if (errnoCode(error) !== 'ENOENT') throw error
+    }
+    const parent = path.dirname(current)
+    if (parent === current) return current
+    current = parent
+  }
+}
+
+/**
+ * Whether files in `dir` (or where it will be created) are told apart by case: creates a probe file
+ * with a lowercase name and looks for its uppercase name (macOS and Windows file systems, vfat and
+ * casefolded ext4 directories find it). The probe is removed; nothing else is written.
+ */
+export async function isCaseSensitiveDirectory(dir: string): Promise<boolean> {
+  const where = await nearestExistingDirectory(dir)
+  const probe = path.join(where, `.reg-case-probe-${randomBytes(6).toString('hex')}`)
+  await writeFile(probe, '', {flag: 'wx'})
+  try {
+    await stat(path.join(where, path.basename(probe).toUpperCase()))
+    return false
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return true
+    throw error
+  } finally {
+    await unlink(probe).catch(() => undefined)
+  }
+}
+
 /**
  * Deploying into a local directory, shared by every file-serving backend (dir, nginx, apache).
  * Keys are relative file paths. Files are written under a temporary name and renamed into place

@@ -1,5 +1,6 @@
 import {createHash} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
+import {RegError} from '../core/errors.js'
 import type {RegistryObject} from '../tree/model.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, RemoteState} from './backend.js'
@@ -25,6 +26,12 @@ export type PublishStep =
   | {action: 'copy'; phase: Phase; key: string; object: RegistryObject; from: string}
   | {action: 'delete'; phase: 'prune'; key: string; size: number}
 
+export interface PlanOptions {
+  prune?: boolean
+  /** the host's `caseSensitiveTags`, resolved (the deploy probes a destination file system); default: the capability */
+  caseSensitiveTags?: boolean
+}
+
 export interface PublishPlan {
   steps: PublishStep[]
   unchanged: number
@@ -45,12 +52,46 @@ function contentAddressed(object: RegistryObject): boolean {
   return object.class === 'blob' || object.class === 'digest-manifest'
 }
 
+/** `team/app` and `v1` of `v2/team/app/manifests/v1`, for messages; undefined for other paths. */
+function tagOfPath(urlPath: string): {repository: string; tag: string} | undefined {
+  const match = /^v2\/(.+)\/manifests\/([^/:]+)$/.exec(urlPath)
+  return match ? {repository: match[1], tag: match[2]} : undefined
+}
+
+/**
+ * Refuse, before anything is written, a deploy to a host that cannot tell apart paths equal but for
+ * case (a case-insensitive file system, Netlify) when two of the paths it would hold are such a pair:
+ * it would serve one tag for the other. `paths`: each path and whether it comes from the tree or is
+ * already deployed (kept without --prune).
+ */
+export function refuseCaseCollisions(paths: Iterable<readonly [string, 'tree' | 'deployed']>, host: string): void {
+  const byFolded = new Map<string, readonly [string, 'tree' | 'deployed']>()
+  for (const entry of paths) {
+    const folded = entry[0].toLowerCase()
+    const other = byFolded.get(folded)
+    if (other === undefined) {
+      byFolded.set(folded, entry)
+      continue
+    }
+    if (other[0] === entry[0]) continue
+    const [a, b] = [other, entry].sort(([x], [y]) => (x < y ? -1 : 1))
+    const [tagA, tagB] = [tagOfPath(a[0]), tagOfPath(b[0])]
+    const deployed = [a, b].some(([, from]) => from === 'deployed')
+    const hint = `rename one of them (reg build SOURCE=NAME:TAG), or deploy to a host that tells them apart (s3, r2, nginx, apache, dir on a case-sensitive file system)${deployed ? '; --prune removes what the tree no longer has' : ''}`
+    const which = ([path, from]: readonly [string, string], tag?: {tag: string}) => `"${tag ? tag.tag : `/${path}`}"${from === 'deployed' ? ' (already deployed)' : ''}`
+    if (tagA && tagB && tagA.repository === tagB.repository) {
+      throw new RegError(`${host} cannot tell apart the tags ${which(a, tagA)} and ${which(b, tagB)} of repository "${tagA.repository}": they differ only in case, and it would serve one for the other`, hint)
+    }
+    throw new RegError(`${host} would serve ${which(a)} and ${which(b)} as one path (they differ only in case)`, hint)
+  }
+}
+
 /**
  * Diff a tree against what is deployed: upload what is missing or changed, copy server-side what is
  * already there under another key (when the host can), and with `prune` delete what the tree no
  * longer has. Never re-sends an object whose key and digest are already deployed.
  */
-export async function createPublishPlan(tree: RegistryTree, remote: RemoteState, backend: Pick<Backend, 'capabilities' | 'storageKeyOf'>, options: {prune?: boolean} = {}): Promise<PublishPlan> {
+export async function createPublishPlan(tree: RegistryTree, remote: RemoteState, backend: Pick<Backend, 'name' | 'location' | 'capabilities' | 'storageKeyOf'>, options: PlanOptions = {}): Promise<PublishPlan> {
   const keyOf = (object: RegistryObject) => (backend.storageKeyOf ? backend.storageKeyOf(object) : object.path)
   const steps: PublishStep[] = []
   const routed: RegistryObject[] = []
@@ -62,6 +103,15 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
     const key = keyOf(object)
     if (key === null) routed.push(object)
     else if (!wanted.has(key)) wanted.set(key, object)
+  }
+  // `'destination-file-system'` is resolved by the deploy (it probes the destination); unresolved, assume the worst.
+  if ((options.caseSensitiveTags ?? backend.capabilities.caseSensitiveTags) !== true) {
+    const held = [
+      ...[...wanted.keys()].map((key) => [key, 'tree'] as const),
+      ...routed.map((object) => [object.path, 'tree'] as const),
+      ...(options.prune ? [] : [...remote.objects.keys()].filter((key) => !wanted.has(key)).map((key) => [key, 'deployed'] as const)),
+    ]
+    refuseCaseCollisions(held, `${backend.name} (${backend.location})`)
   }
   /** a deployed (or about to be deployed) key holding each digest, for server-side copies */
   const holders = new Map<string, string>()

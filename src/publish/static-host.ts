@@ -23,6 +23,11 @@ export const MANIFEST_EXTENSIONS: Readonly<Record<string, string>> = {
 
 export {DIGEST_PATTERN, TAG_PATTERN} from '../core/api-errors.js'
 
+/** `text` as a regular expression matching exactly it (a URL or a tag in a host's rewrite rules). */
+export function escapeRegex(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
 export function manifestKey(digest: string, mediaType: string): string {
   return `${STORE_DIR}/manifests/${digest}.${MANIFEST_EXTENSIONS[mediaType]}`
 }

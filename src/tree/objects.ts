@@ -81,20 +81,42 @@ export function generateDocuments(index: Pick<TreeIndex, 'repositories' | 'manif
   return documents
 }
 
+/** The tag of the distribution spec's referrers tag schema for `subject`: `sha256-<hex>`. */
+export function referrersTag(subject: string): string {
+  return subject.replace(':', '-')
+}
+
 /**
  * The URL space of a tree (DESIGN §3): every object with the headers it must be served with.
  * Generated documents are stored in the blob store under the sha256 of their bytes, like blobs.
+ *
+ * Each referrers document is also served as the tag `sha256-<hex of its subject>` and by its own
+ * digest (the referrers tag schema): clients that do not use the referrers API, or fall back to the
+ * tag when the referrers URL does not answer an index (go-containerregistry, oras), find the same
+ * document on every host. These tags are derived objects, not the repository's tags: they are not in
+ * its tags list, nor in `reg ls`.
  */
 export function deriveObjects(index: Omit<TreeIndex, 'objects'>, documents: GeneratedDocument[]): RegistryObject[] {
   const mutable = `public, max-age=${index.settings.tagMaxAge}`
   const objects: RegistryObject[] = []
+  /** by repository: the referrers tags to serve, and the documents they serve */
+  const referrersTags = new Map<string, Array<{tag: string; digest: string; size: number}>>()
   for (const doc of documents) {
     const contentType = doc.class === 'referrers' ? MediaType.OciIndex : 'application/json'
     const cacheControl = doc.class === 'api-root' ? 'no-cache' : mutable
+    const digest = sha256(doc.bytes)
     objects.push({
-      path: doc.path, class: doc.class, repository: doc.repository, digest: sha256(doc.bytes), size: doc.bytes.length,
+      path: doc.path, class: doc.class, repository: doc.repository, digest, size: doc.bytes.length,
       headers: {'Content-Type': contentType, 'Cache-Control': cacheControl, ...API_VERSION_HEADER},
     })
+    if (doc.class === 'referrers' && doc.repository !== undefined) {
+      const tag = referrersTag(doc.path.slice(doc.path.lastIndexOf('/') + 1))
+      // A tag of that name the repository really has (pushed by a client of the tag schema, or
+      // built) wins: it is the user's, never overwritten by the derived one.
+      if (!(tag in index.repositories[doc.repository].tags)) {
+        referrersTags.set(doc.repository, [...(referrersTags.get(doc.repository) ?? []), {tag, digest, size: doc.bytes.length}])
+      }
+    }
   }
   for (const name of Object.keys(index.repositories).sort()) {
     const manifests = repositoryManifests(index, name)
@@ -104,18 +126,25 @@ export function deriveObjects(index: Omit<TreeIndex, 'objects'>, documents: Gene
         headers: blobHeaders(digest),
       })
     }
-    for (const digest of [...manifests].sort()) {
-      const record = index.manifests[digest]
+    const fallbacks = referrersTags.get(name) ?? []
+    const byDigest = new Map<string, {size: number; mediaType: string; kind: ManifestRecord['kind']}>([...manifests].map((digest) => [digest, index.manifests[digest]]))
+    // An index whose entries are manifests of this repository: published with the indexes, before
+    // the referrers URL and the tag that first name its digest.
+    for (const {digest, size} of fallbacks) if (!byDigest.has(digest)) byDigest.set(digest, {size, mediaType: MediaType.OciIndex, kind: 'index'})
+    for (const [digest, record] of [...byDigest].sort(([a], [b]) => (a < b ? -1 : 1))) {
       objects.push({
         path: `v2/${name}/manifests/${digest}`, class: 'digest-manifest', repository: name, digest, size: record.size, isIndex: record.kind === 'index',
         headers: manifestHeaders(record.mediaType, digest, IMMUTABLE),
       })
     }
-    for (const [tag, digest] of Object.entries(index.repositories[name].tags).sort(([a], [b]) => (a < b ? -1 : 1))) {
-      const record = index.manifests[digest]
+    const tags = [
+      ...Object.entries(index.repositories[name].tags).map(([tag, digest]) => ({tag, digest, ...index.manifests[digest]})),
+      ...fallbacks.map((fallback) => ({...fallback, mediaType: MediaType.OciIndex, kind: 'index' as const})),
+    ]
+    for (const {tag, digest, size, mediaType, kind} of tags.sort((a, b) => (a.tag < b.tag ? -1 : 1))) {
       objects.push({
-        path: `v2/${name}/manifests/${tag}`, class: 'tag-manifest', repository: name, digest, size: record.size, isIndex: record.kind === 'index',
-        headers: manifestHeaders(record.mediaType, digest, mutable),
+        path: `v2/${name}/manifests/${tag}`, class: 'tag-manifest', repository: name, digest, size, isIndex: kind === 'index',
+        headers: manifestHeaders(mediaType, digest, mutable),
       })
     }
   }

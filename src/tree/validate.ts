@@ -3,9 +3,10 @@ import {RESERVED_SEGMENTS} from '../core/reference.js'
 import type {TreeIndex} from './model.js'
 
 /**
- * Refuse trees some hosts would serve wrong: a repository whose path runs into another's
- * `manifests/`, `blobs/`, `tags/` or `referrers/` URLs, and tags equal but for case (case-insensitive
- * file systems and hosts would merge them).
+ * Refuse trees no host could serve: a repository whose path runs into another's `manifests/`,
+ * `blobs/`, `tags/` or `referrers/` URLs. Tags equal but for case are distinct tags (the tag grammar
+ * is case-sensitive): only a deploy to a host that cannot tell them apart refuses them (see
+ * `refuseCaseCollisions` in src/publish/plan.ts).
  */
 export function validateTreeNames(index: Pick<TreeIndex, 'repositories'>): void {
   const names = Object.keys(index.repositories).sort()
@@ -20,15 +21,6 @@ export function validateTreeNames(index: Pick<TreeIndex, 'repositories'>): void 
           `rename one of them (e.g. with =NAME:TAG or --prefix); a component "${parts[i]}" cannot follow an existing repository name`,
         )
       }
-    }
-    const seen = new Map<string, string>()
-    for (const tag of Object.keys(index.repositories[name].tags)) {
-      const folded = tag.toLowerCase()
-      const other = seen.get(folded)
-      if (other !== undefined) {
-        throw new RegError(`repository "${name}" has tags "${other}" and "${tag}" that differ only in case`, 'case-insensitive hosts would serve one for the other; rename one of the tags')
-      }
-      seen.set(folded, tag)
     }
   }
 }
