@@ -198,6 +198,16 @@ describe('reg serve and the distribution spec', () => {
     assert.deepEqual(after.manifests.map((m) => m.digest), [signature.digest])
   })
 
+  it('a referrer whose subject is not in the repository is listed under that subject', async () => {
+    const name = 'orphan/app'
+    const missing = {mediaType: OCI_MANIFEST, digest: sha('a subject never pushed'), size: 123}
+    const referrer = await pushImage(c, name, undefined, 'orphan signature', {subject: missing, artifactType: 'application/vnd.example.sig'})
+    assert.equal(referrer.res.headers.get('oci-subject'), missing.digest)
+    const listed = await c.request(`/v2/${name}/referrers/${missing.digest}`)
+    assert.equal(listed.status, 200)
+    assert.deepEqual(((await listed.json()) as {manifests: Array<{digest: string}>}).manifests.map((m) => m.digest), [referrer.digest])
+  })
+
   it('a closing PUT whose final chunk does not start where the upload ends is 416, and the upload stays usable', async () => {
     const name = 'chunks/app'
     const started = await c.request(`/v2/${name}/blobs/uploads/`, {method: 'POST'})

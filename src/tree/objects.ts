@@ -51,7 +51,12 @@ function referrersOf(index: Pick<TreeIndex, 'manifests'>, manifests: Set<string>
   const bySubject = new Map<string, string[]>()
   for (const digest of manifests) {
     const subject = index.manifests[digest]?.subject
-    if (subject && manifests.has(subject)) bySubject.set(subject, [...(bySubject.get(subject) ?? []), digest])
+    // A referrer is listed even when its subject is not (yet) in the repository: the spec lets a
+    // signature arrive before the image it signs.
+    if (!subject) continue
+    const listed = bySubject.get(subject)
+    if (listed) listed.push(digest)
+    else bySubject.set(subject, [digest])
   }
   return bySubject
 }
