@@ -92,7 +92,7 @@ export function referrersTag(subject: string): string {
 }
 
 /**
- * The URL space of a tree (DESIGN §3): every object with the headers it must be served with.
+ * The URL space of a tree (docs/ARCHITECTURE.md, "Objects and their headers"): every object with the headers it must be served with.
  * Generated documents are stored in the blob store under the sha256 of their bytes, like blobs.
  *
  * Each referrers document is also served as the tag `sha256-<hex of its subject>` and by its own
