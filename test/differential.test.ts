@@ -87,8 +87,8 @@ const INTENDED: Record<string, {fields: string[]; why: string}> = {
     why: 'reg completes the spec\'s single-request monolithic upload (201); distribution 2.8 ignores the digest and opens a session (202). Clients handle both.',
   },
   'PATCH upload, Content-Range out of order (5-9 on an empty upload)': {
-    fields: ['status'],
-    why: 'the spec: an out-of-order chunk MUST be answered 416; distribution 2.8 appends it anyway.',
+    fields: ['status', 'code'],
+    why: 'the spec: an out-of-order chunk MUST be answered 416 (reg says why: BLOB_UPLOAD_INVALID); distribution 2.8 appends it anyway.',
   },
   'DELETE manifest by tag': {
     fields: ['status', 'code'],
