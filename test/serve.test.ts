@@ -1,4 +1,4 @@
-// `reg serve` answers exactly the URL space and headers of DESIGN §3, for every object of a tree.
+// `reg serve` answers exactly the URL space and headers of every object of a tree, as a static host serves them.
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
@@ -48,7 +48,7 @@ describe('reg serve', () => {
     }
   })
 
-  it('sends the headers DESIGN §3 gives each class', async () => {
+  it('sends the headers of each object class', async () => {
     const manifestDigest = index.repositories['team/app'].tags['1.0']
     const tag = await get('/v2/team/app/manifests/1.0')
     assert.equal(tag.headers.get('content-type'), 'application/vnd.oci.image.manifest.v1+json')

@@ -3,14 +3,8 @@ import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {VerifyingStream} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
+import {RegistryStatusError} from '../sources/registry/client.js'
 import type {BlobStore} from '../tree/blob-store.js'
-
-/** The upstream did not answer 200 for the blob (404: it does not have it). */
-export class UpstreamStatusError extends Error {
-  constructor(readonly status: number, what: string) {
-    super(`${what}: the upstream answered ${status}`)
-  }
-}
 
 /**
  * One blob arriving from an upstream into the store, which any number of readers follow while it
@@ -72,7 +66,7 @@ export class BlobDownload {
     const res = await respond()
     if (res.status !== 200) {
       res.body.destroy()
-      throw new UpstreamStatusError(res.status, label)
+      throw new RegistryStatusError(res.status, `${label}: the upstream answered ${res.status}`)
     }
     const header = res.headers['content-length']
     const length = header === undefined ? undefined : Number(header)

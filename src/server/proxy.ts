@@ -2,18 +2,21 @@ import type http from 'node:http'
 import {Readable} from 'node:stream'
 import {mapLimit} from '../core/concurrency.js'
 import {isDigest, sha256, verifyBytes} from '../core/digest.js'
+import {HttpError} from '../core/api-errors.js'
 import {RegError} from '../core/errors.js'
 import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
 import {type Descriptor, type ParsedManifest, parseManifest} from '../core/manifest.js'
-import {validateName, validateTag} from '../core/reference.js'
+import {isTag, validateName} from '../core/reference.js'
 import {RegistryClient, RegistryStatusError} from '../sources/registry/client.js'
 import {findCredentials} from '../sources/registry/credentials.js'
 import {MANIFEST_ACCEPT, parseList} from '../sources/registry/registry-source.js'
 import type {BlobStore} from '../tree/blob-store.js'
 import {blobHeaders, IMMUTABLE} from '../tree/objects.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
-import {BlobDownload, UpstreamStatusError} from './blob-download.js'
-import {sendError, sendJson, sendManifestBytes, sendObject, sendStoredBlob} from './respond.js'
+import {BlobDownload} from './blob-download.js'
+import type {LiveTree} from './live-tree.js'
+import {sendJson, sendManifestBytes, sendObject, sendStoredBlob} from './respond.js'
+import {type Handler, repositoryOf, type Route} from './routes.js'
 import type {TreeWriter} from './tree-writer.js'
 
 export interface ProxyUpstream {
@@ -79,23 +82,28 @@ class Upstream {
   }
 }
 
-interface Route {
+/** A request under an upstream's namespace, as the upstream will be asked it. */
+interface Proxied {
   upstream: Upstream
   /** the repository in the tree: `hub/library/alpine` */
   name: string
   /** the repository upstream: `library/alpine` */
   repository: string
-  kind: 'manifests' | 'blobs' | 'tags'
   reference: string
 }
 
-/** A stored copy was served because the upstream could not be asked. */
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
+/** The status the upstream answered, when that is why a request failed. */
 function upstreamStatus(error: unknown): number | undefined {
-  return error instanceof UpstreamStatusError || error instanceof RegistryStatusError ? error.status : undefined
+  return error instanceof RegistryStatusError ? error.status : undefined
+}
+
+/** The upstream failed (or sent what reg refuses): a gateway's error, 502. */
+function upstreamFailure(proxied: Proxied, error: unknown): HttpError {
+  return new HttpError(502, 'UNKNOWN', `proxy ${proxied.upstream.name} (${proxied.upstream.host}): ${describe(error)}`)
 }
 
 /** What the proxy learned while it runs (manifests, blob sizes): the oldest is forgotten past a bound, and asked upstream again. */
@@ -138,7 +146,7 @@ export class ProxyHandler {
   private readonly checkedTags = new Map<string, {digest: string; at: number}>()
   private readonly publishing = new Set<string>()
 
-  constructor(private readonly tree: TreeWriter, private readonly options: ProxyOptions) {
+  constructor(private readonly tree: TreeWriter, private readonly live: LiveTree, private readonly options: ProxyOptions) {
     this.store = tree.store
     const names = new Set<string>()
     this.upstreams = options.upstreams.map(({name, url}) => {
@@ -150,48 +158,79 @@ export class ProxyHandler {
     })
   }
 
-  /** The upstream whose namespace a URL path is in (pushes there are refused: the upstream owns it). */
-  owner(urlPath: string): Upstream | undefined {
-    return this.upstreams.find((u) => urlPath.startsWith(`v2/${u.name}/`))
+  /** The upstream whose namespace a repository is in (pushes there are refused: the upstream owns it). */
+  owner(name: string): Upstream | undefined {
+    return this.upstreams.find((u) => name === u.name || name.startsWith(`${u.name}/`))
   }
 
-  private route(urlPath: string): Route | undefined {
-    const upstream = this.owner(urlPath)
-    const match = /^v2\/(.+)\/(?:(manifests|blobs)\/([^/]+)|tags\/list)$/.exec(urlPath)
-    if (!upstream || !match || match[1] === upstream.name) return undefined
-    const name = validateName(match[1])
-    const kind = (match[2] ?? 'tags') as Route['kind']
-    return {upstream, name, repository: upstream.repositoryFor(name.slice(upstream.name.length + 1)), kind, reference: match[3] ?? ''}
+  /** A repository under an upstream's namespace (not the namespace itself: the tree answers that). */
+  private proxied(route: Route): Proxied | undefined {
+    const upstream = this.owner(route.name ?? '')
+    if (!upstream || route.name === upstream.name) return undefined
+    const name = repositoryOf(route)
+    return {upstream, name, repository: upstream.repositoryFor(name.slice(upstream.name.length + 1)), reference: route.reference ?? ''}
   }
 
-  /** Handles pulls under a proxied namespace; false when the tree answers (or it is not one). */
-  async handle(req: http.IncomingMessage, res: http.ServerResponse, method: string, urlPath: string, url: URL, tree: RegistryTree): Promise<boolean> {
-    const route = this.route(urlPath)
-    if (!route) return false
-    if (route.kind === 'tags') return this.sendTags(res, method, route, url)
+  // ---- handlers, as the routing table holds them (fields: arrow functions)
+
+  /** A manifest by tag (checked upstream after the TTL) or by digest; false when the tree answers it. */
+  readonly manifest: Handler = async ({req, res, method, route}) => {
+    const proxied = this.proxied(route)
+    if (!proxied || !(isDigest(proxied.reference) || isTag(proxied.reference))) return false
+    const tree = await this.live.current()
     // Content addressed: what the tree has is final.
-    if (isDigest(route.reference) && tree.objectsByPath.has(urlPath)) return false
-    try {
-      if (route.kind === 'blobs') {
-        if (!isDigest(route.reference)) return false
-        await this.sendBlob(req, res, method, route)
-      } else {
-        await this.sendManifest(req, res, method, route, tree)
-      }
-    } catch (error) {
-      if (res.headersSent) throw error
-      if (upstreamStatus(error) === 404) {
-        sendError(res, 404, route.kind === 'blobs' ? 'BLOB_UNKNOWN' : 'MANIFEST_UNKNOWN', route.kind === 'blobs' ? 'blob unknown to registry' : 'manifest unknown', {}, method)
-      } else {
-        sendError(res, 502, 'UNKNOWN', `proxy ${route.upstream.name} (${route.upstream.host}): ${describe(error)}`, {}, method)
-      }
-    }
+    if (isDigest(proxied.reference) && tree.objectsByPath.has(route.path)) return false
+    await this.answering(proxied, 'manifest', () => this.sendManifest(req, res, method, proxied, tree))
     return true
+  }
+
+  /** A blob the tree does not have (the routing table asks the tree first). */
+  readonly blob: Handler = async ({req, res, method, route}) => {
+    const proxied = this.proxied(route)
+    if (!proxied || !isDigest(proxied.reference)) return false
+    await this.answering(proxied, 'blob', () => this.sendBlob(req, res, method, proxied))
+    return true
+  }
+
+  /**
+   * Tags lists come from the upstream as they are (renamed to our namespace); false (the tree's
+   * list) when it cannot be asked. An answer that is not a tags list is the upstream's fault: 502.
+   */
+  readonly tagsList: Handler = async ({res, method, route, url}) => {
+    const proxied = this.proxied(route)
+    if (!proxied) return false
+    let answer
+    let tags: string[]
+    try {
+      const client = await proxied.upstream.connect()
+      answer = await client.getBytes(`/v2/${proxied.repository}/tags/list${url.search}`, proxied.repository)
+      tags = parseList(answer.bytes, 'tags', `the tags list of ${proxied.repository}`).sort()
+    } catch (error) {
+      if (upstreamStatus(error) === 404) throw new HttpError(404, 'NAME_UNKNOWN', 'repository name not known to registry')
+      if (answer || error instanceof TooLargeError) throw upstreamFailure(proxied, error)
+      return false
+    }
+    // The next page, only as a path of this repository (a Link elsewhere is dropped).
+    const next = /^<([^>]*)>;\s*rel="?next"?$/.exec(String(answer.headers.link ?? '').trim())
+    const target = next ? new URL(next[1], 'http://upstream.invalid') : undefined
+    const link = target?.origin === 'http://upstream.invalid' && target.pathname === `/v2/${proxied.repository}/tags/list` ? `</v2/${proxied.name}/tags/list${target.search}>; rel="next"` : ''
+    sendJson(res, method, 200, JSON.stringify({name: proxied.name, tags}), 'application/json', 'no-cache', link ? {Link: link} : {})
+    return true
+  }
+
+  /** What the upstream's failure means to the client: it does not have it (404), or it failed (502). */
+  private async answering(proxied: Proxied, what: 'manifest' | 'blob', send: () => Promise<void>): Promise<void> {
+    try {
+      await send()
+    } catch (error) {
+      if (upstreamStatus(error) !== 404) throw upstreamFailure(proxied, error)
+      throw what === 'blob' ? new HttpError(404, 'BLOB_UNKNOWN', 'blob unknown to registry') : new HttpError(404, 'MANIFEST_UNKNOWN', 'manifest unknown')
+    }
   }
 
   // ---- blobs
 
-  private async sendBlob(req: http.IncomingMessage, res: http.ServerResponse, method: string, route: Route): Promise<void> {
+  private async sendBlob(req: http.IncomingMessage, res: http.ServerResponse, method: string, route: Proxied): Promise<void> {
     const digest = route.reference
     if (await this.store.has(digest)) {
       await sendStoredBlob(req, res, method, this.store, digest)
@@ -204,7 +243,7 @@ export class ProxyHandler {
       const client = await route.upstream.connect()
       const answer = await client.request('HEAD', `/v2/${route.repository}/blobs/${digest}`, route.repository)
       answer.body.resume()
-      if (answer.status !== 200) throw new UpstreamStatusError(answer.status, `blob ${digest}`)
+      if (answer.status !== 200) throw new RegistryStatusError(answer.status, `proxy ${route.upstream.name}: HEAD of blob ${digest} of ${route.repository}: the upstream answered ${answer.status}`)
       const length = Number(answer.headers['content-length'])
       sendObject(req, res, method, {class: 'blob', digest, size: knownSize ?? (Number.isSafeInteger(length) && length >= 0 ? length : 0), headers: blobHeaders(digest)}, () => Readable.from([]))
       return
@@ -215,7 +254,7 @@ export class ProxyHandler {
     sendObject(req, res, method, {class: 'blob', digest, size: download.size, headers: blobHeaders(digest)}, (start, end) => following.follow(start, end))
   }
 
-  private download(route: Pick<Route, 'upstream' | 'repository'>, digest: string, size?: number): BlobDownload {
+  private download(route: Pick<Proxied, 'upstream' | 'repository'>, digest: string, size?: number): BlobDownload {
     const existing = this.downloads.get(digest)
     if (existing) return existing
     const label = `proxy ${route.upstream.name}: blob ${digest} of ${route.repository}`
@@ -229,7 +268,7 @@ export class ProxyHandler {
   }
 
   /** A blob in the store, fetched if need be (shares a download a client started). */
-  private async ensureBlob(route: Route, blob: Descriptor): Promise<void> {
+  private async ensureBlob(route: Proxied, blob: Descriptor): Promise<void> {
     if (await this.store.has(blob.digest)) return
     await this.download(route, blob.digest, blob.size).finished
   }
@@ -242,7 +281,7 @@ export class ProxyHandler {
   }
 
   /** A manifest parsed, and what the proxy learns from it (it is one; the sizes of its blobs). */
-  private parseManifest(route: Route, raw: Buffer, digest: string, declaredMediaType?: string): ParsedManifest {
+  private parseManifest(route: Proxied, raw: Buffer, digest: string, declaredMediaType?: string): ParsedManifest {
     const manifest = parseManifest(raw, `proxy ${route.upstream.name}: ${route.repository}@${digest}`, declaredMediaType)
     this.knownManifests.set(digest, true)
     if (manifest.kind === 'image') for (const blob of [manifest.config, ...manifest.layers]) this.blobSizes.set(`${route.upstream.name} ${blob.digest}`, blob.size)
@@ -253,7 +292,7 @@ export class ProxyHandler {
    * A manifest by digest: from the store when it is known to be one, else fetched once upstream
    * (bounded), verified, stored. A digest the store has as a blob is never read as a manifest.
    */
-  private manifestBytes(route: Route, digest: string, tree: RegistryTree): Promise<Buffer> {
+  private manifestBytes(route: Proxied, digest: string, tree: RegistryTree): Promise<Buffer> {
     let fetching = this.manifestFetches.get(digest)
     if (!fetching) {
       fetching = (async () => {
@@ -270,7 +309,7 @@ export class ProxyHandler {
     return fetching
   }
 
-  private async fetchManifest(route: Route, reference: string): Promise<Buffer> {
+  private async fetchManifest(route: Proxied, reference: string): Promise<Buffer> {
     const client = await route.upstream.connect()
     const {bytes, headers} = await client.getBytes(`/v2/${route.repository}/manifests/${reference}`, route.repository, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES)
     const advertised = headers['docker-content-digest']
@@ -280,9 +319,9 @@ export class ProxyHandler {
     return bytes
   }
 
-  private async sendManifest(req: http.IncomingMessage, res: http.ServerResponse, method: string, route: Route, tree: RegistryTree): Promise<void> {
+  private async sendManifest(req: http.IncomingMessage, res: http.ServerResponse, method: string, route: Proxied, tree: RegistryTree): Promise<void> {
     const byDigest = isDigest(route.reference)
-    const digest = byDigest ? route.reference : await this.resolveTag(route, validateTag(route.reference, route.name), tree)
+    const digest = byDigest ? route.reference : await this.resolveTag(route, route.reference, tree)
     const raw = await this.manifestBytes(route, digest, tree)
     const manifest = this.parseManifest(route, raw, digest)
     sendManifestBytes(req, res, method, raw, {digest, mediaType: manifest.mediaType}, byDigest ? IMMUTABLE : `public, max-age=${tree.index.settings.tagMaxAge}`)
@@ -296,7 +335,7 @@ export class ProxyHandler {
    * upstream says now (HEAD; GET only when it changed). An upstream that cannot be asked leaves
    * the stored copy in service; one that says 404 is believed.
    */
-  private async resolveTag(route: Route, tag: string, tree: RegistryTree): Promise<string> {
+  private async resolveTag(route: Proxied, tag: string, tree: RegistryTree): Promise<string> {
     const key = `${route.name}:${tag}`
     const treeDigest = tree.index.repositories[route.name]?.tags[tag]
     const known = this.checkedTags.get(key) ?? (treeDigest ? {digest: treeDigest, at: -Infinity} : undefined)
@@ -308,11 +347,8 @@ export class ProxyHandler {
       const client = await route.upstream.connect()
       const head = await client.request('HEAD', path, route.repository, MANIFEST_ACCEPT)
       head.body.resume()
-      if (head.status === 404) {
-        this.checkedTags.delete(key)
-        throw new UpstreamStatusError(404, `manifest ${route.repository}:${tag}`)
-      }
-      if (head.status !== 200) throw new UpstreamStatusError(head.status, `manifest ${route.repository}:${tag}`)
+      if (head.status === 404) this.checkedTags.delete(key)
+      if (head.status !== 200) throw new RegistryStatusError(head.status, `proxy ${route.upstream.name}: manifest ${route.repository}:${tag}: the upstream answered ${head.status}`)
       const advertised = head.headers['docker-content-digest']
       if (typeof advertised === 'string' && advertised === stored) current = stored
       else {
@@ -321,45 +357,13 @@ export class ProxyHandler {
         current = await this.store.writeBytes(bytes)
       }
     } catch (error) {
-      if (error instanceof UpstreamStatusError && error.status === 404) throw error
+      if (upstreamStatus(error) === 404) throw error
       if (!stored) throw error
       this.options.log?.(`proxy ${route.upstream.name}: serving the stored ${route.name}:${tag}, the upstream could not be asked (${describe(error)})`)
       return stored
     }
     this.checkedTags.set(key, {digest: current, at: Date.now()})
     return current
-  }
-
-  // ---- tags
-
-  /**
-   * Tags lists come from the upstream as they are (renamed to our namespace); the tree's list when
-   * it cannot be asked. An answer that is not a tags list is the upstream's fault: 502.
-   */
-  private async sendTags(res: http.ServerResponse, method: string, route: Route, url: URL): Promise<boolean> {
-    let answer
-    let tags: string[]
-    try {
-      const client = await route.upstream.connect()
-      answer = await client.getBytes(`/v2/${route.repository}/tags/list${url.search}`, route.repository)
-      tags = parseList(answer.bytes, 'tags', `the tags list of ${route.repository}`).sort()
-    } catch (error) {
-      if (upstreamStatus(error) === 404) {
-        sendError(res, 404, 'NAME_UNKNOWN', 'repository name not known to registry', {}, method)
-        return true
-      }
-      if (answer || error instanceof TooLargeError) {
-        sendError(res, 502, 'UNKNOWN', `proxy ${route.upstream.name} (${route.upstream.host}): ${describe(error)}`, {}, method)
-        return true
-      }
-      return false
-    }
-    // The next page, only as a path of this repository (a Link elsewhere is dropped).
-    const next = /^<([^>]*)>;\s*rel="?next"?$/.exec(String(answer.headers.link ?? '').trim())
-    const target = next ? new URL(next[1], 'http://upstream.invalid') : undefined
-    const link = target?.origin === 'http://upstream.invalid' && target.pathname === `/v2/${route.repository}/tags/list` ? `</v2/${route.name}/tags/list${target.search}>; rel="next"` : ''
-    sendJson(res, method, 200, JSON.stringify({name: route.name, tags}), 'application/json', 'no-cache', link ? {Link: link} : {})
-    return true
   }
 
   // ---- publishing
@@ -369,7 +373,7 @@ export class ProxyHandler {
    * the tree's index only ever names complete graphs. In the background; a failure is told and
    * the next pull of the tag tries again.
    */
-  private publish(route: Route, tag: string, descriptor: Descriptor, tree: RegistryTree): void {
+  private publish(route: Proxied, tag: string, descriptor: Descriptor, tree: RegistryTree): void {
     const key = `${route.name}:${tag}@${descriptor.digest}`
     if (this.publishing.has(key)) return
     this.publishing.add(key)
@@ -380,7 +384,7 @@ export class ProxyHandler {
   }
 
   /** Every manifest and blob a descriptor reaches, each visited once, at most MAX_GRAPH_NODES of them. */
-  private async fetchGraph(route: Route, root: Descriptor, tree: RegistryTree): Promise<void> {
+  private async fetchGraph(route: Proxied, root: Descriptor, tree: RegistryTree): Promise<void> {
     const seen = new Set<string>([root.digest])
     const pending: Descriptor[] = [root]
     const blobs: Descriptor[] = []

@@ -5,28 +5,19 @@ import type http from 'node:http'
 import path from 'node:path'
 import {Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
-import {errorBody} from '../core/api-errors.js'
+import {HttpError, httpErrorOf} from '../core/api-errors.js'
 import {digestHex, isDigest, sha256, verifyBytes} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
 import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
 import {type Descriptor, parseManifest} from '../core/manifest.js'
 import {quoted} from '../core/quote.js'
-import {validateName, validateTag} from '../core/reference.js'
+import {validateTag} from '../core/reference.js'
 import type {BlobStore} from '../tree/blob-store.js'
-import {API_VERSION_HEADER} from '../tree/objects.js'
 import {type CheckResult, type PasswordCheckOptions, PasswordChecker} from './push-auth.js'
-import {parseContentRange, sendManifestBytes, sendStoredBlob} from './respond.js'
+import {parseContentRange, sendManifestBytes, sendStatus, sendStoredBlob} from './respond.js'
+import {type Handler, repositoryOf, type Route} from './routes.js'
 import type {LiveTree} from './live-tree.js'
 import type {TreeWriter} from './tree-writer.js'
-
-function send(res: http.ServerResponse, status: number, headers: Record<string, string | number> = {}, body?: string): void {
-  res.writeHead(status, {...API_VERSION_HEADER, 'Content-Length': body ? Buffer.byteLength(body) : 0, ...(body ? {'Content-Type': 'application/json'} : {}), ...headers})
-  res.end(body)
-}
-
-function fail(res: http.ServerResponse, status: number, code: string, message: string): void {
-  send(res, status, {'Cache-Control': 'no-store'}, errorBody(code, message))
-}
 
 /**
  * The push side of the distribution API for `reg serve --push`: chunked and monolithic blob
@@ -80,11 +71,25 @@ export function parseHtpasswd(text: string, file: string): Map<string, string> {
   return users
 }
 
+/**
+ * A manifest's body: small documents, read to at most MAX_MANIFEST_BYTES, never a layer's worth.
+ * One that goes over is refused unread, and its connection ends with the answer.
+ */
+async function readManifestBody(req: http.IncomingMessage): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let received = 0
+  // Not destroyed on the way out: the answer must still reach the client.
+  for await (const chunk of req.iterator({destroyOnReturn: false})) {
+    received += (chunk as Buffer).length
+    if (received > MAX_MANIFEST_BYTES) throw new HttpError(413, 'MANIFEST_INVALID', `a manifest is at most ${MAX_MANIFEST_BYTES} bytes`, {closeConnection: true})
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks)
+}
+
 /** Upload ids are the UUIDs this server hands out; nothing else in the uploads area is one. */
 const UPLOAD_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
-const UPLOAD_URL = /^v2\/(.+)\/blobs\/uploads\/([A-Za-z0-9-]*)$/
-const MANIFEST_URL = /^v2\/(.+)\/manifests\/([^/]+)$/
-const BY_DIGEST_URL = /^v2\/(.+)\/(blobs|manifests)\/(sha256:[a-f0-9]{64})$/
+const UPLOAD_UNKNOWN = 'blob upload unknown to registry'
 
 /** What a repository holds: content is `blob` (served from blobs/) or a `manifest` (served from both). */
 type Kind = 'blob' | 'manifest'
@@ -110,8 +115,14 @@ export class PushHandler {
     setInterval(() => this.purgeUploads().catch(() => undefined), Math.min(Math.max(this.uploadTtlMs / 4, 1000), 15 * 60_000)).unref()
   }
 
-  /** Basic auth for writes, when --push-auth names users. */
-  private async authorize(req: http.IncomingMessage): Promise<CheckResult> {
+  /** Basic auth for pushes, when --push-auth names users: refused with 401 (or 429 to an address that failed too often). */
+  async authorize(req: http.IncomingMessage): Promise<void> {
+    const verdict = await this.check(req)
+    if (verdict === 'throttled') throw new HttpError(429, 'TOOMANYREQUESTS', 'too many failed logins from this address: try again later', {headers: {'Retry-After': 60}})
+    if (verdict === 'denied') throw new HttpError(401, 'UNAUTHORIZED', 'authentication required to push', {headers: {'WWW-Authenticate': 'Basic realm="reg"'}})
+  }
+
+  private async check(req: http.IncomingMessage): Promise<CheckResult> {
     if (!this.checker) return 'ok'
     const header = String(req.headers.authorization ?? '')
     if (!header.startsWith('Basic ')) return 'denied'
@@ -121,68 +132,148 @@ export class PushHandler {
     return this.checker.check(decoded.slice(0, colon), decoded.slice(colon + 1), req.socket.remoteAddress ?? '')
   }
 
-  /** Handles push requests; false when the request is not one (the read-only server answers it). */
-  async handle(req: http.IncomingMessage, res: http.ServerResponse, method: string, urlPath: string, url: URL): Promise<boolean> {
-    const upload = UPLOAD_URL.exec(urlPath)
-    // Clients decide from the /v2/ ping whether to send credentials at all (containers/image
-    // never answers a later 401): with --push-auth, the ping challenges unless credentials came.
-    // Upload sessions are part of a push: their status and cancellation need credentials too.
-    const guarded = urlPath === 'v2/' || upload !== null || (method !== 'GET' && method !== 'HEAD')
-    if (this.checker && guarded) {
-      const verdict = await this.authorize(req)
-      if (verdict !== 'ok') {
-        req.resume()
-        if (verdict === 'throttled') send(res, 429, {'Retry-After': 60, 'Cache-Control': 'no-store'}, errorBody('TOOMANYREQUESTS', 'too many failed logins from this address: try again later'))
-        else send(res, 401, {'WWW-Authenticate': 'Basic realm="reg"', 'Cache-Control': 'no-store'}, errorBody('UNAUTHORIZED', 'authentication required to push'))
-        return true
-      }
-    }
-    const manifest = MANIFEST_URL.exec(urlPath)
-    if (manifest && method === 'DELETE') {
-      await this.deleteManifest(res, manifest[1], manifest[2])
+  // ---- handlers, as the routing table holds them (fields: arrow functions)
+
+  /** POST of the upload class: a mount, a single-request upload (`?digest=`), or a session started. */
+  readonly startUpload: Handler = async ({req, res, route, url}) => {
+    const name = repositoryOf(route)
+    const mount = url.searchParams.get('mount')
+    const from = url.searchParams.get('from')
+    // A mount only takes what the source repository references: knowing a digest is not reading it.
+    if (mount && isDigest(mount) && from && (await this.repositoryHas(from, mount, 'any')) && (await this.store.has(mount))) {
+      req.resume()
+      await this.record(name, (await this.repositoryHas(from, mount, 'manifest')) ? 'manifest' : 'blob', mount)
+      sendStatus(res, 201, {Location: `/v2/${name}/blobs/${mount}`, 'Docker-Content-Digest': mount})
       return true
     }
-    if (upload) {
-      const [, name, id] = upload
-      validateName(name)
-      if (method === 'POST' && !id) {
-        await this.startUpload(req, res, name, url)
-        return true
-      }
-      if (!id || !['PATCH', 'PUT', 'GET', 'DELETE'].includes(method)) {
-        req.resume()
-        fail(res, 405, 'UNSUPPORTED', `${method} is not supported here`)
-        return true
-      }
-      // An upload belongs to the repository it was started in: through any other name it does not exist.
-      if ((await this.uploadRepository(id)) !== name || (await this.size(id)) === undefined) {
-        req.resume()
-        fail(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry')
-        return true
-      }
-      if (method === 'PATCH') await this.appendUpload(req, res, name, id)
-      else if (method === 'PUT') await this.finishUpload(req, res, name, id, url)
-      else if (method === 'GET') await this.uploadStatus(res, name, id)
-      else {
-        await this.removeUpload(id)
-        send(res, 204)
-      }
+    const id = await this.createUpload(name)
+    this.busy.add(id)
+    try {
+      await pipeline(req, createWriteStream(this.uploadFile(id), {flags: 'a'}))
+    } finally {
+      this.busy.delete(id)
+    }
+    const digest = url.searchParams.get('digest')
+    if (digest) await this.commitBlob(res, name, id, digest)
+    else sendStatus(res, 202, {Location: this.location(name, id), 'Docker-Upload-UUID': id, Range: '0-0'})
+    return true
+  }
+
+  readonly appendUpload: Handler = async ({req, res, route}) => {
+    const {name, id} = await this.session(route)
+    await this.receive(req, name, id)
+    const now = (await this.size(id)) ?? 0
+    sendStatus(res, 202, {Location: this.location(name, id), 'Docker-Upload-UUID': id, Range: `0-${Math.max(0, now - 1)}`})
+    return true
+  }
+
+  readonly finishUpload: Handler = async ({req, res, route, url}) => {
+    const {name, id} = await this.session(route)
+    await this.receive(req, name, id)
+    await this.commitBlob(res, name, id, url.searchParams.get('digest') ?? '')
+    return true
+  }
+
+  readonly uploadStatus: Handler = async ({res, route}) => {
+    const {name, id} = await this.session(route)
+    const size = await this.size(id)
+    if (size === undefined) throw new HttpError(404, 'BLOB_UPLOAD_UNKNOWN', UPLOAD_UNKNOWN)
+    sendStatus(res, 204, {Location: this.location(name, id), 'Docker-Upload-UUID': id, Range: `0-${Math.max(0, size - 1)}`})
+    return true
+  }
+
+  readonly cancelUpload: Handler = async ({res, route}) => {
+    const {id} = await this.session(route)
+    await this.removeUpload(id)
+    sendStatus(res, 204)
+    return true
+  }
+
+  readonly putManifest: Handler = async ({req, res, route}) => {
+    const name = repositoryOf(route)
+    const reference = route.reference ?? ''
+    const raw = await readManifestBody(req)
+    const digest = sha256(raw)
+    let manifest
+    try {
+      if (isDigest(reference)) verifyBytes(raw, {digest: reference, label: `manifest ${reference}`})
+      else validateTag(reference, name)
+      manifest = parseManifest(raw, `manifest for ${name}:${reference}`, req.headers['content-type']?.split(';')[0])
+    } catch (error) {
+      // what this body is not: a manifest for this reference
+      if (error instanceof RegError) throw new HttpError(400, 'MANIFEST_INVALID', error.message)
+      throw error
+    }
+    const children = new Map<string, Descriptor>()
+    const referenced = manifest.kind === 'index' ? manifest.manifests : [manifest.config, ...manifest.layers]
+    for (const child of referenced) {
+      const seen = children.get(child.digest)
+      if (seen && seen.size !== child.size) throw new HttpError(400, 'SIZE_INVALID', `${child.digest} is listed twice, as ${seen.size} and as ${child.size} bytes`)
+      children.set(child.digest, child)
+    }
+    if (children.size > MAX_GRAPH_NODES) throw new HttpError(400, 'MANIFEST_INVALID', `the manifest references ${children.size} objects, more than the ${MAX_GRAPH_NODES} reg accepts`)
+    for (const child of children.values()) await this.checkChild(name, child, manifest.kind === 'index' ? 'manifest' : 'any')
+    await this.store.writeBytes(raw)
+    // The tree publishes what arrives, by tag or untagged (by digest): ingest (verifying the whole
+    // graph) and rewrite the index, once. What the graph is refused for is the manifest's fault.
+    const descriptor = {mediaType: manifest.mediaType, digest, size: raw.length}
+    try {
+      if (isDigest(reference)) await this.tree.publishUntagged(name, descriptor)
+      else await this.tree.publishTag(name, reference, descriptor)
+    } catch (error) {
+      throw httpErrorOf(error) ?? (error instanceof RegError ? new HttpError(400, 'MANIFEST_INVALID', error.message) : error)
+    }
+    // After its tag is deleted the repository still serves it by digest, as a manifest.
+    await this.record(name, 'manifest', digest)
+    // The subject was processed: it is listed by the referrers API from now on.
+    const subject: Record<string, string> = manifest.subject ? {'OCI-Subject': manifest.subject.digest} : {}
+    sendStatus(res, 201, {Location: `/v2/${name}/manifests/${digest}`, 'Docker-Content-Digest': digest, ...subject})
+    return true
+  }
+
+  /**
+   * DELETE of a tag removes the tag. DELETE by digest removes the manifest from the repository:
+   * every tag pointing at it, its untagged entry and the record of its push; the repository then
+   * answers 404 for it (other repositories keep theirs). A manifest an index of the repository
+   * still lists is refused (409 DENIED): delete the index first.
+   */
+  readonly deleteManifest: Handler = async ({res, route}) => {
+    if (!this.options.allowDelete) throw new HttpError(405, 'UNSUPPORTED', 'deleting is off: start reg serve with --allow-delete')
+    const name = repositoryOf(route)
+    const reference = route.reference ?? ''
+    if (!isDigest(reference)) {
+      if (!(await this.tree.deleteTag(name, reference))) throw new HttpError(404, 'MANIFEST_UNKNOWN', `${name}:${reference} is not a tag`)
+      sendStatus(res, 202)
       return true
     }
-    if (manifest && method === 'PUT') {
-      await this.putManifest(req, res, manifest[1], manifest[2])
-      return true
-    }
-    const byDigest = BY_DIGEST_URL.exec(urlPath)
-    if (byDigest && (method === 'GET' || method === 'HEAD')) {
-      // Pushed but not (or no longer) tagged: what the tree's index serves was answered before this.
-      const [, name, where, digest] = byDigest
-      if (where === 'manifests') return this.sendManifest(req, res, method, name, digest)
-      if (!(await this.repositoryHas(name, digest, 'any')) || !(await this.store.has(digest))) return false
-      await sendStoredBlob(req, res, method, this.store, digest)
-      return true
-    }
-    return false
+    const deletion = await this.tree.deleteManifest(name, reference)
+    if (deletion.outcome === 'referenced') throw new HttpError(409, 'DENIED', `${reference} is listed by ${deletion.by}, which ${name} keeps: delete that index first`)
+    const forgotten = await this.forget(name, 'manifest', reference)
+    if (deletion.outcome !== 'deleted' && !forgotten) throw new HttpError(404, 'MANIFEST_UNKNOWN', `${name} has no manifest ${reference}`)
+    sendStatus(res, 202)
+    return true
+  }
+
+  /** A manifest pushed by digest into the repository, and not (or no longer) named by the tree's index. */
+  readonly storedManifest: Handler = async ({req, res, method, route}) => {
+    const digest = route.reference ?? ''
+    return isDigest(digest) && this.sendManifest(req, res, method, route.name ?? '', digest)
+  }
+
+  /** A blob pushed or mounted into the repository (or reached by its manifests), not (yet) named by the tree's index. */
+  readonly storedBlob: Handler = async ({req, res, method, route}) => {
+    const digest = route.reference ?? ''
+    if (!isDigest(digest) || !(await this.repositoryHas(route.name ?? '', digest, 'any')) || !(await this.store.has(digest))) return false
+    await sendStoredBlob(req, res, method, this.store, digest)
+    return true
+  }
+
+  /** The upload session a URL names. An upload belongs to the repository it was started in: through any other name it does not exist. */
+  private async session(route: Route): Promise<{name: string; id: string}> {
+    const name = repositoryOf(route)
+    const id = route.reference ?? ''
+    if ((await this.uploadRepository(id)) !== name || (await this.size(id)) === undefined) throw new HttpError(404, 'BLOB_UPLOAD_UNKNOWN', UPLOAD_UNKNOWN)
+    return {name, id}
   }
 
   /**
@@ -300,31 +391,6 @@ export class PushHandler {
     return `/v2/${name}/blobs/uploads/${id}`
   }
 
-  private async startUpload(req: http.IncomingMessage, res: http.ServerResponse, name: string, url: URL): Promise<void> {
-    const mount = url.searchParams.get('mount')
-    const from = url.searchParams.get('from')
-    // A mount only takes what the source repository references: knowing a digest is not reading it.
-    if (mount && isDigest(mount) && from && (await this.repositoryHas(from, mount, 'any')) && (await this.store.has(mount))) {
-      req.resume()
-      await this.record(name, (await this.repositoryHas(from, mount, 'manifest')) ? 'manifest' : 'blob', mount)
-      send(res, 201, {Location: `/v2/${name}/blobs/${mount}`, 'Docker-Content-Digest': mount})
-      return
-    }
-    const id = await this.createUpload(name)
-    this.busy.add(id)
-    try {
-      await pipeline(req, createWriteStream(this.uploadFile(id), {flags: 'a'}))
-    } finally {
-      this.busy.delete(id)
-    }
-    const digest = url.searchParams.get('digest')
-    if (digest) {
-      await this.commitBlob(res, name, id, digest)
-      return
-    }
-    send(res, 202, {Location: this.location(name, id), 'Docker-Upload-UUID': id, Range: '0-0'})
-  }
-
   private async size(id: string): Promise<number | undefined> {
     try {
       return (await stat(this.uploadFile(id))).size
@@ -342,34 +408,23 @@ export class PushHandler {
    * Append a request's body to an upload. With `Content-Range: start-end` the chunk must start at
    * the upload's current size and be exactly end-start+1 bytes (by Content-Length, or counted):
    * otherwise nothing of it is kept and the answer is 416. Without one, the body is a stream.
-   * False when an answer was sent.
    */
-  private async receive(req: http.IncomingMessage, res: http.ServerResponse, name: string, id: string): Promise<boolean> {
+  private async receive(req: http.IncomingMessage, name: string, id: string): Promise<void> {
     const size = await this.size(id)
-    if (size === undefined) {
-      req.resume()
-      fail(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry')
-      return false
-    }
-    const refuse = () => {
-      req.resume()
-      send(res, 416, {Location: this.location(name, id), Range: this.rangeHeader(size), 'Cache-Control': 'no-store'})
-      return false
-    }
+    if (size === undefined) throw new HttpError(404, 'BLOB_UPLOAD_UNKNOWN', UPLOAD_UNKNOWN)
+    const outOfOrder = () => new HttpError(416, 'BLOB_UPLOAD_INVALID', 'a chunk must start where the upload ends, and be as long as its Content-Range says', {
+      headers: {Location: this.location(name, id), Range: this.rangeHeader(size)},
+    })
     // One writer at a time: a second chunk now could not start where the first one ends.
-    if (this.busy.has(id)) return refuse()
+    if (this.busy.has(id)) throw outOfOrder()
     const contentRange = req.headers['content-range']
     let expected: number | undefined
     if (contentRange !== undefined) {
       const range = parseContentRange(contentRange)
-      if (range === 'invalid') {
-        req.resume()
-        fail(res, 400, 'BLOB_UPLOAD_INVALID', 'Content-Range must be "start-end" (byte offsets of the chunk in the upload)')
-        return false
-      }
+      if (range === 'invalid') throw new HttpError(400, 'BLOB_UPLOAD_INVALID', 'Content-Range must be "start-end" (byte offsets of the chunk in the upload)')
       const {start, end} = range
       const length = req.headers['content-length']
-      if (start !== size || end < start || (length !== undefined && Number(length) !== end - start + 1)) return refuse()
+      if (start !== size || end < start || (length !== undefined && Number(length) !== end - start + 1)) throw outOfOrder()
       expected = end - start + 1
     }
     this.busy.add(id)
@@ -392,29 +447,11 @@ export class PushHandler {
       }
       if (expected !== undefined && received !== expected) {
         await truncate(this.uploadFile(id), size).catch(() => undefined)
-        return refuse()
+        throw outOfOrder()
       }
-      return true
     } finally {
       this.busy.delete(id)
     }
-  }
-
-  private async appendUpload(req: http.IncomingMessage, res: http.ServerResponse, name: string, id: string): Promise<void> {
-    if (!(await this.receive(req, res, name, id))) return
-    const now = (await this.size(id)) ?? 0
-    send(res, 202, {Location: this.location(name, id), 'Docker-Upload-UUID': id, Range: `0-${Math.max(0, now - 1)}`})
-  }
-
-  private async uploadStatus(res: http.ServerResponse, name: string, id: string): Promise<void> {
-    const size = await this.size(id)
-    if (size === undefined) fail(res, 404, 'BLOB_UPLOAD_UNKNOWN', 'blob upload unknown to registry')
-    else send(res, 204, {Location: this.location(name, id), 'Docker-Upload-UUID': id, Range: `0-${Math.max(0, size - 1)}`})
-  }
-
-  private async finishUpload(req: http.IncomingMessage, res: http.ServerResponse, name: string, id: string, url: URL): Promise<void> {
-    if (!(await this.receive(req, res, name, id))) return
-    await this.commitBlob(res, name, id, url.searchParams.get('digest') ?? '')
   }
 
   /** Verify the upload against its digest and move it into the store (atomically: temp file, rename). */
@@ -422,19 +459,12 @@ export class PushHandler {
     const file = this.uploadFile(id)
     this.busy.add(id)
     try {
-      if (!isDigest(digest)) {
-        fail(res, 400, 'DIGEST_INVALID', `a sha256 digest is required, got "${digest}"`)
-        return
-      }
+      if (!isDigest(digest)) throw new HttpError(400, 'DIGEST_INVALID', `a sha256 digest is required, got ${quoted(digest)}`)
       const size = (await stat(file)).size
-      try {
-        await this.store.ingest(createReadStream(file), {digest, size, label: `upload ${id}`})
-      } catch (error) {
-        fail(res, 400, 'DIGEST_INVALID', (error as Error).message)
-        return
-      }
+      // bytes that are not the digest's: DIGEST_MISMATCH, answered DIGEST_INVALID
+      await this.store.ingest(createReadStream(file), {digest, size, label: `upload ${id}`})
       await this.record(name, 'blob', digest)
-      send(res, 201, {Location: `/v2/${name}/blobs/${digest}`, 'Docker-Content-Digest': digest})
+      sendStatus(res, 201, {Location: `/v2/${name}/blobs/${digest}`, 'Docker-Content-Digest': digest})
     } finally {
       this.busy.delete(id)
       await this.removeUpload(id)
@@ -442,117 +472,22 @@ export class PushHandler {
   }
 
   /**
-   * Whether a manifest of `name` may reference `child`: the repository references it (as a
-   * manifest, for an index's children), and the descriptor's size is the stored object's — a
-   * descriptor never redefines what stored content is. An error message, or undefined.
+   * A manifest of `name` may reference `child` when the repository references it (as a manifest,
+   * for an index's children) and the descriptor's size is the stored object's: a descriptor never
+   * redefines what stored content is.
    */
-  private async refusal(name: string, child: Descriptor, as: 'manifest' | 'any'): Promise<{code: string; message: string} | undefined> {
+  private async checkChild(name: string, child: Descriptor, as: 'manifest' | 'any'): Promise<void> {
     const what = as === 'manifest' ? 'manifest' : 'blob'
     let stored: number
     try {
       stored = (await stat(this.store.pathOf(child.digest))).size
     } catch (error) {
       if (errnoCode(error) !== 'ENOENT') throw error
-      return {code: 'MANIFEST_BLOB_UNKNOWN', message: `${what} ${child.digest} is not in the registry: push it first`}
+      throw new HttpError(400, 'MANIFEST_BLOB_UNKNOWN', `${what} ${child.digest} is not in the registry: push it first`)
     }
     if (!(await this.repositoryHas(name, child.digest, as))) {
-      return {code: 'MANIFEST_BLOB_UNKNOWN', message: `${what} ${child.digest} is not in ${name}: push it there first (or mount it from a repository that has it)`}
+      throw new HttpError(400, 'MANIFEST_BLOB_UNKNOWN', `${what} ${child.digest} is not in ${name}: push it there first (or mount it from a repository that has it)`)
     }
-    if (stored !== child.size) {
-      return {code: 'SIZE_INVALID', message: `${what} ${child.digest} is ${stored} bytes, the manifest says ${child.size}`}
-    }
-    return undefined
-  }
-
-  private async putManifest(req: http.IncomingMessage, res: http.ServerResponse, name: string, reference: string): Promise<void> {
-    validateName(name)
-    // Manifests are small documents: read at most MAX_MANIFEST_BYTES, never a layer's worth.
-    const chunks: Buffer[] = []
-    let received = 0
-    for await (const chunk of req) {
-      received += (chunk as Buffer).length
-      if (received > MAX_MANIFEST_BYTES) {
-        // Answer, then drop the connection instead of reading the rest.
-        res.once('finish', () => req.destroy())
-        send(res, 413, {'Cache-Control': 'no-store', Connection: 'close'}, errorBody('MANIFEST_INVALID', `a manifest is at most ${MAX_MANIFEST_BYTES} bytes`))
-        return
-      }
-      chunks.push(chunk as Buffer)
-    }
-    const raw = Buffer.concat(chunks)
-    const digest = sha256(raw)
-    let manifest
-    try {
-      if (isDigest(reference)) verifyBytes(raw, {digest: reference, label: `manifest ${reference}`})
-      else validateTag(reference, name)
-      manifest = parseManifest(raw, `manifest for ${name}:${reference}`, req.headers['content-type']?.split(';')[0])
-    } catch (error) {
-      fail(res, 400, 'MANIFEST_INVALID', (error as Error).message)
-      return
-    }
-    const children = new Map<string, Descriptor>()
-    const referenced = manifest.kind === 'index' ? manifest.manifests : [manifest.config, ...manifest.layers]
-    for (const child of referenced) {
-      const seen = children.get(child.digest)
-      if (seen && seen.size !== child.size) {
-        fail(res, 400, 'SIZE_INVALID', `${child.digest} is listed twice, as ${seen.size} and as ${child.size} bytes`)
-        return
-      }
-      children.set(child.digest, child)
-    }
-    if (children.size > MAX_GRAPH_NODES) {
-      fail(res, 400, 'MANIFEST_INVALID', `the manifest references ${children.size} objects, more than the ${MAX_GRAPH_NODES} reg accepts`)
-      return
-    }
-    for (const child of children.values()) {
-      const refused = await this.refusal(name, child, manifest.kind === 'index' ? 'manifest' : 'any')
-      if (refused) {
-        fail(res, 400, refused.code, refused.message)
-        return
-      }
-    }
-    await this.store.writeBytes(raw)
-    // The tree publishes what arrives, by tag or untagged (by digest): ingest (verifying the whole
-    // graph) and rewrite the index, once.
-    const descriptor = {mediaType: manifest.mediaType, digest, size: raw.length}
-    try {
-      if (isDigest(reference)) await this.tree.publishUntagged(name, descriptor)
-      else await this.tree.publishTag(name, reference, descriptor)
-    } catch (error) {
-      fail(res, 400, 'MANIFEST_INVALID', error instanceof RegError ? error.message : String(error))
-      return
-    }
-    // After its tag is deleted the repository still serves it by digest, as a manifest.
-    await this.record(name, 'manifest', digest)
-    // The subject was processed: it is listed by the referrers API from now on.
-    const subject: Record<string, string> = manifest.subject ? {'OCI-Subject': manifest.subject.digest} : {}
-    send(res, 201, {Location: `/v2/${name}/manifests/${digest}`, 'Docker-Content-Digest': digest, ...subject})
-  }
-
-  /**
-   * DELETE of a tag removes the tag. DELETE by digest removes the manifest from the repository:
-   * every tag pointing at it, its untagged entry and the record of its push; the repository then
-   * answers 404 for it (other repositories keep theirs). A manifest an index of the repository
-   * still lists is refused (409 DENIED): delete the index first.
-   */
-  private async deleteManifest(res: http.ServerResponse, name: string, reference: string): Promise<void> {
-    if (!this.options.allowDelete) {
-      fail(res, 405, 'UNSUPPORTED', 'deleting is off: start reg serve with --allow-delete')
-      return
-    }
-    validateName(name)
-    if (!isDigest(reference)) {
-      if (await this.tree.deleteTag(name, reference)) send(res, 202)
-      else fail(res, 404, 'MANIFEST_UNKNOWN', `${name}:${reference} is not a tag`)
-      return
-    }
-    const deletion = await this.tree.deleteManifest(name, reference)
-    if (deletion.outcome === 'referenced') {
-      fail(res, 409, 'DENIED', `${reference} is listed by ${deletion.by}, which ${name} keeps: delete that index first`)
-      return
-    }
-    const forgotten = await this.forget(name, 'manifest', reference)
-    if (deletion.outcome === 'deleted' || forgotten) send(res, 202)
-    else fail(res, 404, 'MANIFEST_UNKNOWN', `${name} has no manifest ${reference}`)
+    if (stored !== child.size) throw new HttpError(400, 'SIZE_INVALID', `${what} ${child.digest} is ${stored} bytes, the manifest says ${child.size}`)
   }
 }

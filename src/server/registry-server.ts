@@ -1,132 +1,138 @@
-import {createReadStream} from 'node:fs'
 import http from 'node:http'
-import {errorBody, notFoundError, UNSUPPORTED_MESSAGE} from '../core/api-errors.js'
-import {RegError} from '../core/errors.js'
-import {MAX_FILTERED_REFERRERS_BYTES, readFileBounded} from '../core/limits.js'
-import {MediaType} from '../core/media-types.js'
-import {validateName} from '../core/reference.js'
-import type {RegistryObject} from '../tree/model.js'
+import {HttpError, httpErrorOf, notFoundError, UNSUPPORTED_MESSAGE} from '../core/api-errors.js'
+import {describeError} from '../core/errors.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 import {LiveTree} from './live-tree.js'
 import {ProxyHandler, type ProxyOptions} from './proxy.js'
 import {PushHandler, type PushOptions} from './push.js'
-import {sendError, sendJson, sendObject} from './respond.js'
+import {sendError} from './respond.js'
+import {type Exchange, type Handler, type Route, routeOf, type UrlClass} from './routes.js'
+import {TreeReader} from './tree-reader.js'
 import {TreeWriter} from './tree-writer.js'
 
-/** `v2/<name>/referrers/<digest>`: the last segment is checked as a digest, so a malformed one is a 400, not a 404. */
-const REFERRERS_URL = /^v2\/(.+)\/referrers\/([^/]*)$/
+type Method = 'GET' | 'PUT' | 'POST' | 'PATCH' | 'DELETE'
+/** Per URL class and method, the handlers asked in turn until one answers. GET answers HEAD too. */
+type RouteTable = Record<UrlClass, Partial<Record<Method, Handler[]>>>
 
-/** The encoded part of the registered digest algorithms; others are taken as the spec's grammar allows. */
-const DIGEST_ENCODINGS = new Map([['sha256', /^[a-f0-9]{64}$/], ['sha512', /^[a-f0-9]{128}$/]])
+/** The handlers that exist: a table entry without push (or proxy) has none, and its method is refused. */
+const present = (...handlers: Array<Handler | undefined>): Handler[] | undefined => {
+  const kept = handlers.filter((handler): handler is Handler => handler !== undefined)
+  return kept.length > 0 ? kept : undefined
+}
 
-/** A digest as the distribution spec writes one: `algorithm:encoded`. */
-function isWellFormedDigest(value: string): boolean {
-  const match = /^([a-z0-9]+(?:[+._-][a-z0-9]+)*):([a-zA-Z0-9=_-]+)$/.exec(value)
-  return match !== null && (DIGEST_ENCODINGS.get(match[1])?.test(match[2]) ?? true)
+const redirectToApiRoot: Handler = async ({res, url}) => {
+  res.writeHead(301, {Location: '/v2/' + url.search, ...API_VERSION_HEADER, 'Content-Length': '0'}).end()
+  return true
 }
 
 /**
- * Answers exactly the static registry's URL space (DESIGN §3) from a tree: what every backend must
- * reproduce. Reloads the tree when a rebuild swapped it in.
+ * `reg serve`: the distribution API over a tree. A request is routed by the class of its URL,
+ * then by its method; what no handler answers is a 404 of its class. Every refusal is an
+ * HttpError, answered in one place (`fail`).
  */
 export class RegistryServer {
-  constructor(private readonly live: LiveTree, private readonly push?: PushHandler, private readonly proxy?: ProxyHandler) {}
+  private readonly routes: RouteTable
+  /** Under a proxied namespace (read-only): the upstream is asked for what the tree does not have yet. */
+  private readonly proxiedRoutes: Partial<RouteTable>
+
+  constructor(live: LiveTree, private readonly push?: PushHandler, private readonly proxy?: ProxyHandler, private readonly log: (line: string) => void = (line) => console.error(line)) {
+    const tree = new TreeReader(live)
+    this.routes = {
+      'api-version': {GET: [redirectToApiRoot]},
+      'api-root': {GET: [tree.object]},
+      catalog: {GET: [tree.object]},
+      'tags-list': {GET: [tree.tagsList]},
+      // what the tree's index names, then what was pushed and is not (or no longer) tagged
+      manifest: {GET: present(tree.object, push?.storedManifest), PUT: present(push?.putManifest), DELETE: present(push?.deleteManifest)},
+      blob: {GET: present(tree.object, push?.storedBlob)},
+      upload: {POST: present(push?.startUpload)},
+      'upload-session': {GET: present(push?.uploadStatus), PATCH: present(push?.appendUpload), PUT: present(push?.finishUpload), DELETE: present(push?.cancelUpload)},
+      referrers: {GET: [tree.referrers]},
+      unknown: {},
+    }
+    this.proxiedRoutes = proxy ? {
+      // a tag is checked upstream after its TTL; content by digest the tree has is final
+      manifest: {GET: [proxy.manifest, tree.object]},
+      blob: {GET: [tree.object, proxy.blob]},
+      // the upstream's list; the tree's when the upstream cannot be asked
+      'tags-list': {GET: [proxy.tagsList, tree.tagsList]},
+    } : {}
+  }
 
   async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://registry.invalid')
-    let urlPath: string
-    try {
-      urlPath = decodeURIComponent(url.pathname).replace(/^\/+/, '')
-    } catch {
-      urlPath = url.pathname
-    }
     const method = req.method ?? 'GET'
-    const proxied = this.proxy?.owner(urlPath)
-    if (proxied && method !== 'GET' && method !== 'HEAD') {
-      sendError(res, 405, 'UNSUPPORTED', `${proxied.name}/ is a pull-through proxy of ${proxied.host}: read-only`, {Allow: 'GET, HEAD'})
-      return
+    const exchange: Exchange = {req, res, method, url, route: routeOf(decodedPath(url))}
+    try {
+      await this.dispatch(exchange)
+    } catch (error) {
+      this.fail(exchange, error)
     }
-    if (this.push && method !== 'GET' && method !== 'HEAD' && (await this.push.handle(req, res, method, urlPath, url))) return
-    if (method !== 'GET' && method !== 'HEAD') {
-      sendError(res, 405, 'UNSUPPORTED', UNSUPPORTED_MESSAGE, {Allow: 'GET, HEAD'})
-      return
+  }
+
+  private async dispatch(exchange: Exchange): Promise<void> {
+    const {req, method, route} = exchange
+    const reading = method === 'GET' || method === 'HEAD'
+    const upstream = route.name === undefined ? undefined : this.proxy?.owner(route.name)
+    if (upstream && !reading) throw new HttpError(405, 'UNSUPPORTED', `${upstream.name}/ is a pull-through proxy of ${upstream.host}: read-only`, {headers: {Allow: 'GET, HEAD'}})
+    // Clients decide from the /v2/ ping whether to send credentials at all (containers/image never
+    // answers a later 401): with --push-auth, the ping challenges unless credentials came, and
+    // upload sessions, part of a push, need them too.
+    if (this.push && (!reading || route.class === 'api-root' || route.class === 'upload' || route.class === 'upload-session')) await this.push.authorize(req)
+    const methods = {...this.routes[route.class], ...(upstream ? this.proxiedRoutes[route.class] : {})}
+    const handlers = methods[(reading ? 'GET' : method) as Method]
+    if (!handlers && !reading) throw this.unsupported(method, Object.keys(methods))
+    for (const handler of handlers ?? []) {
+      if (await handler(exchange)) return
     }
-    if (urlPath === 'v2') {
-      res.writeHead(301, {Location: '/v2/' + url.search, ...API_VERSION_HEADER, 'Content-Length': '0'}).end()
-      return
-    }
-    if (urlPath === 'v2/' && this.push && (await this.push.handle(req, res, method, urlPath, url))) return
-    const tree = await this.live.current()
-    if (proxied && (await this.proxy!.handle(req, res, method, urlPath, url, tree))) return
-    const referrers = REFERRERS_URL.exec(urlPath)
-    if (referrers) {
-      await this.sendReferrers(req, res, method, tree, referrers[1], referrers[2], url)
-      return
-    }
-    const object = tree.objectsByPath.get(urlPath)
-    if (object) {
-      if (object.class === 'tags-list' && (url.searchParams.has('n') || url.searchParams.has('last'))) {
-        this.sendTagsPage(res, method, tree, object, url)
-        return
-      }
-      this.sendObject(req, res, method, tree, object)
-      return
-    }
-    if (this.push && (await this.push.handle(req, res, method, urlPath, url))) return
-    const {code, message} = urlPath.startsWith('v2/') ? notFoundError(urlPath) : notFoundError('')
-    sendError(res, 404, code, message)
+    throw notFound(route)
+  }
+
+  private unsupported(method: string, allowed: string[]): HttpError {
+    if (!this.push) return new HttpError(405, 'UNSUPPORTED', UNSUPPORTED_MESSAGE, {headers: {Allow: 'GET, HEAD'}})
+    const allow = ['GET', 'HEAD', ...allowed.filter((m) => m !== 'GET')].join(', ')
+    return new HttpError(405, 'UNSUPPORTED', `${method} is not supported here`, {headers: {Allow: allow}})
   }
 
   /**
-   * The referrers API: the tree's referrers document of the subject, else an empty index — never a
-   * 404, for an unknown subject or repository alike. `?artifactType=` keeps the entries of that
-   * artifact type and says so (`OCI-Filters-Applied`).
+   * The one place a failure becomes an answer: an HttpError (or an error of the core that the
+   * spec has a code for) as itself; anything else is the registry's own failure, a 500 that says
+   * nothing of the server (its detail goes to the log). A body already under way is cut instead,
+   * so a client never takes it for a whole one.
    */
-  private async sendReferrers(req: http.IncomingMessage, res: http.ServerResponse, method: string, tree: RegistryTree, name: string, digest: string, url: URL): Promise<void> {
-    validateName(name)
-    if (!isWellFormedDigest(digest)) {
-      sendError(res, 400, 'DIGEST_INVALID', 'the referrers API takes a digest, algorithm:encoded (sha256:<64 hex digits>)', {}, method)
+  private fail({req, res, method, url}: Exchange, error: unknown): void {
+    let answer = httpErrorOf(error)
+    if (!answer) {
+      this.log(`reg serve: ${method} ${url.pathname}: ${describeError(error)}`)
+      answer = new HttpError(500, 'UNKNOWN', 'internal error')
+    }
+    if (res.headersSent) {
+      res.destroy()
       return
     }
-    const document = tree.objectsByPath.get(`v2/${name}/referrers/${digest}`)
-    const artifactType = url.searchParams.get('artifactType')
-    // Unfiltered, or too large to filter in memory: the document as stored (the spec lets a registry not filter).
-    if (document && (!artifactType || document.size > MAX_FILTERED_REFERRERS_BYTES)) {
-      this.sendObject(req, res, method, tree, document)
-      return
+    if (!req.complete) {
+      // A body refused unread: read on to keep the connection, or end it when the body may be endless.
+      if (answer.closeConnection) res.once('finish', () => req.destroy())
+      else req.resume()
     }
-    let manifests: Array<{artifactType?: string}> = []
-    if (document) {
-      const raw = await readFileBounded(tree.fileOf(document), MAX_FILTERED_REFERRERS_BYTES, `the referrers of ${digest}`)
-      manifests = (JSON.parse(raw.toString('utf8')) as {manifests: Array<{artifactType?: string}>}).manifests
-    }
-    if (artifactType) manifests = manifests.filter((entry) => entry.artifactType === artifactType)
-    const cacheControl = document?.headers['Cache-Control'] ?? `public, max-age=${tree.index.settings.tagMaxAge}`
-    const filters: Record<string, string> = artifactType ? {'OCI-Filters-Applied': 'artifactType'} : {}
-    sendJson(res, method, 200, JSON.stringify({schemaVersion: 2, mediaType: MediaType.OciIndex, manifests}), MediaType.OciIndex, cacheControl, filters)
+    sendError(res, method, answer, answer.closeConnection ? {Connection: 'close'} : {})
   }
+}
 
-  private sendObject(req: http.IncomingMessage, res: http.ServerResponse, method: string, tree: RegistryTree, object: RegistryObject): void {
-    sendObject(req, res, method, object, (start, end) => createReadStream(tree.fileOf(object), {start, end}))
+/** The URL's path without its leading `/`, percent-decoded (as it is, when it does not decode). */
+function decodedPath(url: URL): string {
+  try {
+    return decodeURIComponent(url.pathname).replace(/^\/+/, '')
+  } catch {
+    return url.pathname
   }
+}
 
-  /** `?n=&last=` pagination, as the spec describes, with a `Link` header to the next page. */
-  private sendTagsPage(res: http.ServerResponse, method: string, tree: RegistryTree, object: RegistryObject, url: URL): void {
-    const name = object.repository ?? ''
-    const all = Object.keys(tree.index.repositories[name]?.tags ?? {}).sort()
-    const last = url.searchParams.get('last')
-    const n = url.searchParams.has('n') ? Number(url.searchParams.get('n')) : undefined
-    if (n !== undefined && (!Number.isInteger(n) || n < 0)) {
-      sendError(res, 400, 'PAGINATION_NUMBER_INVALID', 'invalid number of results requested')
-      return
-    }
-    const after = last === null ? all : all.filter((t) => t > last)
-    const page = n === undefined ? after : after.slice(0, n)
-    const headers: Record<string, string> = {}
-    if (n !== undefined && n > 0 && after.length > n) headers.Link = `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(page[page.length - 1])}>; rel="next"`
-    sendJson(res, method, 200, JSON.stringify({name, tags: page}), 'application/json', object.headers['Cache-Control'], headers)
-  }
+/** The 404 of a route's class: a well-formed manifest or blob reference is unknown, anything else names nothing. */
+function notFound(route: Route): HttpError {
+  const {code, message} = notFoundError(route.path.startsWith('v2/') ? route.path : '')
+  return new HttpError(404, code, message)
 }
 
 export interface RunningServer {
@@ -136,23 +142,27 @@ export interface RunningServer {
   close(): Promise<void>
 }
 
+export interface ServeOptions {
+  host?: string
+  port?: number
+  push?: boolean | PushOptions
+  proxy?: ProxyOptions
+  /** where the registry's own failures are told (stderr when not given); clients only hear "internal error" */
+  log?: (line: string) => void
+}
+
 /** Start `reg serve` on host:port (port 0 picks a free one). */
-export async function startRegistryServer(dir: string, options: {host?: string; port?: number; push?: boolean | PushOptions; proxy?: ProxyOptions} = {}): Promise<RunningServer> {
+export async function startRegistryServer(dir: string, options: ServeOptions = {}): Promise<RunningServer> {
   // Pushes and the proxy write into the tree, through one writer.
   const writer = new TreeWriter(dir)
   if (options.push || options.proxy) await writer.ensureTree()
   await RegistryTree.load(dir) // fail early, with a clear message, when DIR is not a tree
   const live = new LiveTree(dir)
   const push = options.push ? new PushHandler(writer, live, options.push === true ? {} : options.push) : undefined
-  const registry = new RegistryServer(live, push, options.proxy ? new ProxyHandler(writer, options.proxy) : undefined)
+  const proxy = options.proxy ? new ProxyHandler(writer, live, options.proxy) : undefined
+  const registry = new RegistryServer(live, push, proxy, options.log)
   const server = http.createServer((req, res) => {
-    registry.handle(req, res).catch((error: unknown) => {
-      // A RegError is the client's doing (a bad name, a bad reference): 400; anything else is ours.
-      const status = error instanceof RegError ? 400 : 500
-      const message = error instanceof RegError ? error.message : 'internal error'
-      if (!res.headersSent) res.writeHead(status, {'Content-Type': 'application/json'})
-      res.end(errorBody(status === 400 ? 'NAME_INVALID' : 'UNKNOWN', message))
-    })
+    registry.handle(req, res).catch(() => res.destroy())
   })
   const host = options.host ?? '127.0.0.1'
   await new Promise<void>((resolve, reject) => {

@@ -3,7 +3,7 @@ import {stat} from 'node:fs/promises'
 import type http from 'node:http'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
-import {errorBody} from '../core/api-errors.js'
+import {errorBody, type HttpError} from '../core/api-errors.js'
 import type {BlobStore} from '../tree/blob-store.js'
 import type {RegistryObject} from '../tree/model.js'
 import {API_VERSION_HEADER, blobHeaders, IMMUTABLE, manifestHeaders} from '../tree/objects.js'
@@ -87,12 +87,17 @@ export function sendManifestBytes(req: http.IncomingMessage, res: http.ServerRes
   sendObject(req, res, method, {class: cacheControl === IMMUTABLE ? 'digest-manifest' : 'tag-manifest', digest: manifest.digest, size: raw.length, headers: manifestHeaders(manifest.mediaType, manifest.digest, cacheControl)}, () => Readable.from([raw]))
 }
 
-export function sendJson(res: http.ServerResponse, method: string, status: number, body: string, contentType: string, cacheControl: string, extra: Record<string, string> = {}): void {
+export function sendJson(res: http.ServerResponse, method: string, status: number, body: string, contentType: string, cacheControl: string, extra: Readonly<Record<string, string | number>> = {}): void {
   res.writeHead(status, {'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body), 'Cache-Control': cacheControl, ...API_VERSION_HEADER, ...extra})
   res.end(method === 'HEAD' ? undefined : body)
 }
 
-/** A spec error (JSON body, never cached); HEAD gets the status and headers only. */
-export function sendError(res: http.ServerResponse, status: number, code: string, message: string, extra: Record<string, string> = {}, method = 'GET'): void {
-  sendJson(res, method, status, errorBody(code, message), 'application/json', 'no-store', extra)
+/** An answer without a body (201, 202, 204 of the push API). */
+export function sendStatus(res: http.ServerResponse, status: number, headers: Readonly<Record<string, string | number>> = {}): void {
+  res.writeHead(status, {...API_VERSION_HEADER, 'Content-Length': 0, ...headers}).end()
+}
+
+/** A spec error (JSON body, never cached; the hint as its detail); HEAD gets the status and headers only. */
+export function sendError(res: http.ServerResponse, method: string, error: HttpError, extra: Readonly<Record<string, string>> = {}): void {
+  sendJson(res, method, error.status, errorBody(error.code, error.message, error.hint), 'application/json', 'no-store', {...error.headers, ...extra})
 }

@@ -1,4 +1,5 @@
 import {createReadStream} from 'node:fs'
+import {describeError} from '../core/errors.js'
 import {MAX_MANIFEST_BYTES, readFileBounded} from '../core/limits.js'
 import type {Readable} from 'node:stream'
 import type {ImageSource} from '../core/image-source.js'
@@ -46,6 +47,18 @@ export class TreeWriter {
     await writeTreeFiles(this.dir, await finalizeIndex(this.store, emptyIndex(), {collectGarbage: false}))
   }
 
+  /**
+   * The served tree's index as it is now. Failing to read it is the server's trouble, never a
+   * client's: not a RegError (which a push would answer as the client's mistake, naming the file).
+   */
+  private async readIndex(): Promise<TreeIndex | undefined> {
+    try {
+      return await readTreeIndex(this.dir)
+    } catch (error) {
+      throw new Error(`the served tree's index cannot be read: ${describeError(error)}`, {cause: error})
+    }
+  }
+
   private serialized<T>(update: () => Promise<T>): Promise<T> {
     const result = this.queue.then(update)
     this.queue = result.catch(() => undefined)
@@ -76,7 +89,7 @@ export class TreeWriter {
   /** Ingest (verifying the whole graph) and, when `place` changed the index, rewrite it: once per manifest. */
   private publish(name: string, descriptor: Descriptor, label: string, place: (index: Omit<TreeIndex, 'objects'>) => boolean): Promise<void> {
     return this.serialized(async () => {
-      const index = (await readTreeIndex(this.dir)) ?? emptyIndex()
+      const index = (await this.readIndex()) ?? emptyIndex()
       await this.store.init()
       await new GraphIngester(this.store, index).ingest(new StoreSource(this.store), descriptor, label)
       if (place(index)) await writeTreeFiles(this.dir, await finalizeIndex(this.store, index, {collectGarbage: false}))
@@ -86,7 +99,7 @@ export class TreeWriter {
   /** Delete a tag; false when `name` has no such tag. */
   deleteTag(name: string, tag: string): Promise<boolean> {
     return this.serialized(async () => {
-      const index = await readTreeIndex(this.dir)
+      const index = await this.readIndex()
       const repository = index?.repositories[name]
       if (!index || !repository || !Object.hasOwn(repository.tags, tag)) return false
       delete repository.tags[tag]
@@ -102,7 +115,7 @@ export class TreeWriter {
    */
   deleteManifest(name: string, digest: string): Promise<ManifestDeletion> {
     return this.serialized(async (): Promise<ManifestDeletion> => {
-      const index = await readTreeIndex(this.dir)
+      const index = await this.readIndex()
       const repository = index?.repositories[name]
       if (!index || !repository) return {outcome: 'unknown'}
       const tags = Object.keys(repository.tags).filter((tag) => repository.tags[tag] === digest)

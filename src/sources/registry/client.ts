@@ -3,9 +3,9 @@ import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
 import type {Readable} from 'node:stream'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {RegError} from '../../core/errors.js'
 import {MAX_DOCUMENT_BYTES, readBounded, TooLargeError} from '../../core/limits.js'
+import {DEFAULT_RETRY, serverDelayMs, withRetries} from '../../core/retry.js'
 import type {Credentials} from './credentials.js'
 
 /**
@@ -60,10 +60,21 @@ function bareHostname(url: URL): string {
 /** An upstream answered too slowly, or sent reg somewhere it must not go: not retried. */
 export class UpstreamRefusedError extends RegError {}
 
-/** The registry answered a document request with another status than 200. */
+/** The registry answered with another status than the one asked for (200): `status` says which. */
 export class RegistryStatusError extends RegError {
   constructor(readonly status: number, message: string, hint?: string) {
     super(message, hint)
+  }
+}
+
+/**
+ * A try that may succeed later: the connection failed, or the registry answered 429 or 5xx
+ * (`response`, kept whole: when the retries are spent it is the answer), maybe saying when to
+ * come back (`afterMs`, from Retry-After on 429 and 503).
+ */
+class TransientFailure extends RegError {
+  constructor(message: string, readonly afterMs?: number, readonly response?: RegistryResponse) {
+    super(message)
   }
 }
 
@@ -182,6 +193,12 @@ function transient(status: number): boolean {
   return status === 429 || status >= 500
 }
 
+/** The authentication one request has been through, across its tries. */
+interface AuthRounds {
+  /** a token was asked of the realm in this request (once: a second 401 is a refusal) */
+  tokenFetched: boolean
+}
+
 /** How one HTTP exchange is bounded. */
 interface Exchange {
   /** when (Date.now()) the headers, and a document's whole body, must have arrived */
@@ -253,7 +270,7 @@ export class RegistryClient {
     }
   }
 
-  private raw(url: URL, method: string, headers: Record<string, string>, exchange: Exchange, what = 'a request'): Promise<RegistryResponse> {
+  private raw(url: URL, method: string, headers: Record<string, string>, exchange: Exchange, what = 'a request', signal?: AbortSignal): Promise<RegistryResponse> {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') return Promise.reject(new UpstreamRefusedError(`registry ${this.host}: refused ${what} to ${url.protocol} (only http: and https:)`))
     const {allowed} = exchange
     const literal = bareHostname(url)
@@ -268,7 +285,7 @@ export class RegistryClient {
         else req.destroy(error)
       }, Math.max(0, exchange.deadline - Date.now()))
       const req = transport.request(url, {
-        method, headers,
+        method, headers, signal,
         ...(allowed ? {lookup: this.guardedLookup(url, allowed, what)} : {}),
         ...(url.protocol === 'https:' && this.options.insecure ? {rejectUnauthorized: false} : {}),
       }, (res) => {
@@ -302,7 +319,7 @@ export class RegistryClient {
     res.once('close', () => clearInterval(watch))
   }
 
-  private async token(realm: string, service: string | undefined, scope: string, deadline: number): Promise<string> {
+  private async token(realm: string, service: string | undefined, scope: string, deadline: number, signal?: AbortSignal): Promise<string> {
     let url: URL
     try {
       url = new URL(realm)
@@ -314,7 +331,7 @@ export class RegistryClient {
     const headers: Record<string, string> = {}
     const creds = this.options.credentials
     if (creds) headers.Authorization = 'Basic ' + Buffer.from(`${creds.username}:${creds.password}`).toString('base64')
-    const res = await this.raw(url, 'GET', headers, await this.exchange(url, deadline, 'document'), 'the token realm')
+    const res = await this.raw(url, 'GET', headers, await this.exchange(url, deadline, 'document'), 'the token realm', signal)
     const body = await readDocument(res, MAX_DOCUMENT_BYTES, `${this.host}: the token from ${url.origin}`)
     if (res.status !== 200) {
       throw new RegError(`${this.host}: the token server ${url.origin} refused ${scope} (${res.status}) with ${this.describeCredentials()}`, 'check the credentials (--creds, REG_USERNAME/REG_PASSWORD, docker login)')
@@ -333,16 +350,35 @@ export class RegistryClient {
   /**
    * GET (or HEAD) a path of the API for `repository` (the token scope). The body is a stream:
    * callers read it or discard it. A `document` body must arrive whole within the deadline (read
-   * it at once); a `stream` body (a blob) only has to keep a minimum pace.
+   * it at once); a `stream` body (a blob) only has to keep a minimum pace. Failed connections,
+   * 429 and 5xx are tried again as the core's retry policy says; `signal` stops it all.
    */
-  async request(method: 'GET' | 'HEAD', path: string, repository: string | undefined, accept?: string, body: Exchange['body'] = 'stream'): Promise<RegistryResponse> {
+  async request(method: 'GET' | 'HEAD', path: string, repository: string | undefined, accept?: string, body: Exchange['body'] = 'stream', signal?: AbortSignal): Promise<RegistryResponse> {
     const scope = repository ? `repository:${repository}:pull` : 'registry:catalog:*'
-    const retries = this.options.retries ?? 3
     // One deadline for the whole request: retries, redirects and the token included.
     const deadline = Date.now() + this.timeoutMs
     const mode = method === 'HEAD' ? 'document' : body
-    let fetchedToken = false
-    for (let attempt = 0; ; attempt++) {
+    const rounds: AuthRounds = {tokenFetched: false}
+    try {
+      return await withRetries(() => this.attempt(method, path, scope, accept, {deadline, body: mode}, rounds, signal), {
+        policy: {retries: this.options.retries ?? DEFAULT_RETRY.retries},
+        signal,
+        // A wait that ends past the deadline is not worth it: the answer so far stands.
+        classify: (error) => (error instanceof TransientFailure && Date.now() + (error.afterMs ?? 0) < deadline ? {retry: true, afterMs: error.afterMs} : {retry: false}),
+        onRetry: (error) => {
+          if (error instanceof TransientFailure && error.response) discardBody(error.response)
+        },
+      })
+    } catch (error) {
+      // The retries are spent on a 429 or 5xx: the caller reads the registry's answer.
+      if (error instanceof TransientFailure && error.response) return error.response
+      throw error
+    }
+  }
+
+  /** One try: the request, the redirects it is sent on and the authentication it is asked for. */
+  private async attempt(method: 'GET' | 'HEAD', path: string, scope: string, accept: string | undefined, exchange: Exchange, rounds: AuthRounds, signal?: AbortSignal): Promise<RegistryResponse> {
+    for (;;) {
       let url = new URL(this.baseUrl + path)
       const headers: Record<string, string> = {...(accept ? {Accept: accept} : {})}
       const token = this.tokens.get(scope)
@@ -350,34 +386,31 @@ export class RegistryClient {
       else if (this.basic && this.options.credentials) headers.Authorization = 'Basic ' + Buffer.from(`${this.options.credentials.username}:${this.options.credentials.password}`).toString('base64')
       let res: RegistryResponse
       try {
-        res = await this.raw(url, method, headers, {deadline, body: mode})
+        res = await this.raw(url, method, headers, exchange, 'a request', signal)
         // Redirects (blob storage elsewhere): follow, without our Authorization on another host.
         for (let hops = 0; res.status >= 300 && res.status < 400 && res.headers.location && hops < 5; hops++) {
           discardBody(res)
           const next = new URL(res.headers.location, url)
           if (next.host !== url.host) delete headers.Authorization
           url = next
-          res = await this.raw(url, method, headers, await this.exchange(url, deadline, mode), 'a redirect')
+          res = await this.raw(url, method, headers, await this.exchange(url, exchange.deadline, exchange.body), 'a redirect', signal)
         }
       } catch (error) {
         if (error instanceof RegError) throw error
+        signal?.throwIfAborted()
         const code = (error as {code?: string}).code
         if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new RegError(`registry ${this.host}: unknown host`, 'check the name in docker://HOST/NAME')
         if (code === 'ECONNREFUSED') throw new RegError(`registry ${this.host}: connection refused at ${this.baseUrl}`, this.options.plainHttp ? 'is the registry running?' : 'is it plain HTTP? use --plain-http for a local registry')
         if (code && /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS|EPROTO/.test(code)) throw new RegError(`registry ${this.host}: TLS error (${code})`, 'use --insecure to skip certificate verification, or --plain-http for an HTTP registry')
-        if (attempt < retries) {
-          await sleep(200 * 2 ** attempt)
-          continue
-        }
-        throw new RegError(`registry ${this.host}: ${method} ${path} failed: ${(error as Error).message}`)
+        throw new TransientFailure(`registry ${this.host}: ${method} ${path} failed: ${(error as Error).message}`)
       }
-      if (res.status === 401 && attempt < retries) {
+      if (res.status === 401) {
         discardBody(res)
         const challenge = parseChallenge(String(res.headers['www-authenticate'] ?? ''))
         // No token yet, or one that expired during a long mirror: ask the realm once per request.
-        if (challenge.scheme === 'bearer' && challenge.params.realm && !fetchedToken) {
-          fetchedToken = true
-          this.tokens.set(scope, await this.token(challenge.params.realm, challenge.params.service, challenge.params.scope ?? scope, deadline))
+        if (challenge.scheme === 'bearer' && challenge.params.realm && !rounds.tokenFetched) {
+          rounds.tokenFetched = true
+          this.tokens.set(scope, await this.token(challenge.params.realm, challenge.params.service, challenge.params.scope ?? scope, exchange.deadline, signal))
           continue
         }
         if (challenge.scheme === 'basic' && this.options.credentials && !this.basic) {
@@ -386,10 +419,9 @@ export class RegistryClient {
         }
         throw new RegError(`registry ${this.host}: ${path} needs authentication (401) and ${this.describeCredentials()} did not get in`, 'pass --creds user:pass, set REG_USERNAME/REG_PASSWORD, or docker login')
       }
-      if (transient(res.status) && attempt < retries) {
-        discardBody(res)
-        await sleep(200 * 2 ** attempt)
-        continue
+      if (transient(res.status)) {
+        const afterMs = res.status === 429 || res.status === 503 ? serverDelayMs(res.headers) : undefined
+        throw new TransientFailure(`registry ${this.host}: ${method} ${path} answered ${res.status}`, afterMs, res)
       }
       return res
     }
@@ -399,8 +431,8 @@ export class RegistryClient {
    * GET a small document (manifest, list), failing with the registry's own error on non-200.
    * `limit` bounds it (MAX_MANIFEST_BYTES for manifests).
    */
-  async getBytes(path: string, repository: string | undefined, accept?: string, limit = MAX_DOCUMENT_BYTES): Promise<{bytes: Buffer; headers: http.IncomingHttpHeaders}> {
-    const res = await this.request('GET', path, repository, accept, 'document')
+  async getBytes(path: string, repository: string | undefined, accept?: string, limit = MAX_DOCUMENT_BYTES, signal?: AbortSignal): Promise<{bytes: Buffer; headers: http.IncomingHttpHeaders}> {
+    const res = await this.request('GET', path, repository, accept, 'document', signal)
     if (res.status !== 200) {
       let detail = ''
       try {
