@@ -7,7 +7,7 @@ import {cp, mkdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {readConfigFile} from '../src/config/config-file.js'
-import {BACKEND_PLUGINS} from '../src/publish/plugins.js'
+import {BACKENDS} from '../plugins/index.js'
 import Deploy from '../src/commands/deploy.js'
 import {EXAMPLE_LAYOUT, REPO_ROOT, removeTempDirs, runReg, tempDir} from './support.js'
 
@@ -66,7 +66,7 @@ describe('config file', () => {
     const notInFile = new Set(['auth', 'dry-run', 'json', 'target', 'config'])
     const flags = Object.keys(Deploy.flags).filter((f) => !notInFile.has(f)).sort()
     assert.deepEqual(Object.keys(schema.definitions.target.properties).sort(), flags)
-    assert.ok(BACKEND_PLUGINS.length >= 7)
+    assert.ok(BACKENDS.plugins.length >= 7)
   })
 
   it('drives reg build and reg deploy with no flags; flags override a target; unknown targets are named', async () => {
