@@ -22,11 +22,16 @@ export default class Deploy extends RegCommand {
     const {args, flags: given, raw} = await this.parse(Deploy)
     const progress = ByteProgress.forStream(given.json, 'publishing')
     let report: DeployReport
+    // Ctrl-C stops the deploy cleanly: in-flight requests are aborted, what went live stays, a re-run resumes.
+    const interrupt = new AbortController()
+    const abort = () => interrupt.abort()
+    process.once('SIGINT', abort)
     try {
       const explicit = new Set(raw.flatMap((token) => (token.type === 'flag' ? [token.flag] : [])))
       const {dir, backend, options} = await resolveDeploy(args.dir, given, explicit)
       report = await deployTree(dir, backend, {
         ...options,
+        signal: interrupt.signal,
         observer: {
           phaseStart: (phase, steps) => {
             progress.addTotal(steps.reduce((sum, s) => sum + stepBytes(s), 0))
@@ -41,6 +46,8 @@ export default class Deploy extends RegCommand {
     } catch (error) {
       progress.stop()
       this.fail(error)
+    } finally {
+      process.off('SIGINT', abort)
     }
     progress.stop()
     if (given.json) {

@@ -6,7 +6,7 @@ import {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, HostDeployReport} from './backend.js'
 import {isCaseSensitiveDirectory} from './local-files.js'
 import {createPublishPlan, type PublishPlan} from './plan.js'
-import {type PublishObserver, type PublishResult, runPublishPlan} from './run.js'
+import {interrupted, type PublishObserver, type PublishResult, runPublishPlan} from './run.js'
 
 export interface DeployOptions {
   /** serve every repository under this namespace (`team/app` → `NS/team/app`) */
@@ -38,6 +38,10 @@ export async function deployTree(dir: string, backend: Backend, options: DeployO
   try {
     const tree = options.namePrefix && scratch ? await loaded.withNamePrefix(options.namePrefix, scratch) : loaded
     return await publishTree(tree, backend, options)
+  } catch (error) {
+    // Aborted inside a backend's call (listing, finish): the same clear error as between steps.
+    if (options.signal?.aborted) throw interrupted(backend)
+    throw error
   } finally {
     if (scratch) await rm(scratch, {recursive: true, force: true})
   }
