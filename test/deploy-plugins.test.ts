@@ -7,14 +7,14 @@ import path from 'node:path'
 import {after, describe, it} from 'node:test'
 import {pathToFileURL} from 'node:url'
 import {promisify} from 'node:util'
-import {Flags} from '@oclif/core'
+import {Flags, type Interfaces} from '@oclif/core'
 import {BACKENDS} from '../plugins/index.js'
 import {defineBackend} from '../plugins/plugin.js'
 import {BackendRegistry, flagSchema} from '../plugins/registry.js'
 import {configSchema} from '../src/config/config-schema.js'
 import {EXAMPLE_LAYOUT, REPO_ROOT, removeTempDirs, runReg, tempDir} from './support.js'
 
-const fake = (name: string, flags: Record<string, ReturnType<typeof Flags.string>>, uses: Array<'dest' | 'bucket'> = []) =>
+const fake = (name: string, flags: Interfaces.FlagInput, uses: Array<'dest' | 'bucket'> = []) =>
   defineBackend({name, summary: name, flags, uses, create: async () => assert.fail('not created')})
 
 describe('backend registry', () => {

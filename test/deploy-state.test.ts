@@ -5,7 +5,11 @@ import {access, readFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import type {Backend, RemoteObject} from '../src/publish/backend.js'
+import {apacheConfigFiles} from '../plugins/backend-apache/config.js'
+import {nginxMaps, nginxServer, nginxStandalone} from '../plugins/backend-nginx/config.js'
+import {headerFileConfig} from '../src/publish/header-file-host.js'
 import {createPublishPlan, PHASES} from '../src/publish/plan.js'
+import {tagRoutes} from '../src/publish/static-host.js'
 import {RegistryTree} from '../src/tree/registry-tree.js'
 import {EXAMPLE_LAYOUT, removeTempDirs, runReg, tempDir, writeTinyOciLayout} from './support.js'
 
@@ -74,6 +78,21 @@ describe('the publish plan, by capability', () => {
     assert.deepEqual(configure[0].action === 'configure' && configure[0].routed.map((o) => o.class), tree.objects.filter((o) => o.class === 'tag-manifest').map((o) => o.class))
     const plain = await createPublishPlan(tree, {objects: new Map()}, memory())
     assert.equal(plain.steps.some((s) => s.action === 'configure'), false)
+  })
+})
+
+describe('generated host configuration', () => {
+  it('cites no document outside what it configures (users deploy these files)', async () => {
+    const work = await tempDir()
+    assert.equal((await runReg(['build', `oci:${EXAMPLE_LAYOUT}`, '-o', path.join(work, 'tree')])).code, 0)
+    const tree = await RegistryTree.load(path.join(work, 'tree'))
+    const routes = tagRoutes(tree.objects.filter((o) => o.class === 'tag-manifest'))
+    const settings = {serverRoot: '/srv', listen: '80', serverName: '_'}
+    const texts = [
+      ...headerFileConfig(tree.index).map((f) => f.content), ...apacheConfigFiles(tree.index, routes).map((f) => f.content),
+      nginxMaps(routes), nginxServer(tree.index, settings), nginxStandalone(settings),
+    ]
+    for (const text of texts) assert.doesNotMatch(text, /DESIGN|§/)
   })
 })
 
