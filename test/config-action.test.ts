@@ -58,6 +58,9 @@ describe('config file', () => {
       `${path.join(work, 'd.json')} is not a valid reg config:\n  sources.0: expected a source string ("oci:./layout=team/app:1") or {source, name}`)
     assert.match(await configError(work, 'e.yaml', 'targets: [unclosed\n'), /e\.yaml: not valid YAML: /)
     assert.match(await configError(work, 'f.json', '{"defaultTarget": "prod", "targets": {"dev": {"backend": "dir"}}}'), /defaultTarget: no target "prod"/)
+    // A flag of another backend would be ignored: it is refused, from the backends' declarations.
+    assert.equal(await configError(work, 'g.json', '{"targets": {"prod": {"backend": "s3", "bucket": "b", "dest": "./public", "site": "x"}}}'),
+      `${path.join(work, 'g.json')} is not a valid reg config:\n  targets.prod: backend s3 does not read "dest"\n  targets.prod: backend s3 does not read "site"`)
   })
 
   it('the schema names every deploy flag a target may set (and nothing else)', async () => {

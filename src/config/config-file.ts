@@ -4,7 +4,9 @@ import path from 'node:path'
 import {Ajv, type ErrorObject} from 'ajv'
 import {parseDocument} from 'yaml'
 import {RegError} from '../core/errors.js'
+import {BACKENDS} from '../../plugins/index.js'
 import {CONFIG_SCHEMA_ID, configSchema} from './config-schema.js'
+import {TARGET_SETTINGS} from './deploy-flags.js'
 
 /** `reg.config.json` / `reg.config.yaml`: which images go into the tree, and where it is deployed. */
 export interface RegConfig {
@@ -77,7 +79,16 @@ export async function readConfigFile(file: string): Promise<LoadedConfig> {
   }
   const config = parsed as RegConfig
   if (config.defaultTarget && !config.targets?.[config.defaultTarget]) throw new RegError(`${file}: defaultTarget: no target "${config.defaultTarget}" in targets`)
+  const unread = Object.entries(config.targets ?? {}).flatMap(([name, target]) => keysNotRead(target).map((key) => `targets.${name}: backend ${target.backend} does not read "${key}"`))
+  if (unread.length > 0) throw new RegError(`${file} is not a valid reg config:\n  ${unread.join('\n  ')}`, 'each backend reads its own flags and the shared ones it names (reg deploy --help)')
   return {file, config}
+}
+
+/** A target's keys its backend would ignore: a flag of another backend is a mistake worth saying. */
+function keysNotRead(target: DeployTarget): string[] {
+  const plugin = BACKENDS.plugin(target.backend)
+  const read = new Set<string>(['backend', ...TARGET_SETTINGS, ...Object.keys(plugin.flags), ...plugin.uses])
+  return Object.keys(target).filter((key) => !read.has(key))
 }
 
 /** `--config FILE`, else the first of reg.config.{json,yaml,yml} in `cwd`; undefined when there is none. */
