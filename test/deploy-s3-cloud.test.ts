@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict'
 import path from 'node:path'
 import {after, afterEach, before, describe, it} from 'node:test'
+import {ListObjectsV2Command, type S3Client} from '@aws-sdk/client-s3'
 import nock from 'nock'
 import {partSizeFor} from '../plugins/backend-s3/s3-backend.js'
 import {BACKENDS} from '../plugins/index.js'
@@ -101,6 +102,19 @@ describe('S3 presets and cloud errors', () => {
       assert.match(error.hint ?? '', /arn:aws:s3:::reg\/\*/)
       return true
     })
+  })
+
+  it('SlowDown with Retry-After: one request per try (no SDK retries under reg\'s), and the delay S3 asked for', async () => {
+    let requests = 0
+    nock('https://reg.s3.us-east-1.amazonaws.com').persist().get(/.*/).reply(() => {
+      requests++
+      return [503, s3Error('SlowDown', 'Please reduce your request rate.'), {'Retry-After': '0'}]
+    })
+    const backend = await s3Backend.create({bucket: 'reg', region: 'us-east-1'})
+    await assert.rejects(deployTree(tree, backend, {retries: 1}), /Please reduce your request rate/)
+    assert.equal(requests, 2, 'the listing and its one retry: the SDK does not retry on its own')
+    const error = await (backend as unknown as {client: S3Client}).client.send(new ListObjectsV2Command({Bucket: 'reg'})).catch((e: unknown) => e)
+    assert.deepEqual(backend.retryVerdict?.(error), {retry: true, afterMs: 0})
   })
 
   it('AccessDenied: names the credential source', async () => {

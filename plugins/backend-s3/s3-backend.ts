@@ -59,6 +59,8 @@ export class S3Backend implements Backend {
       forcePathStyle: settings.forcePathStyle,
       requestChecksumCalculation: settings.checksums,
       responseChecksumValidation: settings.checksums,
+      // reg's one retry policy retries each step (and the listing); the SDK's own would retry under it.
+      maxAttempts: 1,
     })
   }
 

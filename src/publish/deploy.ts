@@ -2,11 +2,12 @@ import {mkdtemp, realpath, rm} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {errnoCode, RegError} from '../core/errors.js'
+import {DEFAULT_RETRY, withRetries} from '../core/retry.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, HostDeployReport} from './backend.js'
 import {isCaseSensitiveDirectory} from './local-files.js'
 import {createPublishPlan, type PublishPlan} from './plan.js'
-import {interrupted, type PublishObserver, type PublishResult, runPublishPlan} from './run.js'
+import {interrupted, type PublishObserver, type PublishResult, retryClassifier, runPublishPlan} from './run.js'
 
 export interface DeployOptions {
   /** serve every repository under this namespace (`team/app` → `NS/team/app`) */
@@ -77,7 +78,10 @@ async function refuseNestedDestination(treeDir: string, destination: string): Pr
 }
 
 async function publishTree(tree: RegistryTree, backend: Backend, options: DeployOptions): Promise<DeployReport> {
-  const remote = await backend.describeRemote(options.signal)
+  // The listing is retried like every step: it is the first request, where a throttled or flaky host shows.
+  const remote = await withRetries(() => backend.describeRemote(options.signal), {
+    policy: {retries: options.retries ?? DEFAULT_RETRY.retries}, classify: retryClassifier(backend, options.signal), signal: options.signal,
+  })
   const declared = backend.capabilities.caseSensitiveTags
   const caseSensitiveTags = declared === 'destination-file-system'
     ? backend.localDirectory !== undefined && (await isCaseSensitiveDirectory(backend.localDirectory))

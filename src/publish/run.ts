@@ -44,10 +44,7 @@ export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: 
   const result: PublishResult = {uploaded: 0, bytesUploaded: 0, copied: 0, bytesCopied: 0, redirected: 0, deleted: 0, unchanged: plan.unchanged}
   /** puts in flight by key: a server-side copy or a redirect waits for the put of its source */
   const puts = new Map<string, Promise<void>>()
-  const classify = (error: unknown): RetryVerdict => {
-    if (error instanceof RegError || signal?.aborted) return {retry: false}
-    return backend.retryVerdict?.(error) ?? {retry: true}
-  }
+  const classify = retryClassifier(backend, signal)
 
   const perform = (step: PublishStep): Promise<void> => {
     switch (step.action) {
@@ -105,6 +102,14 @@ export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: 
     })
   }
   return result
+}
+
+/** Which failures of `backend` are tried again: never a RegError (a verdict already), never after an abort; else as the backend says. */
+export function retryClassifier(backend: Pick<Backend, 'retryVerdict'>, signal?: AbortSignal): (error: unknown) => RetryVerdict {
+  return (error) => {
+    if (error instanceof RegError || signal?.aborted) return {retry: false}
+    return backend.retryVerdict?.(error) ?? {retry: true}
+  }
 }
 
 /** The error of a publish stopped by its signal: what went live stays, and a re-run resumes. */
