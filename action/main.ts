@@ -4,7 +4,7 @@
 import * as core from '@actions/core'
 import {type Interfaces, Parser} from '@oclif/core'
 import Build from '../src/commands/build.js'
-import Deploy from '../src/commands/deploy.js'
+import Deploy, {untilInterrupted} from '../src/commands/deploy.js'
 import {resolveBuild, resolveDeploy} from '../src/config/resolve.js'
 import {describeError} from '../src/core/errors.js'
 import {deployTree} from '../src/publish/deploy.js'
@@ -75,7 +75,7 @@ async function runAction(): Promise<void> {
   const {args, flags, raw} = await Parser.parse(argv, {flags: Deploy.flags, args: Deploy.args, strict: Deploy.strict})
   const explicit = new Set(raw.flatMap((token) => (token.type === 'flag' ? [token.flag] : [])))
   const resolved = await resolveDeploy(args.dir, flags, explicit)
-  const report = await deployTree(resolved.dir, resolved.backend, resolved.options)
+  const report = await untilInterrupted((signal) => deployTree(resolved.dir, resolved.backend, {...resolved.options, signal}))
   const listing = await listTree(resolved.dir)
   const registryUrl = report.host?.url ?? ''
   const uploadedBytes = report.host?.uploadedBytes ?? report.result?.bytesUploaded ?? 0

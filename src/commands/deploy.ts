@@ -8,6 +8,21 @@ import {resolveDeploy} from '../config/resolve.js'
 import {formatBytes} from '../ui/format.js'
 import {ByteProgress} from '../ui/progress.js'
 
+/**
+ * Run `work` with a signal that Ctrl-C (SIGINT; a cancelled GitHub job too) aborts: in-flight requests
+ * stop, what went live stays, and the same deploy run again resumes. A second Ctrl-C kills at once.
+ */
+export async function untilInterrupted<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const interrupt = new AbortController()
+  const abort = () => interrupt.abort()
+  process.once('SIGINT', abort)
+  try {
+    return await work(interrupt.signal)
+  } finally {
+    process.off('SIGINT', abort)
+  }
+}
+
 export default class Deploy extends RegCommand {
   static override summary = 'Publish a tree to a host, incrementally and in order (blobs, manifests, then tags)'
   static override description = `Backends:\n${BACKENDS.summary()}`
@@ -22,16 +37,12 @@ export default class Deploy extends RegCommand {
     const {args, flags: given, raw} = await this.parse(Deploy)
     const progress = ByteProgress.forStream(given.json, 'publishing')
     let report: DeployReport
-    // Ctrl-C stops the deploy cleanly: in-flight requests are aborted, what went live stays, a re-run resumes.
-    const interrupt = new AbortController()
-    const abort = () => interrupt.abort()
-    process.once('SIGINT', abort)
     try {
       const explicit = new Set(raw.flatMap((token) => (token.type === 'flag' ? [token.flag] : [])))
       const {dir, backend, options} = await resolveDeploy(args.dir, given, explicit)
-      report = await deployTree(dir, backend, {
+      report = await untilInterrupted((signal) => deployTree(dir, backend, {
         ...options,
-        signal: interrupt.signal,
+        signal,
         observer: {
           phaseStart: (phase, steps) => {
             progress.addTotal(steps.reduce((sum, s) => sum + stepBytes(s), 0))
@@ -42,12 +53,10 @@ export default class Deploy extends RegCommand {
             if (!given.json) progress.log(`retry ${attempt} ${step.key}: ${(error as Error).message}`, (l) => this.warn(l))
           },
         },
-      })
+      }))
     } catch (error) {
       progress.stop()
       this.fail(error)
-    } finally {
-      process.off('SIGINT', abort)
     }
     progress.stop()
     if (given.json) {

@@ -28,7 +28,7 @@ export type PublishStep =
   | {action: 'copy'; phase: Phase; key: string; object: RegistryObject; from: string}
   /** a redirect at `key` to the shared copy at `to` (no bytes of its own) */
   | {action: 'redirect'; phase: Phase; key: string; object: RegistryObject; to: string}
-  /** the host configuration: it answers the `routed` URLs */
+  /** the host configuration; `routed`: the URLs it answers with no stored object (tags routed by rewrites) */
   | {action: 'configure'; phase: 'configure'; key: string; routed: RegistryObject[]}
   | {action: 'delete'; phase: 'prune'; key: string; size: number}
 
@@ -41,8 +41,6 @@ export interface PlanOptions {
 export interface PublishPlan {
   steps: PublishStep[]
   unchanged: number
-  /** URLs the host configuration answers (no stored object), e.g. tags routed by rewrites */
-  routed: RegistryObject[]
   bytesToUpload: number
   bytesToCopy: number
   bytesToDelete: number
@@ -162,5 +160,5 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
     }
   }
   const sum = (action: PublishStep['action']) => steps.filter((s) => s.action === action).reduce((total, s) => total + (s.action === 'delete' ? s.size : s.action === 'put' || s.action === 'copy' ? s.object.size : 0), 0)
-  return {steps, unchanged, routed, bytesToUpload: sum('put'), bytesToCopy: sum('copy'), bytesToDelete: sum('delete')}
+  return {steps, unchanged, bytesToUpload: sum('put'), bytesToCopy: sum('copy'), bytesToDelete: sum('delete')}
 }
