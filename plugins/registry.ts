@@ -5,16 +5,15 @@ import type {BackendPlugin, DeploySettings, SharedFlagName} from './plugin.js'
 import {SHARED_FLAGS} from './shared-flags.js'
 
 /** A plugin of any flags: the registry only hands its flags on, by name. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyBackendPlugin = BackendPlugin<any, any>
 
 /** One property of a config file's deploy target, in JSON Schema. */
 export type FlagSchema = {description?: string} & ({type: 'string' | 'boolean'} | {type: 'integer'; minimum?: number} | {enum: readonly string[]})
 
+/** oclif builds every integer flag on one shared parser: that is how an integer flag is told from a string one. */
 const INTEGER_PARSE = Flags.integer().parse
 
 /** A flag's JSON Schema, read from its oclif declaration: the CLI and the config file accept the same values. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 export function flagSchema(flag: Interfaces.Flag<any>): FlagSchema {
   const description = flag.description
   if (flag.type === 'boolean') return {type: 'boolean', description}
