@@ -2,9 +2,9 @@
 // Inputs come from INPUT_* variables, outputs go to $GITHUB_OUTPUT, the job summary to
 // $GITHUB_STEP_SUMMARY, errors become ::error:: annotations: all through @actions/core.
 import * as core from '@actions/core'
-import {Parser} from '@oclif/core'
+import {type Interfaces, Parser} from '@oclif/core'
 import Build from '../src/commands/build.js'
-import Deploy from '../src/commands/deploy.js'
+import Deploy, {untilInterrupted} from '../src/commands/deploy.js'
 import {resolveBuild, resolveDeploy} from '../src/config/resolve.js'
 import {describeError} from '../src/core/errors.js'
 import {deployTree} from '../src/publish/deploy.js'
@@ -19,11 +19,13 @@ function splitArgs(text: string): string[] {
   return words
 }
 
-/** Inputs that are flags of reg: given only when set. */
-function inputFlags(names: readonly string[]): string[] {
-  return names.flatMap((name) => {
+/** Inputs named like a flag of reg are that flag (action.yml declares the common ones): given only when set. */
+function inputFlags(flags: Interfaces.FlagInput): string[] {
+  return Object.entries(flags).flatMap(([name, flag]) => {
     const value = core.getInput(name)
-    return value ? [`--${name}`, value] : []
+    if (!value) return []
+    if (flag.type === 'boolean') return core.getBooleanInput(name) ? [`--${name}`] : []
+    return [`--${name}`, value]
   })
 }
 
@@ -49,7 +51,7 @@ async function runAction(): Promise<void> {
   if (workingDirectory) process.chdir(workingDirectory)
   const command = core.getInput('command') || 'deploy'
   const extra = splitArgs(core.getInput('args'))
-  const config = inputFlags(['config'])
+  const config = inputFlags({config: Deploy.flags.config})
 
   if (command === 'build') {
     const {argv, flags} = await Parser.parse([...extra, ...config], {flags: Build.flags, args: Build.args, strict: Build.strict})
@@ -68,14 +70,12 @@ async function runAction(): Promise<void> {
   }
   if (command !== 'deploy') throw new Error(`unknown command "${command}": the action runs build or deploy`)
 
-  const argv = [...extra, ...config, ...inputFlags(['target', 'backend', 'bucket', 'site'])]
+  const {config: _config, ...deployFlags} = Deploy.flags
+  const argv = [...extra, ...config, ...inputFlags(deployFlags)]
   const {args, flags, raw} = await Parser.parse(argv, {flags: Deploy.flags, args: Deploy.args, strict: Deploy.strict})
   const explicit = new Set(raw.flatMap((token) => (token.type === 'flag' ? [token.flag] : [])))
   const resolved = await resolveDeploy(args.dir, flags, explicit)
-  const report = await deployTree(resolved.dir, resolved.backend, {
-    namePrefix: resolved.flags['name-prefix'] as string | undefined, dryRun: Boolean(resolved.flags['dry-run']), prune: Boolean(resolved.flags.prune),
-    concurrency: resolved.flags.concurrency as number, retries: resolved.flags.retries as number,
-  })
+  const report = await untilInterrupted((signal) => deployTree(resolved.dir, resolved.backend, {...resolved.options, signal}))
   const listing = await listTree(resolved.dir)
   const registryUrl = report.host?.url ?? ''
   const uploadedBytes = report.host?.uploadedBytes ?? report.result?.bytesUploaded ?? 0

@@ -7,7 +7,7 @@ import {cp, mkdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {readConfigFile} from '../src/config/config-file.js'
-import {BACKEND_PLUGINS} from '../src/publish/plugins.js'
+import {BACKENDS} from '../plugins/index.js'
 import Deploy from '../src/commands/deploy.js'
 import {EXAMPLE_LAYOUT, REPO_ROOT, removeTempDirs, runReg, tempDir} from './support.js'
 
@@ -58,6 +58,9 @@ describe('config file', () => {
       `${path.join(work, 'd.json')} is not a valid reg config:\n  sources.0: expected a source string ("oci:./layout=team/app:1") or {source, name}`)
     assert.match(await configError(work, 'e.yaml', 'targets: [unclosed\n'), /e\.yaml: not valid YAML: /)
     assert.match(await configError(work, 'f.json', '{"defaultTarget": "prod", "targets": {"dev": {"backend": "dir"}}}'), /defaultTarget: no target "prod"/)
+    // A flag of another backend would be ignored: it is refused, from the backends' declarations.
+    assert.equal(await configError(work, 'g.json', '{"targets": {"prod": {"backend": "s3", "bucket": "b", "dest": "./public", "site": "x"}}}'),
+      `${path.join(work, 'g.json')} is not a valid reg config:\n  targets.prod: backend s3 does not read "dest"\n  targets.prod: backend s3 does not read "site"`)
   })
 
   it('the schema names every deploy flag a target may set (and nothing else)', async () => {
@@ -66,7 +69,7 @@ describe('config file', () => {
     const notInFile = new Set(['auth', 'dry-run', 'json', 'target', 'config'])
     const flags = Object.keys(Deploy.flags).filter((f) => !notInFile.has(f)).sort()
     assert.deepEqual(Object.keys(schema.definitions.target.properties).sort(), flags)
-    assert.ok(BACKEND_PLUGINS.length >= 7)
+    assert.ok(BACKENDS.plugins.length >= 7)
   })
 
   it('drives reg build and reg deploy with no flags; flags override a target; unknown targets are named', async () => {

@@ -132,7 +132,7 @@ describe('publish order', () => {
     let failures = 2
     const recorder: Backend = {
       name: 'recorder', location: 'memory',
-      capabilities: {customHeaders: true, rewrites: false, redirects: false, basicAuth: false, serverSideCopy: true},
+      capabilities: {serverSideCopy: true},
       describeRemote: async (): Promise<RemoteState> => ({objects: new Map()}),
       putObject: async (key: string, object: RegistryObject) => {
         if (object.class === 'blob' && failures-- > 0) throw new Error('503 Slow Down')

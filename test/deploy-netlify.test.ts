@@ -239,7 +239,7 @@ describe('Netlify host limits and request shapes', () => {
         return {}
       })
       .get('/api/v1/sites/site-1/deploys/d1').reply(200, {id: 'd1', state: 'ready', deploy_ssl_url: 'https://d1--shape.netlify.app'})
-    const backend = netlifyBackend.create({site: 'shape', auth: 'secret-token', 'api-url': `${api}/api/v1`, draft: true, message: 'release 1'})
+    const backend = await netlifyBackend.create({site: 'shape', auth: 'secret-token', 'api-url': `${api}/api/v1`, draft: true, message: 'release 1'})
     const report = await deployTree(tree, backend)
     assert.ok(created)
     assert.equal(created.auth, 'Bearer secret-token')

@@ -3,9 +3,12 @@
 import assert from 'node:assert/strict'
 import path from 'node:path'
 import {after, afterEach, before, describe, it} from 'node:test'
+import {ListObjectsV2Command, type S3Client} from '@aws-sdk/client-s3'
 import nock from 'nock'
 import {partSizeFor} from '../plugins/backend-s3/s3-backend.js'
-import {r2Backend, s3Backend, scalewayBackend} from '../plugins/backend-s3/index.js'
+import {BACKENDS} from '../plugins/index.js'
+import {s3Backend} from '../plugins/backend-s3/index.js'
+import {scalewayBackend} from '../plugins/backend-scaleway/index.js'
 import {deployTree} from '../src/publish/deploy.js'
 import {freePort} from './static-hosts.js'
 import {S3_BUCKET, S3_CREDENTIALS, startS3rver} from './s3rver.js'
@@ -59,7 +62,8 @@ describe('S3 presets and cloud errors', () => {
 
   it('r2 signs for region auto at ACCOUNT.r2.cloudflarestorage.com, sends no ACL and no streaming checksums', async () => {
     const recorded = fakeBucket('https://reg.acc0unt.r2.cloudflarestorage.com')
-    const backend = r2Backend.create({'account-id': 'acc0unt', bucket: 'reg', acl: 'public-read'})
+    // --acl is not r2's, but reg deploy hands every flag to the backend: it must still send none.
+    const backend = await BACKENDS.create('r2', {'account-id': 'acc0unt', bucket: 'reg', acl: 'public-read'})
     const report = await deployTree(tree, backend)
     assert.ok(report.result!.uploaded > 0 && report.result!.copied > 0)
     const puts = recorded.filter((r) => r.method === 'PUT')
@@ -76,7 +80,7 @@ describe('S3 presets and cloud errors', () => {
 
   it('scaleway signs for its region at s3.REGION.scw.cloud', async () => {
     const recorded = fakeBucket('https://reg.s3.nl-ams.scw.cloud')
-    await deployTree(tree, scalewayBackend.create({bucket: 'reg', region: 'nl-ams'}))
+    await deployTree(tree, await scalewayBackend.create({bucket: 'reg', region: 'nl-ams'}))
     assert.ok(recorded.some((r) => r.method === 'PUT'))
     for (const r of recorded) assert.match(String(r.headers.authorization), /\/nl-ams\/s3\/aws4_request/)
   })
@@ -91,7 +95,7 @@ describe('S3 presets and cloud errors', () => {
     nock('https://reg.s3.eu-west-1.amazonaws.com').persist()
       .get(/.*/).reply(200, EMPTY_LISTING)
       .put(/.*/).reply(400, s3Error('AccessControlListNotSupported', 'The bucket does not allow ACLs'))
-    await assert.rejects(deployTree(tree, s3Backend.create({bucket: 'reg', region: 'eu-west-1', acl: 'public-read'}), {retries: 0}), (error: Error & {hint?: string}) => {
+    await assert.rejects(deployTree(tree, await s3Backend.create({bucket: 'reg', region: 'eu-west-1', acl: 'public-read'}), {retries: 0}), (error: Error & {hint?: string}) => {
       assert.match(error.message, /refuses ACLs/)
       assert.match(error.hint ?? '', /--acl none/)
       assert.match(error.hint ?? '', /"Action": "s3:GetObject"/)
@@ -100,14 +104,27 @@ describe('S3 presets and cloud errors', () => {
     })
   })
 
+  it('SlowDown with Retry-After: one request per try (no SDK retries under reg\'s), and the delay S3 asked for', async () => {
+    let requests = 0
+    nock('https://reg.s3.us-east-1.amazonaws.com').persist().get(/.*/).reply(() => {
+      requests++
+      return [503, s3Error('SlowDown', 'Please reduce your request rate.'), {'Retry-After': '0'}]
+    })
+    const backend = await s3Backend.create({bucket: 'reg', region: 'us-east-1'})
+    await assert.rejects(deployTree(tree, backend, {retries: 1}), /Please reduce your request rate/)
+    assert.equal(requests, 2, 'the listing and its one retry: the SDK does not retry on its own')
+    const error = await (backend as unknown as {client: S3Client}).client.send(new ListObjectsV2Command({Bucket: 'reg'})).catch((e: unknown) => e)
+    assert.deepEqual(backend.retryVerdict?.(error), {retry: true, afterMs: 0})
+  })
+
   it('AccessDenied: names the credential source', async () => {
     nock('https://reg.s3.us-east-1.amazonaws.com').get(/.*/).reply(403, s3Error('AccessDenied', 'Access Denied'))
-    await assert.rejects(deployTree(tree, s3Backend.create({bucket: 'reg', region: 'us-east-1'})), /access denied with credentials from the environment \(AWS_ACCESS_KEY_ID\)/)
+    await assert.rejects(deployTree(tree, await s3Backend.create({bucket: 'reg', region: 'us-east-1'})), /access denied with credentials from the environment \(AWS_ACCESS_KEY_ID\)/)
   })
 
   it('a bucket in another region: says which', async () => {
     nock('https://reg.s3.us-east-1.amazonaws.com').get(/.*/).reply(301, s3Error('PermanentRedirect', 'The bucket is in this region: eu-central-1.', '<Endpoint>reg.s3.eu-central-1.amazonaws.com</Endpoint><Bucket>reg</Bucket>'), {'x-amz-bucket-region': 'eu-central-1'})
-    await assert.rejects(deployTree(tree, s3Backend.create({bucket: 'reg', region: 'us-east-1'})), (error: Error & {hint?: string}) => {
+    await assert.rejects(deployTree(tree, await s3Backend.create({bucket: 'reg', region: 'us-east-1'})), (error: Error & {hint?: string}) => {
       assert.match(error.message, /another region \(eu-central-1\)/)
       assert.match(error.hint ?? '', /--region eu-central-1/)
       return true

@@ -36,9 +36,14 @@ export async function startS3rver(dir: string, port: number, options: {website?:
     stdio: 'ignore', env: {...process.env, NODE_OPTIONS: '--openssl-legacy-provider'},
   })
   const endpoint = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 100; i++) {
-    if (await fetch(`${endpoint}/${S3_BUCKET}?list-type=2`).then(() => true, () => false)) break
-    await sleep(50)
+  let up = false
+  for (let i = 0; i < 200 && !up; i++) {
+    up = await fetch(`${endpoint}/${S3_BUCKET}?list-type=2`).then(() => true, () => false)
+    if (!up) await sleep(50)
+  }
+  if (!up) {
+    child.kill('SIGTERM')
+    throw new Error(`s3rver did not answer on ${endpoint}`)
   }
   return {
     endpoint, hostPort: `${S3_BUCKET}:${port}`, url: `http://${S3_BUCKET}:${port}`,
@@ -56,6 +61,9 @@ export interface CountingProxy {
   reset(): void
   /** answer this fraction of requests with a 503 or a reset connection instead of forwarding them; delay each request */
   faults: {rate: number; delayMs: number}
+  /** hold every request (of `method`, if given) that arrives from now on until the returned function is called; `held` counts them */
+  hold(method?: string): () => void
+  held: number
   stop(): Promise<void>
 }
 
@@ -64,10 +72,17 @@ export async function startCountingProxy(target: string, port: number): Promise<
   const requests: CountingProxy['requests'] = []
   const faults = {rate: 0, delayMs: 0}
   let n = 0
+  let gate: Promise<void> | undefined
+  let gatedMethod: string | undefined
+  const state = {held: 0}
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = []
     req.on('data', (c: Buffer) => chunks.push(c))
     req.on('end', async () => {
+      if (gate && (gatedMethod === undefined || req.method === gatedMethod)) {
+        state.held++
+        await gate
+      }
       if (faults.delayMs) await sleep(faults.delayMs)
       const body = Buffer.concat(chunks)
       const record: CountingProxy['requests'][number] = {method: req.method ?? '', url: req.url ?? '', bodyBytes: body.length, copy: Boolean(req.headers['x-amz-copy-source'])}
@@ -90,6 +105,20 @@ export async function startCountingProxy(target: string, port: number): Promise<
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()))
   return {
     endpoint: `http://127.0.0.1:${port}`, requests, faults,
+    get held() {
+      return state.held
+    },
+    hold: (method?: string) => {
+      gatedMethod = method
+      let release = () => {}
+      gate = new Promise<void>((resolve) => {
+        release = () => {
+          gate = undefined
+          resolve()
+        }
+      })
+      return release
+    },
     reset: () => {
       requests.length = 0
     },

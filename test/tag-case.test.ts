@@ -99,7 +99,7 @@ describe('tags equal but for case', () => {
 
   it('a dir destination whose file system cannot tell them apart is refused, before anything is written', async () => {
     const out = path.join(work, 'insensitive')
-    const real = dirBackend.create({dest: out}) as Backend
+    const real = await dirBackend.create({dest: out})
     // What deploy reads from a case-insensitive destination's probe, declared directly (no such file system here).
     const insensitive: Backend = Object.assign(Object.create(real) as Backend, {capabilities: {...real.capabilities, caseSensitiveTags: false}})
     await assert.rejects(deployTree(tree, insensitive), (error: Error) => {

@@ -2,8 +2,8 @@ import {readdir} from 'node:fs/promises'
 import path from 'node:path'
 import {errnoCode, RegError} from '../../src/core/errors.js'
 import {LocalHostBackend} from '../../src/publish/local-host.js'
-import type {BackendPlugin} from '../../src/publish/plugin.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
+import {defineBackend} from '../plugin.js'
 import {apacheConfigFiles} from './config.js'
 
 /** Every `v2/<name>/manifests/.htaccess` under the target: the ones a repository that left no longer needs are removed. */
@@ -29,19 +29,21 @@ async function repositoryHtaccessFiles(target: string, dir = 'v2'): Promise<stri
  * mod_rewrite; headers by mod_headers; each repository's tags in its own small .htaccess, so a
  * request only reads the rules of its repository and a deploy is live without a reload.
  */
-export const apacheBackend: BackendPlugin = {
+export const apacheBackend = defineBackend({
   name: 'apache',
   summary: 'files + .htaccess (mod_rewrite, mod_headers, mod_mime; AllowOverride FileInfo), the target is the DocumentRoot',
   flags: {},
-  create(flags) {
+  uses: ['dest'],
+  paths: ['dest'],
+  async create(flags) {
     if (typeof flags.dest !== 'string') throw new RegError('--backend apache needs --dest DIR', 'e.g. reg deploy ./dist --backend apache --dest /var/www/registry (the DocumentRoot)')
     const target = path.resolve(flags.dest)
-    return new LocalHostBackend('apache', target, {customHeaders: true, rewrites: true, redirects: true, basicAuth: true, serverSideCopy: true, caseSensitiveTags: true}, {
+    return new LocalHostBackend('apache', target, {serverSideCopy: true, caseSensitiveTags: true}, {
       roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
       storageKeyOf: staticStorageKey,
-      configFiles: (tree, plan) => [
+      configFiles: (tree, routed) => [
         ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-        ...apacheConfigFiles(tree.index, tagRoutes(plan.routed)),
+        ...apacheConfigFiles(tree.index, tagRoutes(routed)),
       ],
       staleConfigFiles: async (current) => {
         const wanted = new Set(current.map((c) => c.path))
@@ -49,4 +51,4 @@ export const apacheBackend: BackendPlugin = {
       },
     })
   },
-}
+})

@@ -2,8 +2,10 @@ import {createHash} from 'node:crypto'
 import {createReadStream, type ReadStream} from 'node:fs'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {NetlifyAPI} from '@netlify/api'
+import type {RequestInit} from 'node-fetch'
 import {mapLimit} from '../../src/core/concurrency.js'
 import {RegError} from '../../src/core/errors.js'
+import {withRetries} from '../../src/core/retry.js'
 import type {Backend, HostDeployReport, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import {checkHostLimits, headerFileConfig, headerFileStorageKey, type HostLimits} from '../../src/publish/header-file-host.js'
 import type {RegistryObject} from '../../src/tree/model.js'
@@ -88,7 +90,7 @@ function pullHint(tree: RegistryTree, url: string): string[] {
 export class NetlifyBackend implements Backend {
   readonly name = 'netlify'
   // Netlify matches paths case-insensitively: tags equal but for case are refused by the plan.
-  readonly capabilities = {customHeaders: true, rewrites: true, redirects: true, basicAuth: false, serverSideCopy: true, caseSensitiveTags: false}
+  readonly capabilities = {serverSideCopy: true, caseSensitiveTags: false}
   readonly location: string
   private readonly api: NetlifyAPI
   private site?: NetlifySite
@@ -96,6 +98,8 @@ export class NetlifyBackend implements Backend {
   private readonly live = new Map<string, {sha1: string; size: number}>()
   private readonly staged = new Map<string, StagedFile>()
   private readonly removed = new Set<string>()
+  /** the deploy's Ctrl-C, for the API calls of describeRemote and finish */
+  private signal?: AbortSignal
 
   constructor(private readonly settings: NetlifySettings) {
     const base = new URL(settings.apiUrl)
@@ -123,15 +127,21 @@ export class NetlifyBackend implements Backend {
     return new RegError(`Netlify answered ${status} while ${doing}: ${detail}`)
   }
 
-  async describeRemote(): Promise<RemoteState> {
+  /** fetch options for one API call: Ctrl-C aborts the request (the client hands them to node-fetch) */
+  private static request(signal: AbortSignal | undefined): RequestInit {
+    return {signal: signal as RequestInit['signal']}
+  }
+
+  async describeRemote(signal?: AbortSignal): Promise<RemoteState> {
+    this.signal = signal
     try {
-      this.site = await this.api.getSite({site_id: this.siteId()}) as NetlifySite
+      this.site = await this.api.getSite({site_id: this.siteId()}, NetlifyBackend.request(signal)) as NetlifySite
     } catch (error) {
       throw this.explain(error, 'read the site')
     }
     let files: Array<{path: string; sha: string; size: number}> = []
     try {
-      files = await this.api.listSiteFiles({site_id: this.site.id}) as typeof files
+      files = await this.api.listSiteFiles({site_id: this.site.id}, NetlifyBackend.request(signal)) as typeof files
     } catch (error) {
       // A site that was never deployed has no files.
       if (httpStatus(error) !== 404) throw this.explain(error, 'list the site\'s files')
@@ -161,38 +171,43 @@ export class NetlifyBackend implements Backend {
   }
 
   async writeHostConfig(tree: RegistryTree): Promise<void> {
+    // `_headers` names every tag: the routed URLs are in the tree's index already.
     for (const config of headerFileConfig(tree.index)) {
       const source = {content: Buffer.from(config.content)}
       this.staged.set(config.path, {sha1: await sha1Of(source), size: source.content.length, source})
     }
   }
 
-  /** Run an API call, retrying 5xx and network failures with backoff (the client itself waits out 429s as X-RateLimit-Reset says). */
-  private async withRetries<T>(doing: string, call: () => Promise<T>): Promise<T> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await call()
-      } catch (error) {
+  /**
+   * An API call under reg's retry policy: 5xx, 429 and network failures are tried again (the client
+   * itself first waits out 429s as X-RateLimit-Reset says; its errors carry no headers).
+   */
+  private retried<T>(doing: string, call: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
+    return withRetries(() => call(this.signal), {
+      policy: {retries: this.settings.retries, maxMs: 8000},
+      signal: this.signal,
+      classify: (error) => {
         const status = httpStatus(error)
-        const transient = status === undefined || status >= 500 || status === 429
-        if (!transient || attempt >= this.settings.retries) throw this.explain(error, doing)
-        await sleep(Math.min(250 * 2 ** attempt, 8000))
-      }
-    }
+        return {retry: !this.signal?.aborted && (status === undefined || status >= 500 || status === 429)}
+      },
+    }).catch((error: unknown) => {
+      throw this.signal?.aborted ? error : this.explain(error, doing)
+    })
   }
 
   private async waitFor(deployId: string, done: readonly string[], doing: string): Promise<NetlifyDeploy> {
     const started = Date.now()
     for (let poll = 0; Date.now() - started < DEPLOY_TIMEOUT_MS; poll++) {
-      const deploy = await this.withRetries(doing, () => this.api.getSiteDeploy({site_id: this.site?.id ?? '', deploy_id: deployId}) as Promise<NetlifyDeploy>)
+      const deploy = await this.retried(doing, (signal) => this.api.getSiteDeploy({site_id: this.site?.id ?? '', deploy_id: deployId}, NetlifyBackend.request(signal)) as Promise<NetlifyDeploy>)
       if (deploy.state === 'error') throw new RegError(`Netlify failed the deploy ${deployId}: ${deploy.error_message ?? 'no reason given'}`, 'see the deploy log in the Netlify UI; the site still serves its previous deploy')
       if (done.includes(deploy.state)) return deploy
-      await sleep(Math.min(200 * 2 ** poll, 2000))
+      await sleep(Math.min(200 * 2 ** poll, 2000), undefined, {signal: this.signal})
     }
     throw new RegError(`Netlify did not finish ${doing} within ${DEPLOY_TIMEOUT_MS / 60_000} minutes (deploy ${deployId})`, 'the site still serves its previous deploy; try again')
   }
 
-  async finish(tree: RegistryTree): Promise<HostDeployReport> {
+  async finish(tree: RegistryTree, signal?: AbortSignal): Promise<HostDeployReport> {
+    this.signal = signal
     const site = this.site
     if (!site) throw new RegError('internal: finish before describeRemote')
     const files = new Map<string, {sha1: string; size: number}>()
@@ -206,10 +221,10 @@ export class NetlifyBackend implements Backend {
 
     const manifest = Object.fromEntries([...files].map(([key, file]) => [`/${key}`, file.sha1]))
     const asynchronous = files.size > SYNC_FILE_LIMIT
-    let deploy = await this.withRetries('create the deploy', () => this.api.createSiteDeploy({
+    let deploy = await this.retried('create the deploy', (signal) => this.api.createSiteDeploy({
       site_id: site.id, title: this.settings.message,
       body: {files: manifest, async: asynchronous, draft: this.settings.draft},
-    }) as Promise<NetlifyDeploy>)
+    }, NetlifyBackend.request(signal)) as Promise<NetlifyDeploy>)
     if (asynchronous && !['prepared', 'ready'].includes(deploy.state)) deploy = await this.waitFor(deploy.id, ['prepared', 'uploading', 'ready'], 'diffing the files')
 
     // Each required SHA-1 once, from whichever staged path holds it.
@@ -222,12 +237,12 @@ export class NetlifyBackend implements Backend {
     })
     let uploadedBytes = 0
     await mapLimit(uploads, this.settings.concurrency, async ({key, source, size}) => {
-      await this.withRetries(`upload /${key}`, () => this.api.uploadDeployFile({
+      await this.retried(`upload /${key}`, (signal) => this.api.uploadDeployFile({
         deploy_id: deploy.id, path: encodeURI(key),
         // a function: the client calls it again for each retry of a 429, so a stream is never reused
         // (the client's types say ReadStream; node-fetch sends a Buffer just as well)
         body: 'content' in source ? source.content as unknown as ReadStream : () => createReadStream(source.file),
-      }))
+      }, NetlifyBackend.request(signal)))
       uploadedBytes += size
     })
     const ready = deploy.state === 'ready' ? deploy : await this.waitFor(deploy.id, ['ready'], 'publishing the deploy')

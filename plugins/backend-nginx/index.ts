@@ -2,23 +2,25 @@ import path from 'node:path'
 import {Flags} from '@oclif/core'
 import {RegError} from '../../src/core/errors.js'
 import {LocalHostBackend} from '../../src/publish/local-host.js'
-import type {BackendPlugin} from '../../src/publish/plugin.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
+import {defineBackend} from '../plugin.js'
 import {nginxMaps, nginxServer, nginxStandalone} from './config.js'
 
 /**
  * nginx, stock modules only: objects under `_registry/` (each blob and manifest once), a server-level
  * include of a dozen pattern locations, an http-level map routing tags, and a standalone nginx.conf.
  */
-export const nginxBackend: BackendPlugin = {
+export const nginxBackend = defineBackend({
   name: 'nginx',
   summary: 'files + nginx.conf / registry.conf (stock nginx: pattern locations, tags in a map)',
   flags: {
-    'server-name': Flags.string({description: '[nginx] server_name of the generated server block', default: '_', helpGroup: 'NGINX'}),
-    listen: Flags.string({description: '[nginx] listen address of the generated nginx.conf', default: '80', helpGroup: 'NGINX'}),
-    'server-root': Flags.string({description: '[nginx] root the configuration serves from (default: the target directory; any string, e.g. $registry_root)', helpGroup: 'NGINX'}),
+    'server-name': Flags.string({description: 'server_name of the generated server block', default: '_'}),
+    listen: Flags.string({description: 'listen address of the generated nginx.conf', default: '80'}),
+    'server-root': Flags.string({description: 'root the configuration serves from (default: the target directory; any string, e.g. $registry_root)'}),
   },
-  create(flags) {
+  uses: ['dest'],
+  paths: ['dest'],
+  async create(flags) {
     if (typeof flags.dest !== 'string') throw new RegError('--backend nginx needs --dest DIR', 'e.g. reg deploy ./dist --backend nginx --dest /srv/registry')
     const target = path.resolve(flags.dest)
     const settings = {
@@ -26,15 +28,15 @@ export const nginxBackend: BackendPlugin = {
       listen: String(flags.listen ?? '80'),
       serverName: String(flags['server-name'] ?? '_'),
     }
-    return new LocalHostBackend('nginx', target, {customHeaders: true, rewrites: true, redirects: true, basicAuth: true, serverSideCopy: true, caseSensitiveTags: true}, {
+    return new LocalHostBackend('nginx', target, {serverSideCopy: true, caseSensitiveTags: true}, {
       roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
       storageKeyOf: staticStorageKey,
-      configFiles: (tree, plan) => [
+      configFiles: (tree, routed) => [
         ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(plan.routed))},
+        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed))},
         {path: 'registry.conf', content: nginxServer(tree.index, settings)},
         {path: 'nginx.conf', content: nginxStandalone(settings)},
       ],
     })
   },
-}
+})

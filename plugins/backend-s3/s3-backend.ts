@@ -5,6 +5,7 @@ import {
 } from '@aws-sdk/client-s3'
 import {Upload} from '@aws-sdk/lib-storage'
 import {RegError} from '../../src/core/errors.js'
+import {type RetryVerdict, serverDelayMs} from '../../src/core/retry.js'
 import type {Backend, BackendCapabilities, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import type {RegistryObject} from '../../src/tree/model.js'
 
@@ -51,13 +52,15 @@ export class S3Backend implements Backend {
   constructor(private readonly settings: S3Settings) {
     this.name = settings.provider
     this.location = `s3://${settings.bucket}/${settings.keyPrefix}${settings.endpoint ? ` at ${settings.endpoint}` : ''}`
-    this.capabilities = {customHeaders: false, rewrites: false, redirects: settings.dedupe === 'redirect', basicAuth: false, serverSideCopy: settings.dedupe !== 'none', caseSensitiveTags: true}
+    this.capabilities = {serverSideCopy: settings.dedupe !== 'none', caseSensitiveTags: true}
     this.client = new S3Client({
       region: settings.region,
       endpoint: settings.endpoint,
       forcePathStyle: settings.forcePathStyle,
       requestChecksumCalculation: settings.checksums,
       responseChecksumValidation: settings.checksums,
+      // reg's one retry policy retries each step (and the listing); the SDK's own would retry under it.
+      maxAttempts: 1,
     })
   }
 
@@ -77,18 +80,22 @@ export class S3Backend implements Backend {
     }
   }
 
-  /** The shared copy of a blob in redirect mode. */
+  /** Redirect mode: every repository's blob URL redirects to one shared copy under `_blobs/`. */
+  sharedKeyOf(object: RegistryObject): string | undefined {
+    return this.settings.dedupe === 'redirect' && object.class === 'blob' ? this.sharedBlobKey(object.digest) : undefined
+  }
+
   private sharedBlobKey(digest: string): string {
     return `${this.settings.keyPrefix}_blobs/${digest}`
   }
 
   /** One flat, paginated ListObjectsV2 over a key prefix: no per-object HEAD. */
-  private async list(prefix: string): Promise<Map<string, RemoteObject>> {
+  private async list(prefix: string, signal?: AbortSignal): Promise<Map<string, RemoteObject>> {
     const objects = new Map<string, RemoteObject>()
     let ContinuationToken: string | undefined
     try {
       do {
-        const page = await this.client.send(new ListObjectsV2Command({Bucket: this.settings.bucket, Prefix: prefix, ContinuationToken}))
+        const page = await this.client.send(new ListObjectsV2Command({Bucket: this.settings.bucket, Prefix: prefix, ContinuationToken}), {abortSignal: signal})
         for (const item of page.Contents ?? []) {
           if (!item.Key) continue
           const etag = item.ETag?.replaceAll('"', '')
@@ -102,50 +109,40 @@ export class S3Backend implements Backend {
     return objects
   }
 
-  /** The registry's key space, `[prefix]v2/`; in redirect mode also the shared blobs. */
-  async describeRemote(): Promise<RemoteState> {
-    const objects = await this.list(`${this.settings.keyPrefix}v2/`)
+  /**
+   * The registry's key space, `[prefix]v2/`; in redirect mode also the shared blobs, and each empty
+   * object at a blob URL is what it is: a redirect (written only by `putRedirect`) to its shared copy.
+   */
+  async describeRemote(signal?: AbortSignal): Promise<RemoteState> {
+    const objects = await this.list(`${this.settings.keyPrefix}v2/`, signal)
     // v2/index.json goes with v2/ (written together): not an object of its own.
     objects.delete(`${this.settings.keyPrefix}v2/index.json`)
     if (this.settings.dedupe === 'redirect') {
-      const shared = await this.list(`${this.settings.keyPrefix}_blobs/`)
-      this.sharedBlobs = new Set(shared.keys())
-      // A redirect object is empty: it stands for its shared blob, if that is there.
       for (const [key, object] of objects) {
         const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(key)?.[1]
-        const target = digest && shared.get(this.sharedBlobKey(digest))
-        if (target && object.size === 0) objects.set(key, {...object, size: target.size, md5: undefined})
+        if (digest && object.size === 0) objects.set(key, {key, size: 0, redirectTo: this.sharedBlobKey(digest)})
       }
+      for (const [key, object] of await this.list(`${this.settings.keyPrefix}_blobs/`, signal)) objects.set(key, object)
     }
     return {objects}
   }
 
-  /** shared blobs known to exist (redirect mode) */
-  private sharedBlobs = new Set<string>()
-
-  async putObject(key: string, object: RegistryObject, file: string): Promise<void> {
-    if (this.settings.dedupe === 'redirect' && object.class === 'blob') {
-      const shared = this.sharedBlobKey(object.digest)
-      if (!this.sharedBlobs.has(shared)) await this.upload(shared, object, file)
-      this.sharedBlobs.add(shared)
-      await this.putRedirect(key, shared, object)
-      return
-    }
-    await this.upload(key, object, file)
+  async putObject(key: string, object: RegistryObject, file: string, signal?: AbortSignal): Promise<void> {
+    await this.upload(key, object, file, signal)
     if (object.class === 'api-root') {
-      await this.send(new PutObjectCommand({...this.objectParams(object), Key: `${key}index.json`, Body: createReadStream(file), ContentLength: object.size}))
+      await this.send(new PutObjectCommand({...this.objectParams(object), Key: `${key}index.json`, Body: createReadStream(file), ContentLength: object.size}), signal)
     }
   }
 
   /** A tiny object the S3 website endpoint answers with a 301 to the shared copy. */
-  private async putRedirect(key: string, target: string, object: RegistryObject): Promise<void> {
-    await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: '', ContentLength: 0, WebsiteRedirectLocation: `/${target}`}))
+  async putRedirect(key: string, target: string, object: RegistryObject, signal?: AbortSignal): Promise<void> {
+    await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: '', ContentLength: 0, WebsiteRedirectLocation: `/${target}`}), signal)
   }
 
-  private async upload(key: string, object: RegistryObject, file: string): Promise<void> {
+  private async upload(key: string, object: RegistryObject, file: string, signal?: AbortSignal): Promise<void> {
     if (object.size < 8 * MiB) {
       // Small objects in one request; the body is a stream with a known length (no aws-chunked framing).
-      await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: createReadStream(file), ContentLength: object.size}))
+      await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: createReadStream(file), ContentLength: object.size}), signal)
     } else {
       const upload = new Upload({
         client: this.client,
@@ -154,42 +151,45 @@ export class S3Backend implements Backend {
         queueSize: 4,
         leavePartsOnError: false,
       })
+      const abort = () => void upload.abort().catch(() => undefined)
+      signal?.addEventListener('abort', abort, {once: true})
       try {
         await upload.done()
       } catch (error) {
-        throw explainS3Error(error, this.settings)
+        if (!this.retryVerdict(error).retry) throw explainS3Error(error, this.settings)
+        throw error
+      } finally {
+        signal?.removeEventListener('abort', abort)
       }
     }
   }
 
-  async copyObject(fromKey: string, key: string, object: RegistryObject): Promise<void> {
-    if (this.settings.dedupe === 'redirect' && object.class === 'blob') {
-      await this.putRedirect(key, this.sharedBlobKey(object.digest), object)
-      return
-    }
+  async copyObject(fromKey: string, key: string, object: RegistryObject, signal?: AbortSignal): Promise<void> {
     if (object.size > COPY_LIMIT) throw new RegError(`${key}: objects over 5 GiB cannot be copied with one CopyObject`, 'run with --dedupe none')
     // REPLACE: a tag and its manifest by digest share bytes but not Cache-Control.
     // CopySource keeps ':' as is (encodeURI): s3rver decodes it with decodeURI, AWS accepts either.
-    await this.send(new CopyObjectCommand({...this.objectParams(object), Key: key, CopySource: encodeURI(`${this.settings.bucket}/${fromKey}`), MetadataDirective: 'REPLACE'}))
+    await this.send(new CopyObjectCommand({...this.objectParams(object), Key: key, CopySource: encodeURI(`${this.settings.bucket}/${fromKey}`), MetadataDirective: 'REPLACE'}), signal)
   }
 
-  async deleteObject(key: string): Promise<void> {
-    await this.send(new DeleteObjectCommand({Bucket: this.settings.bucket, Key: key}))
+  async deleteObject(key: string, signal?: AbortSignal): Promise<void> {
+    await this.send(new DeleteObjectCommand({Bucket: this.settings.bucket, Key: key}), signal)
   }
 
-  isRetryable(error: unknown): boolean {
+  /** Throttling, 5xx and timeouts are worth another try, after the delay S3 asks for if it does; network resets too. */
+  retryVerdict(error: unknown): RetryVerdict {
     if (error instanceof S3ServiceException) {
       const status = error.$metadata.httpStatusCode ?? 0
-      return status >= 500 || status === 429 || error.name === 'SlowDown' || error.name === 'RequestTimeout'
+      const retry = status >= 500 || status === 429 || error.name === 'SlowDown' || error.name === 'RequestTimeout'
+      return {retry, afterMs: retry ? serverDelayMs(error.$response?.headers ?? {}) : undefined}
     }
-    return true // network resets, timeouts
+    return {retry: !(error instanceof Error && error.name === 'AbortError')}
   }
 
-  private async send(command: PutObjectCommand | CopyObjectCommand | DeleteObjectCommand): Promise<void> {
+  private async send(command: PutObjectCommand | CopyObjectCommand | DeleteObjectCommand, signal: AbortSignal | undefined): Promise<void> {
     try {
-      await this.client.send(command as PutObjectCommand)
+      await this.client.send(command as PutObjectCommand, {abortSignal: signal})
     } catch (error) {
-      if (!this.isRetryable(error)) throw explainS3Error(error, this.settings)
+      if (!this.retryVerdict(error).retry) throw explainS3Error(error, this.settings)
       throw error
     }
   }

@@ -1,10 +1,12 @@
 import {existsSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
-import {fileURLToPath} from 'node:url'
 import {Ajv, type ErrorObject} from 'ajv'
 import {parseDocument} from 'yaml'
 import {RegError} from '../core/errors.js'
+import {BACKENDS} from '../../plugins/index.js'
+import {CONFIG_SCHEMA_ID, configSchema} from './config-schema.js'
+import {TARGET_SETTINGS} from './deploy-flags.js'
 
 /** `reg.config.json` / `reg.config.yaml`: which images go into the tree, and where it is deployed. */
 export interface RegConfig {
@@ -29,24 +31,10 @@ export interface LoadedConfig {
 
 export const CONFIG_FILE_NAMES = ['reg.config.json', 'reg.config.yaml', 'reg.config.yml'] as const
 
-/** The schema ships in the package's `schema/` folder: found upwards from this module (src/, lib/src/ or the action's bundle). */
-function findSchemaFile(): string {
-  for (let dir = path.dirname(fileURLToPath(import.meta.url)); ; dir = path.dirname(dir)) {
-    const candidate = path.join(dir, 'schema', 'reg.config.schema.json')
-    if (existsSync(candidate)) return candidate
-    if (path.dirname(dir) === dir) throw new RegError('internal: schema/reg.config.schema.json is missing from the reg package')
-  }
-}
-
-export const CONFIG_SCHEMA_FILE = findSchemaFile()
-
 let validator: ReturnType<Ajv['compile']> | undefined
 
-async function validate(config: unknown): Promise<ErrorObject[]> {
-  if (!validator) {
-    const schema = JSON.parse(await readFile(CONFIG_SCHEMA_FILE, 'utf8')) as object
-    validator = new Ajv({allErrors: true, strict: false}).compile(schema)
-  }
+function validate(config: unknown): ErrorObject[] {
+  validator ??= new Ajv({allErrors: true, strict: false}).compile(configSchema())
   return validator(config) ? [] : [...(validator.errors ?? [])]
 }
 
@@ -82,16 +70,25 @@ export async function readConfigFile(file: string): Promise<LoadedConfig> {
     if (document.errors.length > 0) throw new RegError(`${file}: not valid YAML: ${document.errors[0]?.message}`)
     parsed = document.toJS()
   }
-  const errors = await validate(parsed)
+  const errors = validate(parsed)
   // anyOf reports each branch too; the anyOf line says it better.
   const anyOfPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath)
   const shown = errors.filter((e) => e.keyword === 'anyOf' || !anyOfPaths.some((p) => e.instancePath.startsWith(p)))
   if (shown.length > 0) {
-    throw new RegError(`${file} is not a valid reg config:\n  ${[...new Set(shown.map(describeSchemaError))].join('\n  ')}`, `the schema is ${CONFIG_SCHEMA_FILE}`)
+    throw new RegError(`${file} is not a valid reg config:\n  ${[...new Set(shown.map(describeSchemaError))].join('\n  ')}`, `the schema: ${CONFIG_SCHEMA_ID} (schema/reg.config.schema.json in the reg package)`)
   }
   const config = parsed as RegConfig
   if (config.defaultTarget && !config.targets?.[config.defaultTarget]) throw new RegError(`${file}: defaultTarget: no target "${config.defaultTarget}" in targets`)
+  const unread = Object.entries(config.targets ?? {}).flatMap(([name, target]) => keysNotRead(target).map((key) => `targets.${name}: backend ${target.backend} does not read "${key}"`))
+  if (unread.length > 0) throw new RegError(`${file} is not a valid reg config:\n  ${unread.join('\n  ')}`, 'each backend reads its own flags and the shared ones it names (reg deploy --help)')
   return {file, config}
+}
+
+/** A target's keys its backend would ignore: a flag of another backend is a mistake worth saying. */
+function keysNotRead(target: DeployTarget): string[] {
+  const plugin = BACKENDS.plugin(target.backend)
+  const read = new Set<string>(['backend', ...TARGET_SETTINGS, ...Object.keys(plugin.flags), ...plugin.uses])
+  return Object.keys(target).filter((key) => !read.has(key))
 }
 
 /** `--config FILE`, else the first of reg.config.{json,yaml,yml} in `cwd`; undefined when there is none. */

@@ -1,6 +1,7 @@
+import {BACKENDS} from '../../plugins/index.js'
 import {RegError} from '../core/errors.js'
-import {backendPlugin} from '../publish/plugins.js'
 import type {Backend} from '../publish/backend.js'
+import type {DeployOptions} from '../publish/deploy.js'
 import {parseSourceSpec, type SourceSpec} from '../sources/index.js'
 import type {BuildOptions} from '../tree/builder.js'
 import {configSources, loadConfig, resolveFromConfig, selectTarget} from './config-file.js'
@@ -43,22 +44,30 @@ export interface ResolvedDeploy {
   backend: Backend
   /** the config target used, if any */
   target?: string
-  /** every flag after merging: the deploy options (prune, concurrency...) are read from here */
-  flags: Record<string, unknown>
+  /** the deploy's settings, from the merged flags (the command adds its progress observer and Ctrl-C) */
+  options: DeployOptions
 }
 
 /**
  * `given`: the parsed flags (defaults applied); `explicit`: the names of flags the user typed. A
- * deploy target's settings stand in for flags not typed; `--backend` without `--target` ignores targets.
+ * deploy target's settings stand in for flags not typed; `--backend` without `--target` ignores
+ * targets. The chosen backend's path flags are relative to the config file.
  */
 export async function resolveDeploy(dirArg: string | undefined, given: Record<string, unknown>, explicit: ReadonlySet<string>): Promise<ResolvedDeploy> {
   const loaded = await loadConfig(given.config as string | undefined)
   const flags: Record<string, unknown> = {...given}
   const selected = explicit.has('backend') && !explicit.has('target') ? undefined : selectTarget(loaded, given.target as string | undefined)
-  for (const [name, value] of Object.entries(selected?.target ?? {})) {
-    if (!explicit.has(name)) flags[name] = name === 'dest' && loaded ? resolveFromConfig(loaded, String(value)) : value
-  }
+  for (const [name, value] of Object.entries(selected?.target ?? {})) if (!explicit.has(name)) flags[name] = value
   const dir = dirArg ?? (loaded?.config.out ? resolveFromConfig(loaded, loaded.config.out) : './dist')
   if (typeof flags.backend !== 'string') throw new RegError('reg deploy needs --backend or a deploy target', 'pass --backend NAME, or define targets in reg.config.json / reg.config.yaml and pass --target NAME')
-  return {dir, backend: backendPlugin(flags.backend).create(flags), target: selected?.name, flags}
+  const plugin = BACKENDS.plugin(flags.backend)
+  for (const name of plugin.paths ?? []) {
+    const value = selected?.target[name]
+    if (loaded && typeof value === 'string' && !explicit.has(name)) flags[name] = resolveFromConfig(loaded, value)
+  }
+  const options: DeployOptions = {
+    namePrefix: flags['name-prefix'] as string | undefined, dryRun: Boolean(flags['dry-run']), prune: Boolean(flags.prune),
+    concurrency: flags.concurrency as number | undefined, retries: flags.retries as number | undefined,
+  }
+  return {dir, backend: await plugin.create(flags), target: selected?.name, options}
 }

@@ -1,18 +1,10 @@
+import type {RetryVerdict} from '../core/retry.js'
 import type {RegistryObject} from '../tree/model.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
-import type {PublishPlan} from './plan.js'
 
-/** What a host can do; the plan and the host configuration follow from it. */
+/** What a host can do that changes the plan. */
 export interface BackendCapabilities {
-  /** can send Docker-Content-Digest, the API version header and per-object Content-Type */
-  customHeaders: boolean
-  /** can serve many URLs from one stored file (nginx/Apache rewrites, _redirects 200 rules) */
-  rewrites: boolean
-  /** can answer with redirects to another URL */
-  redirects: boolean
-  /** can protect reads with basic auth */
-  basicAuth: boolean
-  /** `copyObject` is cheap (hardlink, S3 CopyObject): no bytes are uploaded again */
+  /** `copyObject` is cheap (hardlink, S3 CopyObject): the plan copies what is deployed instead of uploading it again */
   serverSideCopy: boolean
   /**
    * serves URLs that differ only in case (tags `v1` and `V1`) as different objects. A host that
@@ -30,6 +22,8 @@ export interface RemoteObject {
   digest?: string
   /** the MD5 hex of the bytes, where the host reports one (S3's ETag of a single-part upload) */
   md5?: string
+  /** the key this object redirects to: it holds no bytes of its own (see `Backend.sharedKeyOf`) */
+  redirectTo?: string
 }
 
 export interface RemoteState {
@@ -53,20 +47,31 @@ export interface Backend {
    * configuration answers the URL (a tag rewritten to its manifest). Default: the URL path.
    */
   storageKeyOf?(object: RegistryObject): string | null
-  describeRemote(): Promise<RemoteState>
-  putObject(key: string, object: RegistryObject, file: string): Promise<void>
-  /** store `object` under `key` from the deployed copy at `fromKey` (same bytes) */
-  copyObject(fromKey: string, key: string, object: RegistryObject): Promise<void>
-  deleteObject(key: string): Promise<void>
-  /** host configuration (nginx.conf, .htaccess, _headers...) and anything to do after all objects are in place */
-  writeHostConfig?(tree: RegistryTree, plan: PublishPlan): Promise<void>
   /**
-   * Hosts that deploy atomically (Netlify, Pages) stage every step and publish them here, in one
-   * deploy that goes live whole: after the host configuration and the prune phase.
+   * A host that answers some URLs with a redirect to one shared copy (S3 website redirects): the key
+   * of that copy for `object`, or undefined where the object is stored at its own key. The plan then
+   * puts the bytes once under the shared key and a redirect under each storage key.
    */
-  finish?(tree: RegistryTree): Promise<HostDeployReport>
-  /** is this failure worth another try (throttling, 5xx, resets)? */
-  isRetryable?(error: unknown): boolean
+  sharedKeyOf?(object: RegistryObject): string | undefined
+  describeRemote(signal?: AbortSignal): Promise<RemoteState>
+  putObject(key: string, object: RegistryObject, file: string, signal?: AbortSignal): Promise<void>
+  /** store `object` under `key` from the deployed copy at `fromKey` (same bytes) */
+  copyObject(fromKey: string, key: string, object: RegistryObject, signal?: AbortSignal): Promise<void>
+  /** store at `key` a redirect to the deployed copy at `to` (hosts with `sharedKeyOf`) */
+  putRedirect?(key: string, to: string, object: RegistryObject, signal?: AbortSignal): Promise<void>
+  deleteObject(key: string, signal?: AbortSignal): Promise<void>
+  /**
+   * The host configuration (nginx.conf, .htaccess, _headers...), its own phase of the plan: after
+   * every object it routes to, before anything is pruned. `routed`: the URLs it must answer.
+   */
+  writeHostConfig?(tree: RegistryTree, routed: readonly RegistryObject[], signal?: AbortSignal): Promise<void>
+  /**
+   * After every phase (prune included): hosts that deploy atomically (Netlify, Pages) publish what
+   * they staged, in one deploy that goes live whole; local hosts record what is deployed.
+   */
+  finish?(tree: RegistryTree, signal?: AbortSignal): Promise<HostDeployReport | undefined>
+  /** is this failure worth another try (throttling, 5xx, resets), and when, if the host said? Default: any error but a RegError */
+  retryVerdict?(error: unknown): RetryVerdict
 }
 
 /** What an atomic host did in `finish`: the bytes it asked for, and where the registry now is. */

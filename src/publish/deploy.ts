@@ -2,11 +2,12 @@ import {mkdtemp, realpath, rm} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {errnoCode, RegError} from '../core/errors.js'
+import {DEFAULT_RETRY, withRetries} from '../core/retry.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, HostDeployReport} from './backend.js'
 import {isCaseSensitiveDirectory} from './local-files.js'
 import {createPublishPlan, type PublishPlan} from './plan.js'
-import {type PublishObserver, type PublishResult, runPublishPlan} from './run.js'
+import {interrupted, type PublishObserver, type PublishResult, retryClassifier, runPublishPlan} from './run.js'
 
 export interface DeployOptions {
   /** serve every repository under this namespace (`team/app` → `NS/team/app`) */
@@ -16,19 +17,21 @@ export interface DeployOptions {
   concurrency?: number
   retries?: number
   observer?: PublishObserver
+  /** Ctrl-C: stops the deploy between steps and inside the backend's calls */
+  signal?: AbortSignal
 }
 
 export interface DeployReport {
   backend: string
   location: string
   dryRun: boolean
-  plan: {uploads: number; copies: number; deletes: number; unchanged: number; bytesToUpload: number; bytesToCopy: number; bytesToDelete: number}
+  plan: {uploads: number; copies: number; redirects: number; deletes: number; unchanged: number; bytesToUpload: number; bytesToCopy: number; bytesToDelete: number}
   result?: PublishResult
   /** atomic hosts: what the final deploy uploaded and where it is live */
   host?: HostDeployReport
 }
 
-/** `reg deploy`: tree → plan (against one listing of the host) → ordered, retried publish → host config. */
+/** `reg deploy`: tree → plan (against one listing of the host) → ordered, retried publish (host configuration and prune are phases of it) → finish. */
 export async function deployTree(dir: string, backend: Backend, options: DeployOptions = {}): Promise<DeployReport> {
   const loaded = await RegistryTree.load(dir)
   if (backend.localDirectory) await refuseNestedDestination(dir, backend.localDirectory)
@@ -36,6 +39,10 @@ export async function deployTree(dir: string, backend: Backend, options: DeployO
   try {
     const tree = options.namePrefix && scratch ? await loaded.withNamePrefix(options.namePrefix, scratch) : loaded
     return await publishTree(tree, backend, options)
+  } catch (error) {
+    // Aborted inside a backend's call (listing, finish): the same clear error as between steps.
+    if (options.signal?.aborted) throw interrupted(backend)
+    throw error
   } finally {
     if (scratch) await rm(scratch, {recursive: true, force: true})
   }
@@ -71,7 +78,10 @@ async function refuseNestedDestination(treeDir: string, destination: string): Pr
 }
 
 async function publishTree(tree: RegistryTree, backend: Backend, options: DeployOptions): Promise<DeployReport> {
-  const remote = await backend.describeRemote()
+  // The listing is retried like every step: it is the first request, where a throttled or flaky host shows.
+  const remote = await withRetries(() => backend.describeRemote(options.signal), {
+    policy: {retries: options.retries ?? DEFAULT_RETRY.retries}, classify: retryClassifier(backend, options.signal), signal: options.signal,
+  })
   const declared = backend.capabilities.caseSensitiveTags
   const caseSensitiveTags = declared === 'destination-file-system'
     ? backend.localDirectory !== undefined && (await isCaseSensitiveDirectory(backend.localDirectory))
@@ -80,14 +90,11 @@ async function publishTree(tree: RegistryTree, backend: Backend, options: Deploy
   const count = (action: string) => plan.steps.filter((s) => s.action === action).length
   const report: DeployReport = {
     backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun),
-    plan: {uploads: count('put'), copies: count('copy'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete},
+    plan: {uploads: count('put'), copies: count('copy'), redirects: count('redirect'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete},
   }
   if (options.dryRun) return report
-  report.result = await runPublishPlan(plan, backend, tree, {
-    concurrency: options.concurrency, retries: options.retries, observer: options.observer,
-    // Host configuration routes tags: it goes live after every object it points at, before anything is deleted.
-    beforePrune: async () => backend.writeHostConfig?.(tree, plan),
-  })
-  if (backend.finish) report.host = await backend.finish(tree)
+  report.result = await runPublishPlan(plan, backend, tree, {concurrency: options.concurrency, retries: options.retries, observer: options.observer, signal: options.signal})
+  const host = await backend.finish?.(tree, options.signal)
+  if (host) report.host = host
   return report
 }

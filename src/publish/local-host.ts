@@ -1,9 +1,8 @@
 import {writeFile} from 'node:fs/promises'
 import type {RegistryObject} from '../tree/model.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
-import type {Backend, BackendCapabilities, RemoteState} from './backend.js'
+import type {Backend, BackendCapabilities, HostDeployReport, RemoteState} from './backend.js'
 import {LocalFileTarget} from './local-files.js'
-import type {PublishPlan} from './plan.js'
 
 /** A configuration file a host needs next to the objects (nginx.conf, .htaccess, error bodies). */
 export interface HostConfigFile {
@@ -16,8 +15,8 @@ export interface LocalHostOptions {
   /** top-level directories of the target that hold objects */
   roots: readonly string[]
   storageKeyOf(object: RegistryObject): string | null
-  /** the host configuration for this tree; written after the tags phase, before pruning */
-  configFiles?(tree: RegistryTree, plan: PublishPlan): Promise<HostConfigFile[]> | HostConfigFile[]
+  /** the host configuration for this tree, answering the `routed` URLs; written after the tags phase, before pruning */
+  configFiles?(tree: RegistryTree, routed: readonly RegistryObject[]): Promise<HostConfigFile[]> | HostConfigFile[]
   /** what to do with configuration files a previous deploy wrote and this one does not */
   staleConfigFiles?(current: readonly HostConfigFile[]): Promise<string[]>
 }
@@ -31,9 +30,13 @@ export class LocalHostBackend implements Backend {
   private readonly files: LocalFileTarget
   readonly localDirectory: string
 
+  /** only where the host has a configuration: the plan gives it a phase */
+  readonly writeHostConfig?: (tree: RegistryTree, routed: readonly RegistryObject[]) => Promise<void>
+
   constructor(readonly name: string, readonly location: string, readonly capabilities: BackendCapabilities, private readonly options: LocalHostOptions) {
     this.files = new LocalFileTarget(location, options.roots)
     this.localDirectory = location
+    if (options.configFiles) this.writeHostConfig = (tree, routed) => this.writeConfigFiles(tree, routed)
   }
 
   storageKeyOf(object: RegistryObject): string | null {
@@ -56,12 +59,17 @@ export class LocalHostBackend implements Backend {
     return this.files.delete(key)
   }
 
-  async writeHostConfig(tree: RegistryTree, plan: PublishPlan): Promise<void> {
-    const configs = (await this.options.configFiles?.(tree, plan)) ?? []
+  private async writeConfigFiles(tree: RegistryTree, routed: readonly RegistryObject[]): Promise<void> {
+    const configs = (await this.options.configFiles?.(tree, routed)) ?? []
     for (const config of configs) {
       await this.files.placeFile(this.files.fileOf(config.path), (temp) => writeFile(temp, config.content))
     }
     for (const stale of (await this.options.staleConfigFiles?.(configs)) ?? []) await this.files.delete(stale)
+  }
+
+  /** After the prune phase: the state file lists exactly what is deployed now. */
+  async finish(): Promise<HostDeployReport | undefined> {
     await this.files.saveState()
+    return undefined
   }
 }

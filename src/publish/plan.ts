@@ -3,13 +3,15 @@ import {readFile} from 'node:fs/promises'
 import {RegError} from '../core/errors.js'
 import type {RegistryObject} from '../tree/model.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
-import type {Backend, RemoteState} from './backend.js'
+import type {Backend, RemoteObject, RemoteState} from './backend.js'
 
 /**
- * Publish phases, in order (DESIGN §3): a client must never see a tag whose content is missing.
+ * Publish phases, in order: a client must never see a tag whose content is missing, so what a URL
+ * points at goes live before the URL (blobs, then the manifests and indexes naming them, then tags);
+ * the host configuration, which routes tags on some hosts, after every object; deletions last.
  * Each phase completes before the next starts.
  */
-export const PHASES = ['blobs', 'manifests', 'indexes', 'referrers', 'tags', 'prune'] as const
+export const PHASES = ['blobs', 'manifests', 'indexes', 'referrers', 'tags', 'configure', 'prune'] as const
 export type Phase = (typeof PHASES)[number]
 
 export function phaseOf(object: RegistryObject): Phase {
@@ -24,6 +26,10 @@ export function phaseOf(object: RegistryObject): Phase {
 export type PublishStep =
   | {action: 'put'; phase: Phase; key: string; object: RegistryObject}
   | {action: 'copy'; phase: Phase; key: string; object: RegistryObject; from: string}
+  /** a redirect at `key` to the shared copy at `to` (no bytes of its own) */
+  | {action: 'redirect'; phase: Phase; key: string; object: RegistryObject; to: string}
+  /** the host configuration; `routed`: the URLs it answers with no stored object (tags routed by rewrites) */
+  | {action: 'configure'; phase: 'configure'; key: string; routed: RegistryObject[]}
   | {action: 'delete'; phase: 'prune'; key: string; size: number}
 
 export interface PlanOptions {
@@ -35,8 +41,6 @@ export interface PlanOptions {
 export interface PublishPlan {
   steps: PublishStep[]
   unchanged: number
-  /** URLs the host configuration answers (no stored object), e.g. tags routed by rewrites */
-  routed: RegistryObject[]
   bytesToUpload: number
   bytesToCopy: number
   bytesToDelete: number
@@ -91,7 +95,7 @@ export function refuseCaseCollisions(paths: Iterable<readonly [string, 'tree' | 
  * already there under another key (when the host can), and with `prune` delete what the tree no
  * longer has. Never re-sends an object whose key and digest are already deployed.
  */
-export async function createPublishPlan(tree: RegistryTree, remote: RemoteState, backend: Pick<Backend, 'name' | 'location' | 'capabilities' | 'storageKeyOf'>, options: PlanOptions = {}): Promise<PublishPlan> {
+export async function createPublishPlan(tree: RegistryTree, remote: RemoteState, backend: Pick<Backend, 'name' | 'location' | 'capabilities' | 'storageKeyOf' | 'sharedKeyOf' | 'writeHostConfig'>, options: PlanOptions = {}): Promise<PublishPlan> {
   const keyOf = (object: RegistryObject) => (backend.storageKeyOf ? backend.storageKeyOf(object) : object.path)
   const steps: PublishStep[] = []
   const routed: RegistryObject[] = []
@@ -113,34 +117,48 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
     ]
     refuseCaseCollisions(held, `${backend.name} (${backend.location})`)
   }
+  // A host that serves some URLs by redirect stores their bytes once under the shared key.
+  const redirects = new Map<string, string>()
+  for (const [key, object] of wanted) {
+    const shared = backend.sharedKeyOf?.(object)
+    if (shared === undefined || shared === key) continue
+    redirects.set(key, shared)
+    if (!wanted.has(shared)) wanted.set(shared, object)
+  }
   /** a deployed (or about to be deployed) key holding each digest, for server-side copies */
   const holders = new Map<string, string>()
   for (const deployed of remote.objects.values()) {
+    if (deployed.redirectTo !== undefined) continue
     const object = wanted.get(deployed.key)
     const digest = deployed.digest ?? (object && contentAddressed(object) ? object.digest : undefined)
     if (digest && (!object || object.digest === digest) && !holders.has(digest)) holders.set(digest, deployed.key)
   }
+  const holds = async (deployed: RemoteObject | undefined, object: RegistryObject): Promise<boolean> =>
+    deployed !== undefined && deployed.redirectTo === undefined && deployed.size === object.size && (deployed.digest === object.digest ||
+      (deployed.digest === undefined && (contentAddressed(object) || (deployed.md5 !== undefined && deployed.md5 === await md5Of(tree.fileOf(object))))))
   for (const [key, object] of wanted) {
     const deployed = remote.objects.get(key)
-    const same = deployed && deployed.size === object.size && (deployed.digest === object.digest ||
-      (deployed.digest === undefined && (contentAddressed(object) || (deployed.md5 !== undefined && deployed.md5 === await md5Of(tree.fileOf(object))))))
-    if (same) {
+    const to = redirects.get(key)
+    if (to !== undefined ? deployed?.redirectTo === to : await holds(deployed, object)) {
       unchanged++
       continue
     }
     const holder = holders.get(object.digest)
-    if (backend.capabilities.serverSideCopy && holder !== undefined && holder !== key) {
+    if (to !== undefined) {
+      steps.push({action: 'redirect', phase: phaseOf(object), key, object, to})
+    } else if (backend.capabilities.serverSideCopy && holder !== undefined && holder !== key) {
       steps.push({action: 'copy', phase: phaseOf(object), key, object, from: holder})
     } else {
       steps.push({action: 'put', phase: phaseOf(object), key, object})
       holders.set(object.digest, key)
     }
   }
+  if (backend.writeHostConfig) steps.push({action: 'configure', phase: 'configure', key: 'host configuration', routed})
   if (options.prune) {
     for (const deployed of remote.objects.values()) {
       if (!wanted.has(deployed.key)) steps.push({action: 'delete', phase: 'prune', key: deployed.key, size: deployed.size})
     }
   }
-  const sum = (action: PublishStep['action']) => steps.filter((s) => s.action === action).reduce((total, s) => total + ('object' in s ? s.object.size : s.size), 0)
-  return {steps, unchanged, routed, bytesToUpload: sum('put'), bytesToCopy: sum('copy'), bytesToDelete: sum('delete')}
+  const sum = (action: PublishStep['action']) => steps.filter((s) => s.action === action).reduce((total, s) => total + (s.action === 'delete' ? s.size : s.action === 'put' || s.action === 'copy' ? s.object.size : 0), 0)
+  return {steps, unchanged, bytesToUpload: sum('put'), bytesToCopy: sum('copy'), bytesToDelete: sum('delete')}
 }

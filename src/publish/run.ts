@@ -1,6 +1,6 @@
-import {setTimeout as sleep} from 'node:timers/promises'
 import {mapLimit} from '../core/concurrency.js'
 import {RegError} from '../core/errors.js'
+import {DEFAULT_RETRY, type RetryVerdict, withRetries} from '../core/retry.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend} from './backend.js'
 import {PHASES, type Phase, type PublishPlan, type PublishStep} from './plan.js'
@@ -14,11 +14,11 @@ export interface PublishObserver {
 export interface PublishOptions {
   concurrency?: number
   retries?: number
-  /** first backoff delay in ms, doubled per attempt */
+  /** the first backoff ceiling in ms (doubled per attempt, full jitter): tests make it small */
   backoffMs?: number
   observer?: PublishObserver
-  /** runs after the tags phase and before pruning (host configuration that routes tags) */
-  beforePrune?: () => Promise<void>
+  /** stops the publish between steps and inside the backend's calls (Ctrl-C); what is done stays done */
+  signal?: AbortSignal
 }
 
 export interface PublishResult {
@@ -26,45 +26,58 @@ export interface PublishResult {
   bytesUploaded: number
   copied: number
   bytesCopied: number
+  redirected: number
   deleted: number
   unchanged: number
 }
 
-/** Run a plan phase by phase, each with bounded concurrency and retries with exponential backoff. */
+/** The size a step sends, for progress: a redirect, a deletion and the host configuration send nothing worth counting. */
+export function stepBytes(step: PublishStep): number {
+  return step.action === 'put' || step.action === 'copy' ? step.object.size : 0
+}
+
+/** Run a plan phase by phase, each with bounded concurrency, every step under the one retry policy. */
 export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: RegistryTree, options: PublishOptions = {}): Promise<PublishResult> {
   const concurrency = options.concurrency ?? 8
-  const retries = options.retries ?? 4
-  const backoffMs = options.backoffMs ?? 250
-  const result: PublishResult = {uploaded: 0, bytesUploaded: 0, copied: 0, bytesCopied: 0, deleted: 0, unchanged: plan.unchanged}
-  /** puts in flight by key: a server-side copy waits for the put of its source */
+  const policy = {retries: options.retries ?? DEFAULT_RETRY.retries, baseMs: options.backoffMs ?? DEFAULT_RETRY.baseMs}
+  const {signal} = options
+  const result: PublishResult = {uploaded: 0, bytesUploaded: 0, copied: 0, bytesCopied: 0, redirected: 0, deleted: 0, unchanged: plan.unchanged}
+  /** puts in flight by key: a server-side copy or a redirect waits for the put of its source */
   const puts = new Map<string, Promise<void>>()
+  const classify = retryClassifier(backend, signal)
+
+  const perform = (step: PublishStep): Promise<void> => {
+    switch (step.action) {
+      case 'put': return backend.putObject(step.key, step.object, tree.fileOf(step.object), signal)
+      case 'copy': return backend.copyObject(step.from, step.key, step.object, signal)
+      case 'redirect': return backend.putRedirect ? backend.putRedirect(step.key, step.to, step.object, signal) : Promise.reject(new RegError(`internal: ${backend.name} planned a redirect it cannot store`))
+      case 'configure': return backend.writeHostConfig?.(tree, step.routed, signal) ?? Promise.resolve()
+      case 'delete': return backend.deleteObject(step.key, signal)
+    }
+  }
 
   const attempt = async (step: PublishStep): Promise<void> => {
-    for (let tries = 0; ; tries++) {
-      try {
-        if (step.action === 'put') await backend.putObject(step.key, step.object, tree.fileOf(step.object))
-        else if (step.action === 'copy') await backend.copyObject(step.from, step.key, step.object)
-        else await backend.deleteObject(step.key)
-        return
-      } catch (error) {
-        const retryable = !(error instanceof RegError) && (backend.isRetryable?.(error) ?? true)
-        if (!retryable || tries >= retries) {
-          if (error instanceof RegError) throw error
-          throw new RegError(`${backend.name}: cannot ${step.action} ${step.key}${tries > 0 ? ` after ${tries + 1} attempts` : ''}: ${(error as Error).message}`, 'nothing after this step was published; run the same deploy again to resume')
-        }
-        options.observer?.retry?.(step, tries + 1, error)
-        await sleep(backoffMs * 2 ** tries)
-      }
+    let tries = 0
+    try {
+      await withRetries(async (n) => {
+        tries = n
+        await perform(step)
+      }, {policy, classify, signal, onRetry: (error, attempt) => options.observer?.retry?.(step, attempt, error)})
+    } catch (error) {
+      if (signal?.aborted) throw interrupted(backend)
+      if (error instanceof RegError) throw error
+      throw new RegError(`${backend.name}: cannot ${step.action} ${step.key}${tries > 0 ? ` after ${tries + 1} attempts` : ''}: ${(error as Error).message}`, 'nothing after this step was published; run the same deploy again to resume')
     }
   }
 
   for (const phase of PHASES) {
-    if (phase === 'prune') await options.beforePrune?.()
     const steps = plan.steps.filter((s) => s.phase === phase)
     if (steps.length === 0) continue
+    if (signal?.aborted) throw interrupted(backend)
     options.observer?.phaseStart?.(phase, steps)
-    // Puts first, so copies in the same phase find their source (or wait for it).
-    const ordered = [...steps.filter((s) => s.action !== 'copy'), ...steps.filter((s) => s.action === 'copy')]
+    // Puts first, so copies and redirects in the same phase find their source (or wait for it).
+    const waits = (s: PublishStep) => s.action === 'copy' || s.action === 'redirect'
+    const ordered = [...steps.filter((s) => !waits(s)), ...steps.filter(waits)]
     await mapLimit(ordered, concurrency, async (step) => {
       if (step.action === 'put') {
         const running = attempt(step)
@@ -72,17 +85,34 @@ export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: 
         await running
         result.uploaded++
         result.bytesUploaded += step.object.size
-      } else if (step.action === 'copy') {
-        await puts.get(step.from)
+      } else if (step.action === 'copy' || step.action === 'redirect') {
+        await puts.get(step.action === 'copy' ? step.from : step.to)
         await attempt(step)
-        result.copied++
-        result.bytesCopied += step.object.size
+        if (step.action === 'copy') {
+          result.copied++
+          result.bytesCopied += step.object.size
+        } else {
+          result.redirected++
+        }
       } else {
         await attempt(step)
-        result.deleted++
+        if (step.action === 'delete') result.deleted++
       }
       options.observer?.stepDone?.(step)
     })
   }
   return result
+}
+
+/** Which failures of `backend` are tried again: never a RegError (a verdict already), never after an abort; else as the backend says. */
+export function retryClassifier(backend: Pick<Backend, 'retryVerdict'>, signal?: AbortSignal): (error: unknown) => RetryVerdict {
+  return (error) => {
+    if (error instanceof RegError || signal?.aborted) return {retry: false}
+    return backend.retryVerdict?.(error) ?? {retry: true}
+  }
+}
+
+/** The error of a publish stopped by its signal: what went live stays, and a re-run resumes. */
+export function interrupted(backend: Pick<Backend, 'name'>): RegError {
+  return new RegError(`${backend.name}: deploy interrupted`, 'what was published stays; run the same deploy again to resume', 'INTERRUPTED')
 }

@@ -1,0 +1,17 @@
+import {Flags} from '@oclif/core'
+
+/**
+ * Flags that several backends read, each declared once here. A backend names the ones it uses
+ * (`uses`); help and the config schema tell which backends those are. A flag only one backend reads
+ * is that backend's own.
+ */
+export const SHARED_FLAGS = {
+  dest: Flags.string({description: 'directory to write the files to serve into', helpGroup: 'FILE BACKENDS'}),
+  bucket: Flags.string({description: 'bucket', helpGroup: 'S3, R2, SCALEWAY'}),
+  region: Flags.string({description: 'region (s3: AWS_REGION or us-east-1; scaleway: fr-par)', helpGroup: 'S3, R2, SCALEWAY'}),
+  'key-prefix': Flags.string({description: 'prefix of every key (the registry must still be served at /v2/)', helpGroup: 'S3, R2, SCALEWAY'}),
+  acl: Flags.option({description: 'canned ACL for every object (new AWS buckets refuse ACLs: use none and a bucket policy)', options: ['public-read', 'none'] as const, default: 'none' as const, helpGroup: 'S3, R2, SCALEWAY'})(),
+  'storage-class': Flags.string({description: 'storage class, e.g. STANDARD, INTELLIGENT_TIERING', helpGroup: 'S3, R2, SCALEWAY'}),
+  dedupe: Flags.option({description: 'one copy of each blob: server-side CopyObject per repository (copy), one shared object and website redirects (redirect: S3 website endpoints only), or upload again (none)', options: ['copy', 'redirect', 'none'] as const, default: 'copy' as const, helpGroup: 'S3, R2, SCALEWAY'})(),
+  checksums: Flags.option({description: 'SDK request/response checksums (when-supported breaks R2 and some S3-compatible servers)', options: ['when-required', 'when-supported'] as const, default: 'when-required' as const, helpGroup: 'S3, R2, SCALEWAY'})(),
+}
