@@ -177,7 +177,7 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
   const staging = `${out}.reg-staging-${process.pid}-${randomBytes(4).toString('hex')}`
   const work = path.join(staging, '.work')
   try {
-    const store = new BlobStore(staging)
+    const store = new BlobStore(staging, {private: true})
     await store.init()
     const tagMaxAge = options.tagMaxAge ?? previous?.settings.tagMaxAge ?? DEFAULT_TAG_MAX_AGE
     const index = previous ? {...emptyIndex(tagMaxAge), ...previous, settings: {tagMaxAge}} : emptyIndex(tagMaxAge)
@@ -214,6 +214,8 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
     await rm(work, {recursive: true, force: true})
     const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
     await writeTreeFiles(staging, treeIndex)
+    // Files were written without an fsync each: one sync of the staging directory's file system before it serves.
+    await store.sync()
     await swapInto(staging, out)
     return {...summarize(out, treeIndex, images, ingester.bytesCopied), referrers, blobsAlreadyPresent: ingester.blobsAlreadyPresent}
   } catch (error) {
