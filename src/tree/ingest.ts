@@ -1,7 +1,7 @@
 import {mapLimit} from '../core/concurrency.js'
-import {verifyBytes} from '../core/digest.js'
+import {DigestMismatchError, verifyBytes} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
-import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
+import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readBounded, readFileBounded, TooLargeError} from '../core/limits.js'
 import type {ImageSource} from '../core/image-source.js'
 import {type Descriptor, parseManifest, parsePlatform, type Platform} from '../core/manifest.js'
 import {CONFIG_MEDIA_TYPES, isManifestMediaType} from '../core/media-types.js'
@@ -23,12 +23,18 @@ interface GraphWalk {
 }
 
 /**
+ * Image configs up to this size are read whole while they are copied (verified in memory, stored
+ * from memory), so their platform is known without reading the stored file again; larger ones stream.
+ */
+const CONFIG_HELD_BYTES = 64 * 1024
+
+/**
  * Copy one manifest graph from a source into the store, verifying every byte against its
  * descriptor, and record it in the index. Blobs already in the store are not read again.
  */
 export class GraphIngester {
-  /** blobs copied or being copied: two images sharing a layer copy it once */
-  private readonly inFlight = new Map<string, Promise<void>>()
+  /** blobs copied or being copied: two images sharing a layer copy it once; a config's platform when it was read while copied */
+  private readonly inFlight = new Map<string, Promise<Platform | undefined>>()
   /** manifests visited or being visited, by digest */
   private readonly manifestVisits = new Map<string, Promise<ManifestRecord>>()
   bytesCopied = 0
@@ -107,19 +113,21 @@ export class GraphIngester {
     } else {
       const blobs = [manifest.config, ...manifest.layers]
       for (const blob of blobs) this.count(walk, blob.digest)
-      await mapLimit(blobs, this.blobConcurrency, (blob) => this.ingestBlob(source, blob, label))
+      const [configPlatform] = await mapLimit(blobs, this.blobConcurrency, (blob, i) => this.ingestBlob(source, blob, label, i === 0))
       record.blobs = [...new Set(blobs.map((b) => b.digest))]
-      record.platform ??= await this.platformOf(manifest.config)
+      record.platform ??= configPlatform ?? await this.platformOf(manifest.config)
     }
     await this.store.writeBytes(raw)
     this.index.manifests[descriptor.digest] = record
     return record
   }
 
-  private async ingestBlob(source: ImageSource, blob: Descriptor, label: string): Promise<void> {
+  /** Copy a blob unless stored; for the `config` of an image, the platform when the copy read it anyway. */
+  private async ingestBlob(source: ImageSource, blob: Descriptor, label: string, config: boolean): Promise<Platform | undefined> {
     if (!this.inFlight.has(blob.digest)) {
       this.inFlight.set(blob.digest, (async () => {
         const stored = await this.store.sizeOf(blob.digest)
+        let platform: Platform | undefined
         if (stored !== undefined) {
           this.blobsAlreadyPresent++
         } else {
@@ -130,21 +138,37 @@ export class GraphIngester {
           } catch (error) {
             throw this.missing(error, label, `blob ${blob.digest}`)
           }
-          // Read the count first: `x += await …` would add to a stale value while other blobs copy concurrently.
-          const copied = await this.store.ingest(input, {digest: blob.digest, size: blob.size, label: `${label}: blob ${blob.digest}`}, this.observer.bytes)
-          this.bytesCopied += copied
+          const check = {digest: blob.digest, size: blob.size, label: `${label}: blob ${blob.digest}`}
+          if (config && CONFIG_MEDIA_TYPES.has(blob.mediaType) && blob.size <= CONFIG_HELD_BYTES) {
+            // A small config is held while it is copied: its platform is read from memory, not from the store again.
+            const raw = await readBounded(input, blob.size, check.label).catch((error: unknown) => {
+              if (error instanceof TooLargeError) throw new DigestMismatchError(check, 'sha256:(more bytes than the descriptor says)', blob.size + 1)
+              throw error
+            })
+            verifyBytes(raw, check)
+            await this.store.writeBytes(raw)
+            this.observer.bytes?.(raw.length)
+            this.bytesCopied += raw.length
+            platform = platformOfConfig(raw)
+          } else {
+            // Read the count first: `x += await …` would add to a stale value while other blobs copy concurrently.
+            const copied = await this.store.ingest(input, check, this.observer.bytes)
+            this.bytesCopied += copied
+          }
         }
         // What the store holds is what the blob is: the first size recorded is the stored file's.
         this.index.blobs[blob.digest] = {size: stored ?? blob.size, mediaType: blob.mediaType}
+        return platform
       })())
       this.inFlight.get(blob.digest)!.catch(() => this.inFlight.delete(blob.digest))
     }
-    await this.inFlight.get(blob.digest)
+    const platform = await this.inFlight.get(blob.digest)
     // Every descriptor of a blob, not only the first, must agree with the bytes stored under its digest.
     const size = this.index.blobs[blob.digest].size
     if (size !== blob.size) {
       throw new RegError(`${label}: blob ${blob.digest} is listed with size ${blob.size}, but the stored blob has ${size} bytes`, 'the manifest is malicious or corrupt: a descriptor cannot change what a stored blob is', 'SIZE_INVALID')
     }
+    return config ? platform : undefined
   }
 
   private missing(error: unknown, label: string, what: string): Error {
@@ -157,10 +181,17 @@ export class GraphIngester {
   private async platformOf(config: Descriptor): Promise<Platform | undefined> {
     if (!CONFIG_MEDIA_TYPES.has(config.mediaType) || config.size > MAX_MANIFEST_BYTES) return undefined
     try {
-      const parsed = JSON.parse((await readFileBounded(this.store.pathOf(config.digest), MAX_MANIFEST_BYTES, 'image config')).toString('utf8')) as Partial<Platform>
-      return parsePlatform(parsed)
+      return platformOfConfig(await readFileBounded(this.store.pathOf(config.digest), MAX_MANIFEST_BYTES, 'image config'))
     } catch {
       return undefined
     }
+  }
+}
+
+function platformOfConfig(raw: Buffer): Platform | undefined {
+  try {
+    return parsePlatform(JSON.parse(raw.toString('utf8')) as Partial<Platform>)
+  } catch {
+    return undefined
   }
 }
