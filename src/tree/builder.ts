@@ -1,6 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import {mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
 import path from 'node:path'
+import {mapLimit} from '../core/concurrency.js'
 import {errnoCode, RegError} from '../core/errors.js'
 import type {ImageSource, SourceRoot} from '../core/image-source.js'
 import {formatPlatform} from '../core/manifest.js'
@@ -8,7 +9,7 @@ import {validateName, validateTag, withPrefix} from '../core/reference.js'
 import {openSource, type SourceOptions, type SourceSpec} from '../sources/index.js'
 import {BlobStore} from './blob-store.js'
 import {type IngestObserver, GraphIngester} from './ingest.js'
-import {DEFAULT_TAG_MAX_AGE, emptyIndex, repositoryRecord, TREE_INDEX_FILE, type TreeIndex} from './model.js'
+import {DEFAULT_TAG_MAX_AGE, dict, emptyIndex, type ManifestRecord, repositoryRecord, TREE_INDEX_FILE, type TreeIndex} from './model.js'
 import {finalizeIndex, writeTreeFiles} from './finalize.js'
 import {repositoryBlobs, repositoryManifests} from './objects.js'
 import {readTreeIndex} from './registry-tree.js'
@@ -163,6 +164,9 @@ function targetOf(spec: SourceSpec, root: SourceRoot, rootCount: number, prefix?
   return {name: withPrefix(prefix, validateName(name)), tag: validateTag(tag, name)}
 }
 
+/** Images of one source ingested at once: each new manifest is a few file operations, mostly waiting on the disk. */
+const IMAGE_CONCURRENCY = 32
+
 /**
  * `reg build`: copy images into a tree, atomically. The new tree is built in a staging directory
  * beside the target (old blobs hardlinked, not copied) and renamed into place only when complete,
@@ -174,13 +178,14 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
   await recoverSiblings(out)
   await refuseForeignContent(out)
   const previous = options.clean ? undefined : await readTreeIndex(out)
+  const tagMaxAge = options.tagMaxAge ?? previous?.settings.tagMaxAge ?? DEFAULT_TAG_MAX_AGE
   const staging = `${out}.reg-staging-${process.pid}-${randomBytes(4).toString('hex')}`
   const work = path.join(staging, '.work')
   try {
     const store = new BlobStore(staging, {private: true})
     await store.init()
-    const tagMaxAge = options.tagMaxAge ?? previous?.settings.tagMaxAge ?? DEFAULT_TAG_MAX_AGE
     const index = previous ? {...emptyIndex(tagMaxAge), ...previous, settings: {tagMaxAge}} : emptyIndex(tagMaxAge)
+    const order = new RecordOrder(index)
     if (previous) await store.linkFrom(new BlobStore(out))
     const ingester = new GraphIngester(store, index, options.observer)
     const images: BuiltImage[] = []
@@ -190,18 +195,22 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
       const source = openSource(spec, path.join(work, String(i)), options.sources)
       try {
         const roots = await source.roots()
-        for (const root of roots) {
-          const {name, tag} = targetOf(spec, root, roots.length, options.prefix)
-          const record = await ingester.ingest(source, root.descriptor, `${spec.text} (${name}:${tag})`)
+        const targets = roots.map((root) => targetOf(spec, root, roots.length, options.prefix))
+        // Graphs are walked concurrently (the ingester visits each digest once); what they are
+        // recorded as, in the index and in the summary, follows the sources' order afterwards.
+        const records = await inOrder(roots, IMAGE_CONCURRENCY, (root, r) =>
+          ingester.ingest(source, root.descriptor, `${spec.text} (${targets[r].name}:${targets[r].tag})`))
+        for (const [r, root] of roots.entries()) {
+          const {name, tag} = targets[r]
+          const record = records[r]
           repositoryRecord(index, name).tags[tag] = root.descriptor.digest
-          const platforms = record.kind === 'index'
-            ? record.children.map((c) => formatPlatform(index.manifests[c].platform)).filter((p): p is string => Boolean(p))
-            : [formatPlatform(record.platform)].filter((p): p is string => Boolean(p))
-          const image = {name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms, source: spec.text}
+          order.visit(root.descriptor.digest)
+          const image = {name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms: platformsOf(index, record), source: spec.text}
           images.push(image)
           options.observer?.imageDone?.(image)
           if (options.withReferrers) {
             for (const referrer of await copyReferrers(ingester, index, source, root.descriptor.digest, name, spec.text)) {
+              order.visit(referrer.digest)
               referrers.push(referrer)
               options.observer?.referrerDone?.(referrer)
             }
@@ -211,6 +220,7 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
         await source.close()
       }
     }
+    order.apply()
     await rm(work, {recursive: true, force: true})
     const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
     await writeTreeFiles(staging, treeIndex)
@@ -221,6 +231,89 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
   } catch (error) {
     await rm(staging, {recursive: true, force: true})
     throw error
+  }
+}
+
+function platformsOf(index: Pick<TreeIndex, 'manifests'>, record: ManifestRecord): string[] {
+  return record.kind === 'index'
+    ? record.children.map((c) => formatPlatform(index.manifests[c].platform)).filter((p): p is string => Boolean(p))
+    : [formatPlatform(record.platform)].filter((p): p is string => Boolean(p))
+}
+
+/**
+ * `work` over `items`, `limit` at a time, failing as a one-at-a-time loop would: with the error of
+ * the first item in order that failed (every earlier item was started, and is let finish), and
+ * starting nothing after a failure.
+ */
+async function inOrder<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => R | Promise<R>): Promise<R[]> {
+  const failures: {index: number; error: unknown}[] = []
+  const results = await mapLimit(items, limit, async (item, i) => {
+    if (failures.length > 0) return undefined
+    try {
+      return await work(item, i)
+    } catch (error) {
+      failures.push({index: i, error})
+      return undefined
+    }
+  })
+  if (failures.length > 0) throw failures.reduce((a, b) => (b.index < a.index ? b : a)).error
+  return results as R[]
+}
+
+/**
+ * The order records are kept in registry.json, whatever order concurrent walks finished in: the
+ * previous tree's records where they were, then each new one where a walk of the roots one at a
+ * time, in order, would have added it (children, then blobs, then the manifest itself).
+ */
+class RecordOrder {
+  private readonly manifests: string[]
+  private readonly blobs: string[]
+  private readonly seenManifests: Set<string>
+  private readonly seenBlobs: Set<string>
+
+  constructor(private readonly index: Pick<TreeIndex, 'manifests' | 'blobs'>) {
+    this.manifests = Object.keys(index.manifests)
+    this.blobs = Object.keys(index.blobs)
+    this.seenManifests = new Set(this.manifests)
+    this.seenBlobs = new Set(this.blobs)
+  }
+
+  /** `digest` was recorded: its graph, where a walk would have reached it first. */
+  visit(digest: string): void {
+    const stack: {digest: string; child: number}[] = []
+    const enter = (d: string) => {
+      if (this.seenManifests.has(d) || !this.index.manifests[d]) return
+      this.seenManifests.add(d)
+      stack.push({digest: d, child: 0})
+    }
+    enter(digest)
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]
+      const record = this.index.manifests[top.digest]
+      if (top.child < record.children.length) {
+        enter(record.children[top.child++])
+        continue
+      }
+      stack.pop()
+      for (const blob of record.blobs) {
+        if (this.seenBlobs.has(blob)) continue
+        this.seenBlobs.add(blob)
+        this.blobs.push(blob)
+      }
+      this.manifests.push(top.digest)
+    }
+  }
+
+  /** Put the index's records in that order (anything not reached keeps its place after them). */
+  apply(): void {
+    const reorder = <T>(records: Record<string, T>, order: string[]): Record<string, T> => {
+      const sorted = dict<T>()
+      for (const digest of order) if (digest in records) sorted[digest] = records[digest]
+      for (const digest of Object.keys(records)) if (!(digest in sorted)) sorted[digest] = records[digest]
+      return sorted
+    }
+    this.index.manifests = reorder(this.index.manifests, this.manifests)
+    this.index.blobs = reorder(this.index.blobs, this.blobs)
   }
 }
 
