@@ -183,3 +183,47 @@ export class BlobStore {
   }
 }
 
+/**
+ * A tree's store looked at, never written: what a build would write and delete in it is noted in
+ * `changed` instead (a rebuild that would change nothing need not stage a copy of the tree).
+ */
+export class TreeCheckStore extends BlobStore {
+  changed = false
+
+  constructor(root: string) {
+    super(root, {private: true})
+  }
+
+  override async init(): Promise<void> {
+    const names = await readdir(this.dir).catch((error: unknown) => {
+      if (errnoCode(error) === 'ENOENT') return []
+      throw error
+    })
+    this.contents = new Map(names.filter((n) => STORE_NAME.test(n)).map((n) => [n, undefined]))
+  }
+
+  override async ingest(): Promise<number> {
+    throw new Error('a checked store is not written')
+  }
+
+  override async writeBytes(bytes: Uint8Array): Promise<string> {
+    const digest = sha256(bytes)
+    if (this.holds(digest) !== true) this.changed = true
+    return digest
+  }
+
+  override async linkFrom(): Promise<void> {
+    throw new Error('a checked store is not written')
+  }
+
+  override async retainOnly(keep: ReadonlySet<string>): Promise<string[]> {
+    const removed: string[] = []
+    for (const name of await readdir(this.dir).catch(() => ['(no store)'])) {
+      const digest = `sha256:${name}`
+      if (keep.has(digest)) continue
+      this.changed = true
+      if (!name.startsWith('.tmp-')) removed.push(digest)
+    }
+    return removed
+  }
+}

@@ -7,9 +7,9 @@ import type {ImageSource, SourceRoot} from '../core/image-source.js'
 import {formatPlatform} from '../core/manifest.js'
 import {validateName, validateTag, withPrefix} from '../core/reference.js'
 import {openSource, type SourceOptions, type SourceSpec} from '../sources/index.js'
-import {BlobStore} from './blob-store.js'
+import {BlobStore, TreeCheckStore} from './blob-store.js'
 import {type IngestObserver, GraphIngester} from './ingest.js'
-import {DEFAULT_TAG_MAX_AGE, dict, emptyIndex, type ManifestRecord, repositoryRecord, TREE_INDEX_FILE, type TreeIndex} from './model.js'
+import {DEFAULT_TAG_MAX_AGE, dict, emptyIndex, type ManifestRecord, repositoryRecord, type RepositoryRecord, TREE_INDEX_FILE, type TreeIndex} from './model.js'
 import {finalizeIndex, writeTreeFiles} from './finalize.js'
 import {repositoryBlobs, repositoryManifests} from './objects.js'
 import {readTreeIndex} from './registry-tree.js'
@@ -179,6 +179,10 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
   await refuseForeignContent(out)
   const previous = options.clean ? undefined : await readTreeIndex(out)
   const tagMaxAge = options.tagMaxAge ?? previous?.settings.tagMaxAge ?? DEFAULT_TAG_MAX_AGE
+  if (previous) {
+    const unchanged = await unchangedTree(specs, options, previous, out, tagMaxAge)
+    if (unchanged) return unchanged
+  }
   const staging = `${out}.reg-staging-${process.pid}-${randomBytes(4).toString('hex')}`
   const work = path.join(staging, '.work')
   try {
@@ -199,7 +203,7 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
         // Graphs are walked concurrently (the ingester visits each digest once); what they are
         // recorded as, in the index and in the summary, follows the sources' order afterwards.
         const records = await inOrder(roots, IMAGE_CONCURRENCY, (root, r) =>
-          ingester.ingest(source, root.descriptor, `${spec.text} (${targets[r].name}:${targets[r].tag})`))
+          ingester.reuseStored(root.descriptor.digest) ?? ingester.ingest(source, root.descriptor, `${spec.text} (${targets[r].name}:${targets[r].tag})`))
         for (const [r, root] of roots.entries()) {
           const {name, tag} = targets[r]
           const record = records[r]
@@ -241,23 +245,31 @@ function platformsOf(index: Pick<TreeIndex, 'manifests'>, record: ManifestRecord
 }
 
 /**
- * `work` over `items`, `limit` at a time, failing as a one-at-a-time loop would: with the error of
- * the first item in order that failed (every earlier item was started, and is let finish), and
- * starting nothing after a failure.
+ * `work` over `items`, `limit` at a time, with the outcome of a one-at-a-time loop: when some
+ * fail, nothing more is started, and the first failed item in order is tried again alone, after
+ * every item before it succeeded (a failure can come from another item's work it waited on, e.g.
+ * a blob two images name with different sizes, copied with the later image's descriptor): its
+ * error is the result, or, when it now succeeds, the items after it go on the same way.
  */
 async function inOrder<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => R | Promise<R>): Promise<R[]> {
-  const failures: {index: number; error: unknown}[] = []
-  const results = await mapLimit(items, limit, async (item, i) => {
-    if (failures.length > 0) return undefined
-    try {
-      return await work(item, i)
-    } catch (error) {
-      failures.push({index: i, error})
-      return undefined
-    }
-  })
-  if (failures.length > 0) throw failures.reduce((a, b) => (b.index < a.index ? b : a)).error
-  return results as R[]
+  const results: R[] = new Array(items.length)
+  let start = 0
+  while (start < items.length) {
+    let failed: number | undefined
+    await mapLimit(items.slice(start), limit, async (item, i) => {
+      if (failed !== undefined) return
+      try {
+        results[start + i] = await work(item, start + i)
+      } catch {
+        failed = Math.min(failed ?? i, i)
+      }
+    })
+    if (failed === undefined) break
+    const index = start + failed
+    results[index] = await work(items[index], index)
+    start = index + 1
+  }
+  return results
 }
 
 /**
@@ -315,6 +327,59 @@ class RecordOrder {
     this.index.manifests = reorder(this.index.manifests, this.manifests)
     this.index.blobs = reorder(this.index.blobs, this.blobs)
   }
+}
+
+/**
+ * A rebuild that changes nothing: every image of the sources is already in the tree, whole, and
+ * the tree's state would come out equal. Then the tree is left as it is, without a staging copy.
+ * Only for sources whose images are listed without copying anything (`oci:`, `dir:`); undefined
+ * as soon as anything differs (then the build proceeds as usual).
+ */
+async function unchangedTree(specs: SourceSpec[], options: BuildOptions, previous: TreeIndex, out: string, tagMaxAge: number): Promise<BuildSummary | undefined> {
+  if (options.withReferrers || specs.some((spec) => spec.transport !== 'oci' && spec.transport !== 'dir')) return undefined
+  if (tagMaxAge !== previous.settings.tagMaxAge) return undefined
+  const store = new TreeCheckStore(out)
+  await store.init()
+  const repositories = dict<RepositoryRecord>()
+  for (const [name, record] of Object.entries(previous.repositories)) repositories[name] = {...record, tags: dict(Object.entries(record.tags))}
+  const index: Omit<TreeIndex, 'objects'> = {...emptyIndex(tagMaxAge), ...previous, settings: {tagMaxAge}, repositories, manifests: dict(Object.entries(previous.manifests)), blobs: dict(Object.entries(previous.blobs))}
+  const ingester = new GraphIngester(store, index)
+  const images: BuiltImage[] = []
+  for (const spec of specs) {
+    const source = openSource(spec, `${out}.reg-unused`, options.sources)
+    try {
+      const roots = await source.roots()
+      for (const root of roots) {
+        const {name, tag} = targetOf(spec, root, roots.length, options.prefix)
+        const record = ingester.reuseStored(root.descriptor.digest)
+        if (!record) return undefined
+        repositoryRecord(index, name).tags[tag] = root.descriptor.digest
+        images.push({name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms: platformsOf(index, record), source: spec.text})
+      }
+    } finally {
+      await source.close()
+    }
+  }
+  const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
+  if (store.changed || !sameJson(treeIndex, previous)) return undefined
+  for (const file of ['index.json', 'oci-layout']) if (!(await exists(path.join(out, file)))) return undefined
+  for (const image of images) options.observer?.imageDone?.(image)
+  return {...summarize(out, treeIndex, images, 0), referrers: [], blobsAlreadyPresent: ingester.blobsAlreadyPresent}
+}
+
+/** Equal as JSON.stringify would write them, key order included (a key holding undefined is no key). */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
+  if (Array.isArray(a) !== Array.isArray(b)) return false
+  if (Array.isArray(a)) {
+    const other = b as unknown[]
+    return a.length === other.length && a.every((value, i) => sameJson(value, other[i]))
+  }
+  const keysOf = (value: object) => Object.keys(value).filter((key) => (value as Record<string, unknown>)[key] !== undefined)
+  const keys = keysOf(a)
+  const otherKeys = keysOf(b)
+  return keys.length === otherKeys.length && keys.every((key, i) => key === otherKeys[i] && sameJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]))
 }
 
 /**

@@ -57,6 +57,44 @@ export class GraphIngester {
     return this.visitManifest({source, label, nodes: new Set()}, descriptor, platform)
   }
 
+  /**
+   * Take the graph under `digest` as an earlier build recorded it in the index, without reading it
+   * again, when the store holds every manifest and blob of it (files get their digest name only once
+   * verified). Undefined when a part is missing, when it is a referrer (walked again: its record
+   * carries what its source says), or when it is larger than a graph may be: then `ingest` it.
+   * Only for stores that know their contents without a stat (private stores).
+   */
+  reuseStored(digest: string): ManifestRecord | undefined {
+    const manifests: string[] = []
+    const blobs = new Set<string>()
+    const seen = new Set<string>()
+    const pending = [digest]
+    while (pending.length > 0) {
+      const next = pending.pop()!
+      if (seen.has(next)) continue
+      seen.add(next)
+      const record = this.index.manifests[next]
+      if (!record || record.subject !== undefined || this.store.holds(next) !== true) return undefined
+      manifests.push(next)
+      for (const blob of record.blobs) {
+        if (!(blob in this.index.blobs) || this.store.holds(blob) !== true) return undefined
+        if (!seen.has(blob)) {
+          seen.add(blob)
+          blobs.add(blob)
+        }
+      }
+      pending.push(...record.children)
+      if (seen.size > MAX_GRAPH_NODES) return undefined
+    }
+    for (const manifest of manifests) if (!this.manifestVisits.has(manifest)) this.manifestVisits.set(manifest, Promise.resolve(this.index.manifests[manifest]))
+    for (const blob of blobs) {
+      if (this.inFlight.has(blob)) continue
+      this.blobsAlreadyPresent++
+      this.inFlight.set(blob, Promise.resolve(undefined))
+    }
+    return this.index.manifests[digest]
+  }
+
   private count(walk: GraphWalk, digest: string): void {
     walk.nodes.add(digest)
     if (walk.nodes.size > MAX_GRAPH_NODES) {
