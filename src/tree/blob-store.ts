@@ -10,6 +10,8 @@ import {mapLimit} from '../core/concurrency.js'
 import {errnoCode} from '../core/errors.js'
 
 const STORE_NAME = /^[a-f0-9]{64}$/
+/** blobs from this size on are flushed as they are written, even in a private store (see ingest) */
+const FLUSH_EACH_BYTES = 8 << 20
 
 export interface BlobStoreOptions {
   /**
@@ -129,8 +131,10 @@ export class BlobStore {
     if (onBytes) verifier.on('data', (chunk: Buffer) => onBytes(chunk.length))
     try {
       // flush: the bytes are on disk before the rename makes them a blob (a power loss leaves no torn
-      // blob); a private store is synced whole before it is served instead.
-      await pipeline(input, verifier, createWriteStream(temp, {flags: 'wx', highWaterMark: 1 << 20, flush: this.flush}))
+      // blob). A private store is synced whole before it is served instead, but for big blobs: their
+      // write-back then runs while other blobs are hashed, not all of it at the end.
+      const flush = this.flush || check.size >= FLUSH_EACH_BYTES
+      await pipeline(input, verifier, createWriteStream(temp, {flags: 'wx', highWaterMark: 1 << 20, flush}))
       await this.commit(temp, check.digest, verifier.bytesSeen)
     } catch (error) {
       await unlink(temp).catch(() => undefined)
