@@ -177,65 +177,75 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
   await mkdir(path.dirname(out), {recursive: true})
   await recoverSiblings(out)
   await refuseForeignContent(out)
-  const previous = options.clean ? undefined : await readTreeIndex(out)
+  let previous = options.clean ? undefined : await readTreeIndex(out)
   const tagMaxAge = options.tagMaxAge ?? previous?.settings.tagMaxAge ?? DEFAULT_TAG_MAX_AGE
   if (previous) {
     const unchanged = await unchangedTree(specs, options, previous, out, tagMaxAge)
     if (unchanged) return unchanged
   }
+  // The previous state without its object list (derived again at the end): not held through the build.
+  const previousState = previous && (({objects: _objects, ...state}) => state)(previous)
+  previous = undefined
   const staging = `${out}.reg-staging-${process.pid}-${randomBytes(4).toString('hex')}`
   const work = path.join(staging, '.work')
   try {
     const store = new BlobStore(staging, {private: true})
     await store.init()
-    const index = previous ? {...emptyIndex(tagMaxAge), ...previous, settings: {tagMaxAge}} : emptyIndex(tagMaxAge)
-    const order = new RecordOrder(index)
-    if (previous) await store.linkFrom(new BlobStore(out))
-    const ingester = new GraphIngester(store, index, options.observer)
-    const images: BuiltImage[] = []
-    const referrers: BuiltReferrer[] = []
-    for (const [i, spec] of specs.entries()) {
-      options.observer?.sourceStart?.(spec.text)
-      const source = openSource(spec, path.join(work, String(i)), options.sources)
-      try {
-        const roots = await source.roots()
-        const targets = roots.map((root) => targetOf(spec, root, roots.length, options.prefix))
-        // Graphs are walked concurrently (the ingester visits each digest once); what they are
-        // recorded as, in the index and in the summary, follows the sources' order afterwards.
-        const records = await inOrder(roots, IMAGE_CONCURRENCY, (root, r) =>
-          ingester.reuseStored(root.descriptor.digest) ?? ingester.ingest(source, root.descriptor, `${spec.text} (${targets[r].name}:${targets[r].tag})`))
-        for (const [r, root] of roots.entries()) {
-          const {name, tag} = targets[r]
-          const record = records[r]
-          repositoryRecord(index, name).tags[tag] = root.descriptor.digest
-          order.visit(root.descriptor.digest)
-          const image = {name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms: platformsOf(index, record), source: spec.text}
-          images.push(image)
-          options.observer?.imageDone?.(image)
-          if (options.withReferrers) {
-            for (const referrer of await copyReferrers(ingester, index, source, root.descriptor.digest, name, spec.text)) {
-              order.visit(referrer.digest)
-              referrers.push(referrer)
-              options.observer?.referrerDone?.(referrer)
-            }
-          }
-        }
-      } finally {
-        await source.close()
-      }
-    }
-    order.apply()
+    const index = previousState ? {...emptyIndex(tagMaxAge), ...previousState, settings: {tagMaxAge}} : emptyIndex(tagMaxAge)
+    if (previousState) await store.linkFrom(new BlobStore(out))
+    // The walk's bookkeeping (visits, copies in flight) is let go before the objects are derived.
+    const {images, referrers, bytesCopied, blobsAlreadyPresent} = await ingestSources(specs, options, store, index, work)
     await rm(work, {recursive: true, force: true})
     const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
     await writeTreeFiles(staging, treeIndex)
     // Files were written without an fsync each: one sync of the staging directory's file system before it serves.
     await store.sync()
     await swapInto(staging, out)
-    return {...summarize(out, treeIndex, images, ingester.bytesCopied), referrers, blobsAlreadyPresent: ingester.blobsAlreadyPresent}
+    return {...summarize(out, treeIndex, images, bytesCopied), referrers, blobsAlreadyPresent}
   } catch (error) {
     await rm(staging, {recursive: true, force: true})
     throw error
   }
+}
+
+/** Copy every image of the sources into the store and record it in `index`, in the sources' order. */
+async function ingestSources(specs: SourceSpec[], options: BuildOptions, store: BlobStore, index: Omit<TreeIndex, 'objects'>, work: string): Promise<{images: BuiltImage[]; referrers: BuiltReferrer[]; bytesCopied: number; blobsAlreadyPresent: number}> {
+  const order = new RecordOrder(index)
+  const ingester = new GraphIngester(store, index, options.observer)
+  const images: BuiltImage[] = []
+  const referrers: BuiltReferrer[] = []
+  for (const [i, spec] of specs.entries()) {
+    options.observer?.sourceStart?.(spec.text)
+    const source = openSource(spec, path.join(work, String(i)), options.sources)
+    try {
+      const roots = await source.roots()
+      const targets = roots.map((root) => targetOf(spec, root, roots.length, options.prefix))
+      // Graphs are walked concurrently (the ingester visits each digest once); what they are
+      // recorded as, in the index and in the summary, follows the sources' order afterwards.
+      const records = await inOrder(roots, IMAGE_CONCURRENCY, (root, r) =>
+        ingester.reuseStored(root.descriptor.digest) ?? ingester.ingest(source, root.descriptor, `${spec.text} (${targets[r].name}:${targets[r].tag})`))
+      for (const [r, root] of roots.entries()) {
+        const {name, tag} = targets[r]
+        const record = records[r]
+        repositoryRecord(index, name).tags[tag] = root.descriptor.digest
+        order.visit(root.descriptor.digest)
+        const image = {name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms: platformsOf(index, record), source: spec.text}
+        images.push(image)
+        options.observer?.imageDone?.(image)
+        if (options.withReferrers) {
+          for (const referrer of await copyReferrers(ingester, index, source, root.descriptor.digest, name, spec.text)) {
+            order.visit(referrer.digest)
+            referrers.push(referrer)
+            options.observer?.referrerDone?.(referrer)
+          }
+        }
+      }
+    } finally {
+      await source.close()
+    }
+  }
+  order.apply()
+  return {images, referrers, bytesCopied: ingester.bytesCopied, blobsAlreadyPresent: ingester.blobsAlreadyPresent}
 }
 
 function platformsOf(index: Pick<TreeIndex, 'manifests'>, record: ManifestRecord): string[] {
