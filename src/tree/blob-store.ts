@@ -59,7 +59,8 @@ export class BlobStore {
 
   /** Whether the store holds `digest`, without touching the disk: a private store's answer, undefined for others. */
   holds(digest: string): boolean | undefined {
-    return this.contents?.has(digestHex(parseDigest(digest)))
+    // A name that is no digest is simply not held: it never becomes a path here.
+    return this.contents && digest.startsWith('sha256:') && this.contents.has(digest.slice(7))
   }
 
   /** Bytes of a stored blob; undefined when the store does not have it. */

@@ -37,6 +37,8 @@ export class GraphIngester {
   private readonly inFlight = new Map<string, Promise<Platform | undefined>>()
   /** manifests visited or being visited, by digest */
   private readonly manifestVisits = new Map<string, Promise<ManifestRecord>>()
+  /** graphs taken whole from the store by reuseStored, by manifest digest */
+  private readonly reused = new Set<string>()
   bytesCopied = 0
   /** blobs the sources named that the store already had (not read again) */
   blobsAlreadyPresent = 0
@@ -65,6 +67,8 @@ export class GraphIngester {
    * Only for stores that know their contents without a stat (private stores).
    */
   reuseStored(digest: string): ManifestRecord | undefined {
+    // Tags naming one image: its graph is checked once.
+    if (this.reused.has(digest)) return this.index.manifests[digest]
     const manifests: string[] = []
     const blobs = new Set<string>()
     const seen = new Set<string>()
@@ -86,7 +90,10 @@ export class GraphIngester {
       pending.push(...record.children)
       if (seen.size > MAX_GRAPH_NODES) return undefined
     }
-    for (const manifest of manifests) if (!this.manifestVisits.has(manifest)) this.manifestVisits.set(manifest, Promise.resolve(this.index.manifests[manifest]))
+    for (const manifest of manifests) {
+      this.reused.add(manifest)
+      if (!this.manifestVisits.has(manifest)) this.manifestVisits.set(manifest, Promise.resolve(this.index.manifests[manifest]))
+    }
     for (const blob of blobs) {
       if (this.inFlight.has(blob)) continue
       this.blobsAlreadyPresent++
