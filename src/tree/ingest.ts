@@ -27,6 +27,29 @@ interface GraphWalk {
  * from memory), so their platform is known without reading the stored file again; larger ones stream.
  */
 const CONFIG_HELD_BYTES = 64 * 1024
+/** blobs one ingester copies at a time, over all the graphs it walks */
+const BLOBS_COPYING = 16
+
+/** At most `count` holders at a time; the others wait in turn. */
+class Slots {
+  private readonly waiting: Array<() => void> = []
+
+  constructor(private free: number) {}
+
+  async acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--
+      return
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve))
+  }
+
+  release(): void {
+    const next = this.waiting.shift()
+    if (next) next()
+    else this.free++
+  }
+}
 
 /**
  * Copy one manifest graph from a source into the store, verifying every byte against its
@@ -37,6 +60,7 @@ export class GraphIngester {
   private readonly inFlight = new Map<string, Promise<Platform | undefined>>()
   /** manifests visited or being visited, by digest */
   private readonly manifestVisits = new Map<string, Promise<ManifestRecord>>()
+  private readonly copySlots = new Slots(BLOBS_COPYING)
   /** graphs taken whole from the store by reuseStored, by manifest digest */
   private readonly reused = new Set<string>()
   bytesCopied = 0
@@ -177,28 +201,13 @@ export class GraphIngester {
           this.blobsAlreadyPresent++
         } else {
           this.observer.blobStart?.(blob.digest, blob.size)
-          let input
+          // However many images are walked at once, so many blobs are open and copying (each holds a
+          // file and a buffer of up to 1 MiB; one thread hashes them all anyway).
+          await this.copySlots.acquire()
           try {
-            input = await source.openBlob(blob)
-          } catch (error) {
-            throw this.missing(error, label, `blob ${blob.digest}`)
-          }
-          const check = {digest: blob.digest, size: blob.size, label: `${label}: blob ${blob.digest}`}
-          if (config && CONFIG_MEDIA_TYPES.has(blob.mediaType) && blob.size <= CONFIG_HELD_BYTES) {
-            // A small config is held while it is copied: its platform is read from memory, not from the store again.
-            const raw = await readBounded(input, blob.size, check.label).catch((error: unknown) => {
-              if (error instanceof TooLargeError) throw new DigestMismatchError(check, 'sha256:(more bytes than the descriptor says)', blob.size + 1)
-              throw error
-            })
-            verifyBytes(raw, check)
-            await this.store.writeBytes(raw)
-            this.observer.bytes?.(raw.length)
-            this.bytesCopied += raw.length
-            platform = platformOfConfig(raw)
-          } else {
-            // Read the count first: `x += await …` would add to a stale value while other blobs copy concurrently.
-            const copied = await this.store.ingest(input, check, this.observer.bytes)
-            this.bytesCopied += copied
+            platform = await this.copyBlob(source, blob, label, config)
+          } finally {
+            this.copySlots.release()
           }
         }
         // What the store holds is what the blob is: the first size recorded is the stored file's.
@@ -214,6 +223,33 @@ export class GraphIngester {
       throw new RegError(`${label}: blob ${blob.digest} is listed with size ${blob.size}, but the stored blob has ${size} bytes`, 'the manifest is malicious or corrupt: a descriptor cannot change what a stored blob is', 'SIZE_INVALID')
     }
     return config ? platform : undefined
+  }
+
+  /** Copy a blob the store does not have; for a small config, its platform (read on the way). */
+  private async copyBlob(source: ImageSource, blob: Descriptor, label: string, config: boolean): Promise<Platform | undefined> {
+    let input
+    try {
+      input = await source.openBlob(blob)
+    } catch (error) {
+      throw this.missing(error, label, `blob ${blob.digest}`)
+    }
+    const check = {digest: blob.digest, size: blob.size, label: `${label}: blob ${blob.digest}`}
+    if (config && CONFIG_MEDIA_TYPES.has(blob.mediaType) && blob.size <= CONFIG_HELD_BYTES) {
+      // A small config is held while it is copied: its platform is read from memory, not from the store again.
+      const raw = await readBounded(input, blob.size, check.label).catch((error: unknown) => {
+        if (error instanceof TooLargeError) throw new DigestMismatchError(check, 'sha256:(more bytes than the descriptor says)', blob.size + 1)
+        throw error
+      })
+      verifyBytes(raw, check)
+      await this.store.writeBytes(raw)
+      this.observer.bytes?.(raw.length)
+      this.bytesCopied += raw.length
+      return platformOfConfig(raw)
+    }
+    // Read the count first: `x += await …` would add to a stale value while other blobs copy concurrently.
+    const copied = await this.store.ingest(input, check, this.observer.bytes)
+    this.bytesCopied += copied
+    return undefined
   }
 
   private missing(error: unknown, label: string, what: string): Error {
