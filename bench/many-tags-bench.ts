@@ -81,11 +81,12 @@ try {
     say(`  ${layout.sources.length} layout(s), ${layout.blobs} blobs, ${(layout.blobBytes / MB).toFixed(1)} MB, in ${((performance.now() - start) / 1000).toFixed(1)} s`)
   }
   const tree = path.join(work, 'tree')
-  const args = ['build', ...layout.sources, '-o', tree, '--json']
+  // Plain output, as a user runs it (--json would add a summary naming every image to what is measured).
+  const args = ['build', ...layout.sources, '-o', tree]
   say('reg build ...')
   const build = await reg(args, work)
-  const summary = JSON.parse(build.stdout) as {tags: number; repositories: number; blobs: number}
-  say(`  ${build.seconds.toFixed(2)} s, peak RSS ${(build.peakRssBytes / MB).toFixed(0)} MB (${summary.tags} tags, ${summary.repositories} repositories, ${summary.blobs} blobs)`)
+  const summary = build.stdout.trim().split('\n').at(-1)?.replace(/^.*?: /, '') ?? ''
+  say(`  ${build.seconds.toFixed(2)} s, peak RSS ${(build.peakRssBytes / MB).toFixed(0)} MB (${summary})`)
   const registry = path.join(tree, 'registry.json')
   const registryBytes = (await stat(registry)).size
   const objects = (JSON.parse(await readFile(registry, 'utf8')) as {objects: unknown[]}).objects.length
