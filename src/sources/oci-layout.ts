@@ -60,8 +60,14 @@ export class OciLayoutSource implements ImageSource {
     const layout = parseJsonQuietly(await this.readLayoutFile('oci-layout')) as {imageLayoutVersion?: unknown} | undefined
     if (typeof layout?.imageLayoutVersion !== 'string') throw new RegError(`${this.description}: invalid oci-layout file (not JSON with an imageLayoutVersion)`)
     const indexBytes = await this.readLayoutFile('index.json')
-    if (parseJsonQuietly(indexBytes) === undefined) throw new RegError(`${this.description} index.json: manifest is not valid JSON`, 'the layout is corrupt; copy the image again')
-    const index = parseManifest(indexBytes, `${this.description} index.json`)
+    let index
+    try {
+      // Parsed once (it may be megabytes): parseManifest refuses bytes that are not JSON, with the layout's own hint here.
+      index = parseManifest(indexBytes, `${this.description} index.json`)
+    } catch (error) {
+      if (error instanceof RegError && error.message === `${this.description} index.json: manifest is not valid JSON`) throw new RegError(error.message, 'the layout is corrupt; copy the image again')
+      throw error
+    }
     if (index.kind !== 'index') throw new RegError(`${this.description}: index.json is not an image index`)
     const entries = index.manifests.map((descriptor) => ({descriptor, ...entryName(descriptor)}))
     if (this.ref !== undefined) {

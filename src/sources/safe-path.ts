@@ -3,7 +3,7 @@ import {type FileHandle, open, readlink, realpath, stat} from 'node:fs/promises'
 import path from 'node:path'
 import type {Readable} from 'node:stream'
 import {errnoCode, RegError} from '../core/errors.js'
-import {readBounded} from '../core/limits.js'
+import {TooLargeError} from '../core/limits.js'
 
 const OUTSIDE_HINT = 'the source contains a symlink pointing outside it; reg refuses to read through it'
 
@@ -53,39 +53,107 @@ export interface SourceFiles {
 
 /** The files of a directory, never read through a link leading out of it, and only regular files. */
 export class DirectoryFiles implements SourceFiles {
+  /** the real path of the root and of each directory files were opened in, resolved once per source */
+  private realRoot?: Promise<string>
+  private readonly realDirs = new Map<string, Promise<string | undefined>>()
+
   constructor(readonly where: string) {}
 
-  private async openInside(relative: string, what: string): Promise<FileHandle | undefined> {
-    const real = await resolveInside(this.where, relative, what)
-    if (!real) return undefined
-    let handle: FileHandle
-    try {
-      // O_NONBLOCK: opening a FIFO planted in the source must not hang; it is refused below as not a file.
-      handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
-    } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return undefined
-      if (errnoCode(error) === 'ELOOP') throw new RegError(`${what} changed into a symlink while reg was reading it`, OUTSIDE_HINT)
-      throw error
+  private root(): Promise<string> {
+    this.realRoot ??= realpath(this.where)
+    this.realRoot.catch(() => (this.realRoot = undefined))
+    return this.realRoot
+  }
+
+  /**
+   * Where `relative` is, the directory resolved once (a blob store's thousands of files share one):
+   * undefined when it does not exist, and for `.`/`..` names, left to the full resolution.
+   */
+  private async fastPath(relative: string, what: string): Promise<string | undefined> {
+    const dir = path.dirname(relative)
+    const name = path.basename(relative)
+    if (name === '.' || name === '..' || name === '' || path.isAbsolute(relative)) return undefined
+    let realDir = this.realDirs.get(dir)
+    if (!realDir) {
+      realDir = (async () => (dir === '.' ? this.root() : resolveInside(this.where, dir, what)))()
+      this.realDirs.set(dir, realDir)
+      realDir.catch(() => this.realDirs.delete(dir))
+    }
+    const real = await realDir
+    return real && path.join(real, name)
+  }
+
+  private async openInside(relative: string, what: string): Promise<{handle: FileHandle; size: number} | undefined> {
+    // The file is opened without following a link (O_NOFOLLOW) in its directory, resolved once; a
+    // link (ELOOP) is resolved in full and followed only when it stays inside.
+    let real = await this.fastPath(relative, what)
+    let handle: FileHandle | undefined
+    if (real) handle = await this.openFile(real, what, false)
+    if (!handle) {
+      real = await resolveInside(this.where, relative, what)
+      if (!real) return undefined
+      handle = await this.openFile(real, what, true)
+      if (!handle) return undefined
     }
     try {
       // A directory on the way could have been swapped for a link since the check: ask the kernel what was opened.
-      const opened = await readlink(`/proc/self/fd/${handle.fd}`).catch(() => real)
-      if (!isInside(opened, await realpath(this.where))) throw new RegError(`${what} resolves outside the source`, OUTSIDE_HINT)
-      if (!(await handle.stat()).isFile()) throw new RegError(`${what} is not a regular file`, 'the source is corrupt; export the image again')
+      const opened = await readlink(`/proc/self/fd/${handle.fd}`).catch(() => real!)
+      if (!isInside(opened, await this.root())) throw new RegError(`${what} resolves outside the source`, OUTSIDE_HINT)
+      const info = await handle.stat()
+      if (!info.isFile()) throw new RegError(`${what} is not a regular file`, 'the source is corrupt; export the image again')
+      return {handle, size: info.size}
     } catch (error) {
       await handle.close()
       throw error
     }
-    return handle
+  }
+
+  /** Open a resolved path; undefined when it is missing, or (before it was resolved in full) a link. */
+  private async openFile(real: string, what: string, resolved: boolean): Promise<FileHandle | undefined> {
+    try {
+      // O_NONBLOCK: opening a FIFO planted in the source must not hang; it is refused as not a file.
+      return await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
+    } catch (error) {
+      if (errnoCode(error) === 'ENOENT') return undefined
+      if (errnoCode(error) === 'ELOOP') {
+        if (!resolved) return undefined
+        throw new RegError(`${what} changed into a symlink while reg was reading it`, OUTSIDE_HINT)
+      }
+      throw error
+    }
   }
 
   async read(relative: string, limit: number, what: string): Promise<Buffer | undefined> {
-    const handle = await this.openInside(relative, what)
-    return handle && readBounded(handle.createReadStream(), limit, what)
+    const opened = await this.openInside(relative, what)
+    if (!opened) return undefined
+    try {
+      return await readHandleBounded(opened.handle, opened.size, limit, what)
+    } finally {
+      await opened.handle.close()
+    }
   }
 
   async open(relative: string, what: string): Promise<Readable | undefined> {
-    const handle = await this.openInside(relative, what)
-    return handle?.createReadStream({highWaterMark: 1 << 20})
+    const opened = await this.openInside(relative, what)
+    // Chunks of 1 MiB for big blobs, of the file's size for small ones (a 1 MiB buffer per 300-byte config is most of a build's garbage).
+    return opened?.handle.createReadStream({highWaterMark: Math.min(Math.max(opened.size + 1, 16 * 1024), 1 << 20)})
   }
+}
+
+/** An open file read whole, never more than `limit` bytes (a file that grew since its stat is still caught). */
+async function readHandleBounded(handle: FileHandle, size: number, limit: number, what: string): Promise<Buffer> {
+  if (size > limit) throw new TooLargeError(what, limit)
+  let buffer = Buffer.allocUnsafe(Math.min(size, limit) + 1)
+  let length = 0
+  for (;;) {
+    if (length === buffer.length) {
+      if (length > limit) throw new TooLargeError(what, limit)
+      buffer = Buffer.concat([buffer, Buffer.allocUnsafe(Math.min(buffer.length, limit + 1 - length))])
+    }
+    const {bytesRead} = await handle.read(buffer, length, buffer.length - length, null)
+    if (bytesRead === 0) break
+    length += bytesRead
+  }
+  if (length > limit) throw new TooLargeError(what, limit)
+  return buffer.subarray(0, length)
 }

@@ -1,11 +1,26 @@
+import {execFile} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
-import {link, mkdir, readdir, rename, stat, unlink, writeFile} from 'node:fs/promises'
+import {link, mkdir, open, readdir, rename, stat, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import type {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {type DigestCheck, digestHex, parseDigest, sha256, VerifyingStream} from '../core/digest.js'
+import {mapLimit} from '../core/concurrency.js'
 import {errnoCode} from '../core/errors.js'
+
+const STORE_NAME = /^[a-f0-9]{64}$/
+/** blobs from this size on are flushed as they are written, even in a private store (see ingest) */
+const FLUSH_EACH_BYTES = 8 << 20
+
+export interface BlobStoreOptions {
+  /**
+   * The store is a private staging directory no other process writes: what it holds is kept in
+   * memory (filled by one readdir), and files are written without an fsync each; `sync()` makes
+   * them all durable at once before the directory is put in service.
+   */
+  private?: boolean
+}
 
 /**
  * The content-addressed store of a tree: `blobs/sha256/<hex>`, each blob once, the same layout as an
@@ -14,9 +29,17 @@ import {errnoCode} from '../core/errors.js'
  */
 export class BlobStore {
   readonly dir: string
+  /** private stores: hex name → size of each stored file (undefined: present, size not asked yet) */
+  protected contents?: Map<string, number | undefined>
+  /** private stores: files written since `init`, to fsync when `sync -f` is not at hand */
+  private written: string[] = []
 
-  constructor(readonly root: string) {
+  constructor(readonly root: string, private readonly options: BlobStoreOptions = {}) {
     this.dir = path.join(root, 'blobs', 'sha256')
+  }
+
+  private get flush(): boolean {
+    return !this.options.private
   }
 
   /** The file of a digest. The digest is checked here, the one place a digest becomes a path: nothing outside the store can be named. */
@@ -26,20 +49,63 @@ export class BlobStore {
 
   async init(): Promise<void> {
     await mkdir(this.dir, {recursive: true})
+    if (this.options.private) this.contents = new Map((await readdir(this.dir)).filter((n) => STORE_NAME.test(n)).map((n) => [n, undefined]))
   }
 
   async has(digest: string): Promise<boolean> {
+    if (this.contents) return this.contents.has(digestHex(parseDigest(digest)))
     return (await this.sizeOf(digest)) !== undefined
+  }
+
+  /** Whether the store holds `digest`, without touching the disk: a private store's answer, undefined for others. */
+  holds(digest: string): boolean | undefined {
+    // A name that is no digest is simply not held: it never becomes a path here.
+    return this.contents && digest.startsWith('sha256:') && this.contents.has(digest.slice(7))
   }
 
   /** Bytes of a stored blob; undefined when the store does not have it. */
   async sizeOf(digest: string): Promise<number | undefined> {
+    const hex = digestHex(parseDigest(digest))
+    if (this.contents && !this.contents.has(hex)) return undefined
+    const known = this.contents?.get(hex)
+    if (known !== undefined) return known
     try {
-      return (await stat(this.pathOf(digest))).size
+      const {size} = await stat(this.pathOf(digest))
+      this.contents?.set(hex, size)
+      return size
     } catch (error) {
-      if (errnoCode(error) === 'ENOENT') return undefined
+      if (errnoCode(error) === 'ENOENT') {
+        this.contents?.delete(hex)
+        return undefined
+      }
       throw error
     }
+  }
+
+  /**
+   * Make what a private store wrote durable, once, before the directory is put in service: one
+   * syncfs of its file system (`sync -f`), else an fsync of every file written, in parallel.
+   */
+  async sync(): Promise<void> {
+    const syncfs = await new Promise<boolean>((resolve) => {
+      execFile('sync', ['-f', this.root], (error) => resolve(!error))
+    })
+    if (!syncfs) {
+      await mapLimit([...this.written, this.dir, path.dirname(this.dir), this.root], 16, async (file) => {
+        const handle = await open(file, 'r').catch((error: unknown) => {
+          // collected since: not in the tree any more
+          if (errnoCode(error) === 'ENOENT') return undefined
+          throw error
+        })
+        if (!handle) return
+        try {
+          await handle.sync()
+        } finally {
+          await handle.close()
+        }
+      })
+    }
+    this.written = []
   }
 
   /** A fresh name beside the blobs for bytes still arriving (never served; a build's garbage collection removes strays). */
@@ -48,8 +114,15 @@ export class BlobStore {
   }
 
   /** Move a complete, verified temporary file in under its digest (atomic: readers see all or nothing). */
-  async commit(temp: string, digest: string): Promise<void> {
+  async commit(temp: string, digest: string, size?: number): Promise<void> {
     await rename(temp, this.pathOf(digest))
+    this.remember(digest, size)
+  }
+
+  private remember(digest: string, size: number | undefined): void {
+    if (!this.contents) return
+    this.contents.set(digestHex(digest), size)
+    this.written.push(this.pathOf(digest))
   }
 
   /** Stream `input` into the store, verifying it; `onBytes` sees progress. Returns bytes written. */
@@ -58,9 +131,12 @@ export class BlobStore {
     const verifier = new VerifyingStream(check)
     if (onBytes) verifier.on('data', (chunk: Buffer) => onBytes(chunk.length))
     try {
-      // flush: the bytes are on disk before the rename makes them a blob (a power loss leaves no torn blob)
-      await pipeline(input, verifier, createWriteStream(temp, {flags: 'wx', highWaterMark: 1 << 20, flush: true}))
-      await this.commit(temp, check.digest)
+      // flush: the bytes are on disk before the rename makes them a blob (a power loss leaves no torn
+      // blob). A private store is synced whole before it is served instead, but for big blobs: their
+      // write-back then runs while other blobs are hashed, not all of it at the end.
+      const flush = this.flush || check.size >= FLUSH_EACH_BYTES
+      await pipeline(input, verifier, createWriteStream(temp, {flags: 'wx', highWaterMark: 1 << 20, flush}))
+      await this.commit(temp, check.digest, verifier.bytesSeen)
     } catch (error) {
       await unlink(temp).catch(() => undefined)
       throw error
@@ -73,8 +149,9 @@ export class BlobStore {
     const digest = sha256(bytes)
     if (!(await this.has(digest))) {
       const temp = this.tempPath()
-      await writeFile(temp, bytes, {flag: 'wx', flush: true})
+      await writeFile(temp, bytes, {flag: 'wx', flush: this.flush})
       await rename(temp, this.pathOf(digest))
+      this.remember(digest, bytes.length)
     }
     return digest
   }
@@ -88,12 +165,13 @@ export class BlobStore {
       if (errnoCode(error) === 'ENOENT') return
       throw error
     }
-    for (const name of names) {
-      if (!/^[a-f0-9]{64}$/.test(name)) continue
+    // Links are independent: several in flight (the thread pool's width) instead of one at a time.
+    await mapLimit(names.filter((name) => STORE_NAME.test(name)), 8, async (name) => {
       await link(path.join(other.dir, name), path.join(this.dir, name)).catch((error: unknown) => {
         if (errnoCode(error) !== 'EEXIST') throw error
       })
-    }
+      this.contents?.set(name, undefined)
+    })
   }
 
   /** Delete every blob not in `keep` (and stray temporary files). Returns the digests removed. */
@@ -103,6 +181,52 @@ export class BlobStore {
       const digest = `sha256:${name}`
       if (keep.has(digest)) continue
       await unlink(path.join(this.dir, name))
+      this.contents?.delete(name)
+      if (!name.startsWith('.tmp-')) removed.push(digest)
+    }
+    return removed
+  }
+}
+
+/**
+ * A tree's store looked at, never written: what a build would write and delete in it is noted in
+ * `changed` instead (a rebuild that would change nothing need not stage a copy of the tree).
+ */
+export class TreeCheckStore extends BlobStore {
+  changed = false
+
+  constructor(root: string) {
+    super(root, {private: true})
+  }
+
+  override async init(): Promise<void> {
+    const names = await readdir(this.dir).catch((error: unknown) => {
+      if (errnoCode(error) === 'ENOENT') return []
+      throw error
+    })
+    this.contents = new Map(names.filter((n) => STORE_NAME.test(n)).map((n) => [n, undefined]))
+  }
+
+  override async ingest(): Promise<number> {
+    throw new Error('a checked store is not written')
+  }
+
+  override async writeBytes(bytes: Uint8Array): Promise<string> {
+    const digest = sha256(bytes)
+    if (this.holds(digest) !== true) this.changed = true
+    return digest
+  }
+
+  override async linkFrom(): Promise<void> {
+    throw new Error('a checked store is not written')
+  }
+
+  override async retainOnly(keep: ReadonlySet<string>): Promise<string[]> {
+    const removed: string[] = []
+    for (const name of await readdir(this.dir).catch(() => ['(no store)'])) {
+      const digest = `sha256:${name}`
+      if (keep.has(digest)) continue
+      this.changed = true
       if (!name.startsWith('.tmp-')) removed.push(digest)
     }
     return removed

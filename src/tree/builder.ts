@@ -1,14 +1,15 @@
 import {randomBytes} from 'node:crypto'
 import {mkdir, readdir, rename, rm, stat} from 'node:fs/promises'
 import path from 'node:path'
+import {mapLimit} from '../core/concurrency.js'
 import {errnoCode, RegError} from '../core/errors.js'
 import type {ImageSource, SourceRoot} from '../core/image-source.js'
 import {formatPlatform} from '../core/manifest.js'
 import {validateName, validateTag, withPrefix} from '../core/reference.js'
 import {openSource, type SourceOptions, type SourceSpec} from '../sources/index.js'
-import {BlobStore} from './blob-store.js'
+import {BlobStore, TreeCheckStore} from './blob-store.js'
 import {type IngestObserver, GraphIngester} from './ingest.js'
-import {DEFAULT_TAG_MAX_AGE, emptyIndex, repositoryRecord, TREE_INDEX_FILE, type TreeIndex} from './model.js'
+import {DEFAULT_TAG_MAX_AGE, dict, emptyIndex, type ManifestRecord, repositoryRecord, type RepositoryRecord, TREE_INDEX_FILE, type TreeIndex} from './model.js'
 import {finalizeIndex, writeTreeFiles} from './finalize.js'
 import {repositoryBlobs, repositoryManifests} from './objects.js'
 import {readTreeIndex} from './registry-tree.js'
@@ -163,6 +164,9 @@ function targetOf(spec: SourceSpec, root: SourceRoot, rootCount: number, prefix?
   return {name: withPrefix(prefix, validateName(name)), tag: validateTag(tag, name)}
 }
 
+/** Images of one source ingested at once: each new manifest is a few file operations, mostly waiting on the disk. */
+const IMAGE_CONCURRENCY = 32
+
 /**
  * `reg build`: copy images into a tree, atomically. The new tree is built in a staging directory
  * beside the target (old blobs hardlinked, not copied) and renamed into place only when complete,
@@ -173,53 +177,219 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
   await mkdir(path.dirname(out), {recursive: true})
   await recoverSiblings(out)
   await refuseForeignContent(out)
-  const previous = options.clean ? undefined : await readTreeIndex(out)
+  let previous = options.clean ? undefined : await readTreeIndex(out)
+  const tagMaxAge = options.tagMaxAge ?? previous?.settings.tagMaxAge ?? DEFAULT_TAG_MAX_AGE
+  if (previous) {
+    const unchanged = await unchangedTree(specs, options, previous, out, tagMaxAge)
+    if (unchanged) return unchanged
+  }
+  // The previous state without its object list (derived again at the end): not held through the build.
+  const previousState = previous && (({objects: _objects, ...state}) => state)(previous)
+  previous = undefined
   const staging = `${out}.reg-staging-${process.pid}-${randomBytes(4).toString('hex')}`
   const work = path.join(staging, '.work')
   try {
-    const store = new BlobStore(staging)
+    const store = new BlobStore(staging, {private: true})
     await store.init()
-    const tagMaxAge = options.tagMaxAge ?? previous?.settings.tagMaxAge ?? DEFAULT_TAG_MAX_AGE
-    const index = previous ? {...emptyIndex(tagMaxAge), ...previous, settings: {tagMaxAge}} : emptyIndex(tagMaxAge)
-    if (previous) await store.linkFrom(new BlobStore(out))
-    const ingester = new GraphIngester(store, index, options.observer)
-    const images: BuiltImage[] = []
-    const referrers: BuiltReferrer[] = []
-    for (const [i, spec] of specs.entries()) {
-      options.observer?.sourceStart?.(spec.text)
-      const source = openSource(spec, path.join(work, String(i)), options.sources)
-      try {
-        const roots = await source.roots()
-        for (const root of roots) {
-          const {name, tag} = targetOf(spec, root, roots.length, options.prefix)
-          const record = await ingester.ingest(source, root.descriptor, `${spec.text} (${name}:${tag})`)
-          repositoryRecord(index, name).tags[tag] = root.descriptor.digest
-          const platforms = record.kind === 'index'
-            ? record.children.map((c) => formatPlatform(index.manifests[c].platform)).filter((p): p is string => Boolean(p))
-            : [formatPlatform(record.platform)].filter((p): p is string => Boolean(p))
-          const image = {name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms, source: spec.text}
-          images.push(image)
-          options.observer?.imageDone?.(image)
-          if (options.withReferrers) {
-            for (const referrer of await copyReferrers(ingester, index, source, root.descriptor.digest, name, spec.text)) {
-              referrers.push(referrer)
-              options.observer?.referrerDone?.(referrer)
-            }
-          }
-        }
-      } finally {
-        await source.close()
-      }
-    }
+    const index = previousState ? {...emptyIndex(tagMaxAge), ...previousState, settings: {tagMaxAge}} : emptyIndex(tagMaxAge)
+    if (previousState) await store.linkFrom(new BlobStore(out))
+    // The walk's bookkeeping (visits, copies in flight) is let go before the objects are derived.
+    const {images, referrers, bytesCopied, blobsAlreadyPresent} = await ingestSources(specs, options, store, index, work)
     await rm(work, {recursive: true, force: true})
     const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
     await writeTreeFiles(staging, treeIndex)
+    // Files were written without an fsync each: one sync of the staging directory's file system before it serves.
+    await store.sync()
     await swapInto(staging, out)
-    return {...summarize(out, treeIndex, images, ingester.bytesCopied), referrers, blobsAlreadyPresent: ingester.blobsAlreadyPresent}
+    return {...summarize(out, treeIndex, images, bytesCopied), referrers, blobsAlreadyPresent}
   } catch (error) {
     await rm(staging, {recursive: true, force: true})
     throw error
   }
+}
+
+/** Copy every image of the sources into the store and record it in `index`, in the sources' order. */
+async function ingestSources(specs: SourceSpec[], options: BuildOptions, store: BlobStore, index: Omit<TreeIndex, 'objects'>, work: string): Promise<{images: BuiltImage[]; referrers: BuiltReferrer[]; bytesCopied: number; blobsAlreadyPresent: number}> {
+  const order = new RecordOrder(index)
+  const ingester = new GraphIngester(store, index, options.observer)
+  const images: BuiltImage[] = []
+  const referrers: BuiltReferrer[] = []
+  for (const [i, spec] of specs.entries()) {
+    options.observer?.sourceStart?.(spec.text)
+    const source = openSource(spec, path.join(work, String(i)), options.sources)
+    try {
+      const roots = await source.roots()
+      const targets = roots.map((root) => targetOf(spec, root, roots.length, options.prefix))
+      // Graphs are walked concurrently (the ingester visits each digest once); what they are
+      // recorded as, in the index and in the summary, follows the sources' order afterwards.
+      const records = await inOrder(roots, IMAGE_CONCURRENCY, (root, r) =>
+        ingester.reuseStored(root.descriptor.digest) ?? ingester.ingest(source, root.descriptor, `${spec.text} (${targets[r].name}:${targets[r].tag})`))
+      for (const [r, root] of roots.entries()) {
+        const {name, tag} = targets[r]
+        const record = records[r]
+        repositoryRecord(index, name).tags[tag] = root.descriptor.digest
+        order.visit(root.descriptor.digest)
+        const image = {name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms: platformsOf(index, record), source: spec.text}
+        images.push(image)
+        options.observer?.imageDone?.(image)
+        if (options.withReferrers) {
+          for (const referrer of await copyReferrers(ingester, index, source, root.descriptor.digest, name, spec.text)) {
+            order.visit(referrer.digest)
+            referrers.push(referrer)
+            options.observer?.referrerDone?.(referrer)
+          }
+        }
+      }
+    } finally {
+      await source.close()
+    }
+  }
+  order.apply()
+  return {images, referrers, bytesCopied: ingester.bytesCopied, blobsAlreadyPresent: ingester.blobsAlreadyPresent}
+}
+
+function platformsOf(index: Pick<TreeIndex, 'manifests'>, record: ManifestRecord): string[] {
+  return record.kind === 'index'
+    ? record.children.map((c) => formatPlatform(index.manifests[c].platform)).filter((p): p is string => Boolean(p))
+    : [formatPlatform(record.platform)].filter((p): p is string => Boolean(p))
+}
+
+/**
+ * `work` over `items`, `limit` at a time, with the outcome of a one-at-a-time loop: when some
+ * fail, nothing more is started, and the first failed item in order is tried again alone, after
+ * every item before it succeeded (a failure can come from another item's work it waited on, e.g.
+ * a blob two images name with different sizes, copied with the later image's descriptor): its
+ * error is the result, or, when it now succeeds, the items after it go on the same way.
+ */
+async function inOrder<T, R>(items: readonly T[], limit: number, work: (item: T, index: number) => R | Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length)
+  let start = 0
+  while (start < items.length) {
+    let failed: number | undefined
+    await mapLimit(items.slice(start), limit, async (item, i) => {
+      if (failed !== undefined) return
+      try {
+        results[start + i] = await work(item, start + i)
+      } catch {
+        failed = Math.min(failed ?? i, i)
+      }
+    })
+    if (failed === undefined) break
+    const index = start + failed
+    results[index] = await work(items[index], index)
+    start = index + 1
+  }
+  return results
+}
+
+/**
+ * The order records are kept in registry.json, whatever order concurrent walks finished in: the
+ * previous tree's records where they were, then each new one where a walk of the roots one at a
+ * time, in order, would have added it (children, then blobs, then the manifest itself).
+ */
+class RecordOrder {
+  private readonly manifests: string[]
+  private readonly blobs: string[]
+  private readonly seenManifests: Set<string>
+  private readonly seenBlobs: Set<string>
+
+  constructor(private readonly index: Pick<TreeIndex, 'manifests' | 'blobs'>) {
+    this.manifests = Object.keys(index.manifests)
+    this.blobs = Object.keys(index.blobs)
+    this.seenManifests = new Set(this.manifests)
+    this.seenBlobs = new Set(this.blobs)
+  }
+
+  /** `digest` was recorded: its graph, where a walk would have reached it first. */
+  visit(digest: string): void {
+    const stack: {digest: string; child: number}[] = []
+    const enter = (d: string) => {
+      if (this.seenManifests.has(d) || !this.index.manifests[d]) return
+      this.seenManifests.add(d)
+      stack.push({digest: d, child: 0})
+    }
+    enter(digest)
+    while (stack.length > 0) {
+      const top = stack[stack.length - 1]
+      const record = this.index.manifests[top.digest]
+      if (top.child < record.children.length) {
+        enter(record.children[top.child++])
+        continue
+      }
+      stack.pop()
+      for (const blob of record.blobs) {
+        if (this.seenBlobs.has(blob)) continue
+        this.seenBlobs.add(blob)
+        this.blobs.push(blob)
+      }
+      this.manifests.push(top.digest)
+    }
+  }
+
+  /** Put the index's records in that order (anything not reached keeps its place after them). */
+  apply(): void {
+    const reorder = <T>(records: Record<string, T>, order: string[]): Record<string, T> => {
+      const sorted = dict<T>()
+      for (const digest of order) if (digest in records) sorted[digest] = records[digest]
+      for (const digest of Object.keys(records)) if (!(digest in sorted)) sorted[digest] = records[digest]
+      return sorted
+    }
+    this.index.manifests = reorder(this.index.manifests, this.manifests)
+    this.index.blobs = reorder(this.index.blobs, this.blobs)
+  }
+}
+
+/**
+ * A rebuild that changes nothing: every image of the sources is already in the tree, whole, and
+ * the tree's state would come out equal. Then the tree is left as it is, without a staging copy.
+ * Only for sources whose images are listed without copying anything (`oci:`, `dir:`); undefined
+ * as soon as anything differs (then the build proceeds as usual).
+ */
+async function unchangedTree(specs: SourceSpec[], options: BuildOptions, previous: TreeIndex, out: string, tagMaxAge: number): Promise<BuildSummary | undefined> {
+  if (options.withReferrers || specs.some((spec) => spec.transport !== 'oci' && spec.transport !== 'dir')) return undefined
+  if (tagMaxAge !== previous.settings.tagMaxAge) return undefined
+  const store = new TreeCheckStore(out)
+  await store.init()
+  const repositories = dict<RepositoryRecord>()
+  for (const [name, record] of Object.entries(previous.repositories)) repositories[name] = {...record, tags: dict(Object.entries(record.tags))}
+  const index: Omit<TreeIndex, 'objects'> = {...emptyIndex(tagMaxAge), ...previous, settings: {tagMaxAge}, repositories, manifests: dict(Object.entries(previous.manifests)), blobs: dict(Object.entries(previous.blobs))}
+  const ingester = new GraphIngester(store, index)
+  const images: BuiltImage[] = []
+  for (const spec of specs) {
+    const source = openSource(spec, `${out}.reg-unused`, options.sources)
+    try {
+      const roots = await source.roots()
+      for (const root of roots) {
+        const {name, tag} = targetOf(spec, root, roots.length, options.prefix)
+        const record = ingester.reuseStored(root.descriptor.digest)
+        if (!record) return undefined
+        repositoryRecord(index, name).tags[tag] = root.descriptor.digest
+        images.push({name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms: platformsOf(index, record), source: spec.text})
+      }
+    } finally {
+      await source.close()
+    }
+  }
+  const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
+  if (store.changed || !sameJson(treeIndex, previous)) return undefined
+  for (const file of ['index.json', 'oci-layout']) if (!(await exists(path.join(out, file)))) return undefined
+  for (const image of images) options.observer?.imageDone?.(image)
+  return {...summarize(out, treeIndex, images, 0), referrers: [], blobsAlreadyPresent: ingester.blobsAlreadyPresent}
+}
+
+/** Equal as JSON.stringify would write them, key order included (a key holding undefined is no key). */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
+  if (Array.isArray(a) !== Array.isArray(b)) return false
+  if (Array.isArray(a)) {
+    const other = b as unknown[]
+    return a.length === other.length && a.every((value, i) => sameJson(value, other[i]))
+  }
+  const keysOf = (value: object) => Object.keys(value).filter((key) => (value as Record<string, unknown>)[key] !== undefined)
+  const keys = keysOf(a)
+  const otherKeys = keysOf(b)
+  return keys.length === otherKeys.length && keys.every((key, i) => key === otherKeys[i] && sameJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key]))
 }
 
 /**

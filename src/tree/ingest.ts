@@ -1,7 +1,7 @@
 import {mapLimit} from '../core/concurrency.js'
-import {verifyBytes} from '../core/digest.js'
+import {DigestMismatchError, verifyBytes} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
-import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
+import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readBounded, readFileBounded, TooLargeError} from '../core/limits.js'
 import type {ImageSource} from '../core/image-source.js'
 import {type Descriptor, parseManifest, parsePlatform, type Platform} from '../core/manifest.js'
 import {CONFIG_MEDIA_TYPES, isManifestMediaType} from '../core/media-types.js'
@@ -23,14 +23,46 @@ interface GraphWalk {
 }
 
 /**
+ * Image configs up to this size are read whole while they are copied (verified in memory, stored
+ * from memory), so their platform is known without reading the stored file again; larger ones stream.
+ */
+const CONFIG_HELD_BYTES = 64 * 1024
+/** blobs one ingester copies at a time, over all the graphs it walks */
+const BLOBS_COPYING = 16
+
+/** At most `count` holders at a time; the others wait in turn. */
+class Slots {
+  private readonly waiting: Array<() => void> = []
+
+  constructor(private free: number) {}
+
+  async acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--
+      return
+    }
+    await new Promise<void>((resolve) => this.waiting.push(resolve))
+  }
+
+  release(): void {
+    const next = this.waiting.shift()
+    if (next) next()
+    else this.free++
+  }
+}
+
+/**
  * Copy one manifest graph from a source into the store, verifying every byte against its
  * descriptor, and record it in the index. Blobs already in the store are not read again.
  */
 export class GraphIngester {
-  /** blobs copied or being copied: two images sharing a layer copy it once */
-  private readonly inFlight = new Map<string, Promise<void>>()
+  /** blobs copied or being copied: two images sharing a layer copy it once; a config's platform when it was read while copied */
+  private readonly inFlight = new Map<string, Promise<Platform | undefined>>()
   /** manifests visited or being visited, by digest */
   private readonly manifestVisits = new Map<string, Promise<ManifestRecord>>()
+  private readonly copySlots = new Slots(BLOBS_COPYING)
+  /** graphs taken whole from the store by reuseStored, by manifest digest */
+  private readonly reused = new Set<string>()
   bytesCopied = 0
   /** blobs the sources named that the store already had (not read again) */
   blobsAlreadyPresent = 0
@@ -49,6 +81,49 @@ export class GraphIngester {
    */
   async ingest(source: ImageSource, descriptor: Descriptor, label: string, platform?: Platform): Promise<ManifestRecord> {
     return this.visitManifest({source, label, nodes: new Set()}, descriptor, platform)
+  }
+
+  /**
+   * Take the graph under `digest` as an earlier build recorded it in the index, without reading it
+   * again, when the store holds every manifest and blob of it (files get their digest name only once
+   * verified). Undefined when a part is missing, when it is a referrer (walked again: its record
+   * carries what its source says), or when it is larger than a graph may be: then `ingest` it.
+   * Only for stores that know their contents without a stat (private stores).
+   */
+  reuseStored(digest: string): ManifestRecord | undefined {
+    // Tags naming one image: its graph is checked once.
+    if (this.reused.has(digest)) return this.index.manifests[digest]
+    const manifests: string[] = []
+    const blobs = new Set<string>()
+    const seen = new Set<string>()
+    const pending = [digest]
+    while (pending.length > 0) {
+      const next = pending.pop()!
+      if (seen.has(next)) continue
+      seen.add(next)
+      const record = this.index.manifests[next]
+      if (!record || record.subject !== undefined || this.store.holds(next) !== true) return undefined
+      manifests.push(next)
+      for (const blob of record.blobs) {
+        if (!(blob in this.index.blobs) || this.store.holds(blob) !== true) return undefined
+        if (!seen.has(blob)) {
+          seen.add(blob)
+          blobs.add(blob)
+        }
+      }
+      pending.push(...record.children)
+      if (seen.size > MAX_GRAPH_NODES) return undefined
+    }
+    for (const manifest of manifests) {
+      this.reused.add(manifest)
+      if (!this.manifestVisits.has(manifest)) this.manifestVisits.set(manifest, Promise.resolve(this.index.manifests[manifest]))
+    }
+    for (const blob of blobs) {
+      if (this.inFlight.has(blob)) continue
+      this.blobsAlreadyPresent++
+      this.inFlight.set(blob, Promise.resolve(undefined))
+    }
+    return this.index.manifests[digest]
   }
 
   private count(walk: GraphWalk, digest: string): void {
@@ -107,44 +182,74 @@ export class GraphIngester {
     } else {
       const blobs = [manifest.config, ...manifest.layers]
       for (const blob of blobs) this.count(walk, blob.digest)
-      await mapLimit(blobs, this.blobConcurrency, (blob) => this.ingestBlob(source, blob, label))
+      const [configPlatform] = await mapLimit(blobs, this.blobConcurrency, (blob, i) => this.ingestBlob(source, blob, label, i === 0))
       record.blobs = [...new Set(blobs.map((b) => b.digest))]
-      record.platform ??= await this.platformOf(manifest.config)
+      record.platform ??= configPlatform ?? await this.platformOf(manifest.config)
     }
     await this.store.writeBytes(raw)
     this.index.manifests[descriptor.digest] = record
     return record
   }
 
-  private async ingestBlob(source: ImageSource, blob: Descriptor, label: string): Promise<void> {
+  /** Copy a blob unless stored; for the `config` of an image, the platform when the copy read it anyway. */
+  private async ingestBlob(source: ImageSource, blob: Descriptor, label: string, config: boolean): Promise<Platform | undefined> {
     if (!this.inFlight.has(blob.digest)) {
       this.inFlight.set(blob.digest, (async () => {
         const stored = await this.store.sizeOf(blob.digest)
+        let platform: Platform | undefined
         if (stored !== undefined) {
           this.blobsAlreadyPresent++
         } else {
           this.observer.blobStart?.(blob.digest, blob.size)
-          let input
+          // However many images are walked at once, so many blobs are open and copying (each holds a
+          // file and a buffer of up to 1 MiB; one thread hashes them all anyway).
+          await this.copySlots.acquire()
           try {
-            input = await source.openBlob(blob)
-          } catch (error) {
-            throw this.missing(error, label, `blob ${blob.digest}`)
+            platform = await this.copyBlob(source, blob, label, config)
+          } finally {
+            this.copySlots.release()
           }
-          // Read the count first: `x += await …` would add to a stale value while other blobs copy concurrently.
-          const copied = await this.store.ingest(input, {digest: blob.digest, size: blob.size, label: `${label}: blob ${blob.digest}`}, this.observer.bytes)
-          this.bytesCopied += copied
         }
         // What the store holds is what the blob is: the first size recorded is the stored file's.
         this.index.blobs[blob.digest] = {size: stored ?? blob.size, mediaType: blob.mediaType}
+        return platform
       })())
       this.inFlight.get(blob.digest)!.catch(() => this.inFlight.delete(blob.digest))
     }
-    await this.inFlight.get(blob.digest)
+    const platform = await this.inFlight.get(blob.digest)
     // Every descriptor of a blob, not only the first, must agree with the bytes stored under its digest.
     const size = this.index.blobs[blob.digest].size
     if (size !== blob.size) {
       throw new RegError(`${label}: blob ${blob.digest} is listed with size ${blob.size}, but the stored blob has ${size} bytes`, 'the manifest is malicious or corrupt: a descriptor cannot change what a stored blob is', 'SIZE_INVALID')
     }
+    return config ? platform : undefined
+  }
+
+  /** Copy a blob the store does not have; for a small config, its platform (read on the way). */
+  private async copyBlob(source: ImageSource, blob: Descriptor, label: string, config: boolean): Promise<Platform | undefined> {
+    let input
+    try {
+      input = await source.openBlob(blob)
+    } catch (error) {
+      throw this.missing(error, label, `blob ${blob.digest}`)
+    }
+    const check = {digest: blob.digest, size: blob.size, label: `${label}: blob ${blob.digest}`}
+    if (config && CONFIG_MEDIA_TYPES.has(blob.mediaType) && blob.size <= CONFIG_HELD_BYTES) {
+      // A small config is held while it is copied: its platform is read from memory, not from the store again.
+      const raw = await readBounded(input, blob.size, check.label).catch((error: unknown) => {
+        if (error instanceof TooLargeError) throw new DigestMismatchError(check, 'sha256:(more bytes than the descriptor says)', blob.size + 1)
+        throw error
+      })
+      verifyBytes(raw, check)
+      await this.store.writeBytes(raw)
+      this.observer.bytes?.(raw.length)
+      this.bytesCopied += raw.length
+      return platformOfConfig(raw)
+    }
+    // Read the count first: `x += await …` would add to a stale value while other blobs copy concurrently.
+    const copied = await this.store.ingest(input, check, this.observer.bytes)
+    this.bytesCopied += copied
+    return undefined
   }
 
   private missing(error: unknown, label: string, what: string): Error {
@@ -157,10 +262,17 @@ export class GraphIngester {
   private async platformOf(config: Descriptor): Promise<Platform | undefined> {
     if (!CONFIG_MEDIA_TYPES.has(config.mediaType) || config.size > MAX_MANIFEST_BYTES) return undefined
     try {
-      const parsed = JSON.parse((await readFileBounded(this.store.pathOf(config.digest), MAX_MANIFEST_BYTES, 'image config')).toString('utf8')) as Partial<Platform>
-      return parsePlatform(parsed)
+      return platformOfConfig(await readFileBounded(this.store.pathOf(config.digest), MAX_MANIFEST_BYTES, 'image config'))
     } catch {
       return undefined
     }
+  }
+}
+
+function platformOfConfig(raw: Buffer): Platform | undefined {
+  try {
+    return parsePlatform(JSON.parse(raw.toString('utf8')) as Partial<Platform>)
+  } catch {
+    return undefined
   }
 }

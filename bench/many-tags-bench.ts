@@ -1,0 +1,120 @@
+// `npm run bench:tags`: `reg build` of a registry's metadata at scale (issue 15).
+//
+// Generates the many-tags layout (bench/many-tags.ts: BENCH_TAGS 100,000 tags over 1,000
+// repositories naming 20,000 image manifests, split into layouts under index.json's bound), then:
+//   - `reg build` of all of it into a new tree: wall time and peak RSS;
+//   - the same build again into that tree (nothing changed): wall time and peak RSS;
+//   - registry.json's bytes, per object it lists.
+// Prints them against the goals, and `--json` prints the figures as JSON (the table on stderr).
+//
+// Knobs: the generator's (BENCH_TAGS, BENCH_REPOSITORIES, BENCH_MANIFESTS, ...; BENCH_TAGS=10000
+// BENCH_REPOSITORIES=100 BENCH_MANIFESTS=2000 is a quick run), BENCH_REG (another bin/run.js),
+// BENCH_TMPDIR, BENCH_KEEP=1 (keep the layout and tree), BENCH_LAYOUT (an existing layout made by
+// bench/many-tags.ts with the same knobs: its JSON output file, to skip the generation).
+import {spawn} from 'node:child_process'
+import {existsSync} from 'node:fs'
+import {mkdtemp, readFile, rm, stat} from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import {fileURLToPath} from 'node:url'
+import {makeManyTagsLayout, type ManyTagsLayout, optionsFromEnv} from './many-tags.js'
+
+const REPO = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
+const REG_BIN = path.resolve(process.env.BENCH_REG ?? path.join(REPO, 'bin', 'run.js'))
+const JSON_OUT = process.argv.includes('--json')
+const KEEP = process.env.BENCH_KEEP === '1'
+const GNU_TIME = '/usr/bin/time'
+const MB = 1e6
+/** the goals of issue 15, stated for 100,000 tags: time scaled linearly for other sizes */
+const GOALS = {buildSecondsPer100k: 20, peakRssBytes: 300 * MB, rebuildSeconds: 3, registryBytesPerObject: 300}
+
+function say(line = ''): void {
+  ;(JSON_OUT ? process.stderr : process.stdout).write(line + '\n')
+}
+
+interface Run {
+  seconds: number
+  peakRssBytes: number
+  stdout: string
+}
+
+/** Run reg to completion: wall time, and peak RSS from GNU time's %M (ru_maxrss), else VmHWM sampled. */
+async function reg(args: string[], work: string): Promise<Run> {
+  const useTime = existsSync(GNU_TIME)
+  const timeFile = path.join(work, `.time-${process.pid}`)
+  const [file, argv] = useTime ? [GNU_TIME, ['-f', '%M', '-o', timeFile, process.execPath, REG_BIN, ...args]] : [process.execPath, [REG_BIN, ...args]]
+  const start = performance.now()
+  const child = spawn(file, argv, {stdio: ['ignore', 'pipe', 'pipe']})
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c))
+  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
+  let hwmKb = 0
+  const timer = useTime ? undefined : setInterval(() => {
+    void readFile(`/proc/${child.pid}/status`, 'utf8').then((s) => (hwmKb = Math.max(hwmKb, Number(/VmHWM:\s+(\d+)/.exec(s)?.[1] ?? 0))), () => undefined)
+  }, 10)
+  const code = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject)
+    child.once('close', (c) => resolve(c ?? 1))
+  })
+  const seconds = (performance.now() - start) / 1000
+  if (timer) clearInterval(timer)
+  if (code !== 0) throw new Error(`reg ${args.slice(0, 3).join(' ')} ... exited ${code}\n${stderr.trim()}`)
+  if (useTime) {
+    hwmKb = Number((await readFile(timeFile, 'utf8')).trim().split('\n').at(-1))
+    await rm(timeFile, {force: true})
+  }
+  return {seconds, peakRssBytes: hwmKb * 1024, stdout}
+}
+
+const options = optionsFromEnv()
+const work = await mkdtemp(path.join(process.env.BENCH_TMPDIR ?? os.tmpdir(), 'reg-tags-bench-'))
+try {
+  let layout: ManyTagsLayout
+  if (process.env.BENCH_LAYOUT) {
+    layout = JSON.parse(await readFile(process.env.BENCH_LAYOUT, 'utf8')) as ManyTagsLayout
+    say(`layout: ${layout.sources.length} layout(s) from ${process.env.BENCH_LAYOUT}`)
+  } else {
+    say(`generating ${options.tags} tags / ${options.repositories} repositories / ${options.manifests} manifests in ${work} ...`)
+    const start = performance.now()
+    layout = await makeManyTagsLayout(path.join(work, 'layout'), options)
+    say(`  ${layout.sources.length} layout(s), ${layout.blobs} blobs, ${(layout.blobBytes / MB).toFixed(1)} MB, in ${((performance.now() - start) / 1000).toFixed(1)} s`)
+  }
+  const tree = path.join(work, 'tree')
+  // Plain output, as a user runs it (--json would add a summary naming every image to what is measured).
+  const args = ['build', ...layout.sources, '-o', tree]
+  say('reg build ...')
+  const build = await reg(args, work)
+  const summary = build.stdout.trim().split('\n').at(-1)?.replace(/^.*?: /, '') ?? ''
+  say(`  ${build.seconds.toFixed(2)} s, peak RSS ${(build.peakRssBytes / MB).toFixed(0)} MB (${summary})`)
+  const registry = path.join(tree, 'registry.json')
+  const registryBytes = (await stat(registry)).size
+  const objects = (JSON.parse(await readFile(registry, 'utf8')) as {objects: unknown[]}).objects.length
+  say('reg build again, nothing changed ...')
+  const rebuild = await reg(args, work)
+  say(`  ${rebuild.seconds.toFixed(2)} s, peak RSS ${(rebuild.peakRssBytes / MB).toFixed(0)} MB`)
+
+  const scale = options.tags / 100_000
+  const rows = [
+    {figure: `build, ${options.tags} tags`, measured: `${build.seconds.toFixed(2)} s`, goal: `≤ ${(GOALS.buildSecondsPer100k * scale).toFixed(1)} s`, pass: build.seconds <= GOALS.buildSecondsPer100k * scale},
+    {figure: 'build, peak RSS', measured: `${(build.peakRssBytes / MB).toFixed(0)} MB`, goal: `≤ ${GOALS.peakRssBytes / MB} MB`, pass: build.peakRssBytes <= GOALS.peakRssBytes},
+    {figure: 'no-change rebuild', measured: `${rebuild.seconds.toFixed(2)} s, ${(rebuild.peakRssBytes / MB).toFixed(0)} MB`, goal: `≤ ${GOALS.rebuildSeconds} s`, pass: rebuild.seconds <= GOALS.rebuildSeconds},
+    {figure: 'registry.json per object', measured: `${registryBytes} B / ${objects} = ${(registryBytes / objects).toFixed(0)} B`, goal: `≤ ${GOALS.registryBytesPerObject} B`, pass: registryBytes / objects <= GOALS.registryBytesPerObject},
+  ]
+  say()
+  say(`${'figure'.padEnd(28)} ${'measured'.padEnd(40)} ${'goal'.padEnd(10)} result`)
+  say('-'.repeat(88))
+  for (const row of rows) say(`${row.figure.padEnd(28)} ${row.measured.padEnd(40)} ${row.goal.padEnd(10)} ${row.pass ? 'PASS' : 'MISS'}`)
+  if (JSON_OUT) {
+    console.log(JSON.stringify({
+      config: {...options, reg: REG_BIN, layouts: layout.sources.length},
+      build: {seconds: build.seconds, peakRssBytes: build.peakRssBytes},
+      rebuild: {seconds: rebuild.seconds, peakRssBytes: rebuild.peakRssBytes},
+      registryJson: {bytes: registryBytes, objects, bytesPerObject: registryBytes / objects},
+      goals: GOALS,
+    }, null, 1))
+  }
+} finally {
+  if (KEEP) say(`kept ${work}`)
+  else await rm(work, {recursive: true, force: true})
+}
