@@ -1,4 +1,4 @@
-import {open} from 'node:fs/promises'
+import {type FileHandle, open} from 'node:fs/promises'
 import type {Readable} from 'node:stream'
 import {RegError} from './errors.js'
 
@@ -45,23 +45,29 @@ export async function readBounded(stream: Readable, limit: number, what: string)
 export async function readFileBounded(file: string, limit: number, what: string): Promise<Buffer> {
   const handle = await open(file, 'r')
   try {
-    const {size} = await handle.stat()
-    if (size > limit) throw new TooLargeError(what, limit)
-    // Read until the end, not just `size` bytes: a file that grew since the stat is still caught.
-    let buffer = Buffer.alloc(size + 1)
-    let length = 0
-    for (;;) {
-      if (length === buffer.length) {
-        if (length > limit) throw new TooLargeError(what, limit)
-        buffer = Buffer.concat([buffer, Buffer.alloc(Math.min(buffer.length, limit + 1 - length))])
-      }
-      const {bytesRead} = await handle.read(buffer, length, buffer.length - length, length)
-      if (bytesRead === 0) break
-      length += bytesRead
-    }
-    if (length > limit) throw new TooLargeError(what, limit)
-    return buffer.subarray(0, length)
+    return await readHandleBounded(handle, (await handle.stat()).size, limit, what)
   } finally {
     await handle.close()
   }
+}
+
+/**
+ * An open file (of `size` bytes when it was stat'ed) read whole from its current position, never
+ * more than `limit` bytes: reading goes on to the end, so a file that grew since the stat is still caught.
+ */
+export async function readHandleBounded(handle: FileHandle, size: number, limit: number, what: string): Promise<Buffer> {
+  if (size > limit) throw new TooLargeError(what, limit)
+  let buffer = Buffer.allocUnsafe(size + 1)
+  let length = 0
+  for (;;) {
+    if (length === buffer.length) {
+      if (length > limit) throw new TooLargeError(what, limit)
+      buffer = Buffer.concat([buffer, Buffer.allocUnsafe(Math.min(buffer.length, limit + 1 - length))])
+    }
+    const {bytesRead} = await handle.read(buffer, length, buffer.length - length, null)
+    if (bytesRead === 0) break
+    length += bytesRead
+  }
+  if (length > limit) throw new TooLargeError(what, limit)
+  return buffer.subarray(0, length)
 }

@@ -3,7 +3,7 @@ import {type FileHandle, open, readlink, realpath, stat} from 'node:fs/promises'
 import path from 'node:path'
 import type {Readable} from 'node:stream'
 import {errnoCode, RegError} from '../core/errors.js'
-import {TooLargeError} from '../core/limits.js'
+import {readHandleBounded} from '../core/limits.js'
 
 const OUTSIDE_HINT = 'the source contains a symlink pointing outside it; reg refuses to read through it'
 
@@ -138,22 +138,4 @@ export class DirectoryFiles implements SourceFiles {
     // Chunks of 1 MiB for big blobs, of the file's size for small ones (a 1 MiB buffer per 300-byte config is most of a build's garbage).
     return opened?.handle.createReadStream({highWaterMark: Math.min(Math.max(opened.size + 1, 16 * 1024), 1 << 20)})
   }
-}
-
-/** An open file read whole, never more than `limit` bytes (a file that grew since its stat is still caught). */
-async function readHandleBounded(handle: FileHandle, size: number, limit: number, what: string): Promise<Buffer> {
-  if (size > limit) throw new TooLargeError(what, limit)
-  let buffer = Buffer.allocUnsafe(Math.min(size, limit) + 1)
-  let length = 0
-  for (;;) {
-    if (length === buffer.length) {
-      if (length > limit) throw new TooLargeError(what, limit)
-      buffer = Buffer.concat([buffer, Buffer.allocUnsafe(Math.min(buffer.length, limit + 1 - length))])
-    }
-    const {bytesRead} = await handle.read(buffer, length, buffer.length - length, null)
-    if (bytesRead === 0) break
-    length += bytesRead
-  }
-  if (length > limit) throw new TooLargeError(what, limit)
-  return buffer.subarray(0, length)
 }
