@@ -1,4 +1,3 @@
-import {createReadStream} from 'node:fs'
 import {HttpError} from '../core/api-errors.js'
 import {MAX_FILTERED_REFERRERS_BYTES, readFileBounded} from '../core/limits.js'
 import {MediaType} from '../core/media-types.js'
@@ -85,5 +84,5 @@ export class TreeReader {
 }
 
 function sendTreeObject(req: Exchange['req'], res: Exchange['res'], method: string, tree: RegistryTree, object: RegistryObject): void {
-  sendObject(req, res, method, object, (start, end) => createReadStream(tree.fileOf(object), {start, end}))
+  sendObject(req, res, method, object, {file: tree.fileOf(object)})
 }
