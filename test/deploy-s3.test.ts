@@ -157,7 +157,7 @@ describe('reg deploy --backend s3 (s3rver)', () => {
     assert.equal(result.code, 0, result.stderr)
     const keys = (await listing('')).map((l) => l.split(' ')[0])
     const rootKeys = keys.filter((k) => k.startsWith('v2/'))
-    const small = JSON.parse(await readFile(path.join(work, 'small-tree', 'registry.json'), 'utf8')) as TreeIndex
+    const small = (await RegistryTree.load(path.join(work, 'small-tree'))).index
     assert.deepEqual(rootKeys.sort(), [...small.objects.map((o) => o.path), 'v2/index.json'].sort())
     assert.ok(keys.includes('keep-me.txt'))
     assert.ok(keys.some((k) => k.startsWith('clean/v2/')), 'other prefixes are not the registry\'s key space')
