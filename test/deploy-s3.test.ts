@@ -12,6 +12,7 @@ import {type CountingProxy, type RunningS3, S3_BUCKET, S3_CREDENTIALS, startCoun
 import {skopeoCopyDigest, skopeoInspectDigest} from './clients.js'
 import {freePort} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir} from './support.js'
+import {RegistryTree} from '../src/tree/registry-tree.js'
 
 const sha256 = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex')
 
@@ -39,7 +40,7 @@ describe('reg deploy --backend s3 (s3rver)', () => {
   before(async () => {
     work = await tempDir()
     fixtures = await buildCoreFixtures(work)
-    index = JSON.parse(await readFile(path.join(fixtures.tree, 'registry.json'), 'utf8')) as TreeIndex
+    index = (await RegistryTree.load(fixtures.tree)).index
     s3 = await startS3rver(path.join(work, 's3rver'), await freePort())
     proxy = await startCountingProxy(s3.endpoint, await freePort())
   })
@@ -156,7 +157,7 @@ describe('reg deploy --backend s3 (s3rver)', () => {
     assert.equal(result.code, 0, result.stderr)
     const keys = (await listing('')).map((l) => l.split(' ')[0])
     const rootKeys = keys.filter((k) => k.startsWith('v2/'))
-    const small = JSON.parse(await readFile(path.join(work, 'small-tree', 'registry.json'), 'utf8')) as TreeIndex
+    const small = (await RegistryTree.load(path.join(work, 'small-tree'))).index
     assert.deepEqual(rootKeys.sort(), [...small.objects.map((o) => o.path), 'v2/index.json'].sort())
     assert.ok(keys.includes('keep-me.txt'))
     assert.ok(keys.some((k) => k.startsWith('clean/v2/')), 'other prefixes are not the registry\'s key space')
@@ -169,7 +170,7 @@ describe('reg deploy --backend s3 --dedupe redirect (s3rver website endpoint)', 
   it('stores each blob once under _blobs/, redirects every repository\'s blob URL to it, and skopeo follows', async () => {
     const work = await tempDir()
     const fixtures = await buildCoreFixtures(work)
-    const index = JSON.parse(await readFile(path.join(fixtures.tree, 'registry.json'), 'utf8')) as TreeIndex
+    const index = (await RegistryTree.load(fixtures.tree)).index
     const s3 = await startS3rver(path.join(work, 's3rver'), await freePort(), {website: true})
     try {
       const deploy = () => runReg(['deploy', fixtures.tree, '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style', '--dedupe', 'redirect', '--json'], {env: S3_CREDENTIALS})

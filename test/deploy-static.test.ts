@@ -10,6 +10,7 @@ import type {TreeIndex} from '../src/tree/model.js'
 import {assertBlobRanges, assertConformsToServe, conformanceUrls} from './conformance.js'
 import {freePort, makeServable, requireTool, type RunningHost, startApache, startNginx} from './static-hosts.js'
 import {EXAMPLE_LAYOUT, removeTempDirs, runReg, tempDir, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
+import {RegistryTree} from '../src/tree/registry-tree.js'
 
 interface Case {
   backend: 'nginx' | 'apache'
@@ -56,7 +57,7 @@ for (const testCase of CASES) {
       const built = await runReg(['build', `oci:${EXAMPLE_LAYOUT}`, `oci:${EXAMPLE_LAYOUT}=team/app:1.0`, `oci:${second}=team/app`,
         `oci:${multiLayout}=team/multi`, `oci:${EXAMPLE_LAYOUT}=a/b/c/d/app:1.0`, '-o', tree])
       assert.equal(built.code, 0, built.stderr)
-      index = JSON.parse(await readFile(path.join(tree, 'registry.json'), 'utf8')) as TreeIndex
+      index = (await RegistryTree.load(tree)).index
       reference = await startRegistryServer(tree, {port: 0})
       port = await freePort()
       await deploy()
@@ -113,7 +114,7 @@ for (const testCase of CASES) {
         if (status !== 404) await new Promise((resolve) => setTimeout(resolve, 100))
       }
       assert.equal(status, 404, 'a pruned tag is gone')
-      const newIndex = JSON.parse(await readFile(path.join(tree, 'registry.json'), 'utf8')) as TreeIndex
+      const newIndex = (await RegistryTree.load(tree)).index
       assert.equal(skopeoDigest(host!.hostPort, 'examples/hello:1.0'), newIndex.repositories['examples/hello'].tags['1.0'])
       const blobs = (await readdir(path.join(out, '_registry/blobs'))).filter((n) => n.startsWith('sha256:'))
       assert.deepEqual(blobs.sort(), [...new Set(newIndex.objects.filter((o) => o.class === 'blob').map((o) => o.digest))].sort())

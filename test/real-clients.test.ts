@@ -11,6 +11,7 @@ import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
 import {S3_BUCKET, S3_CREDENTIALS, startS3rver} from './s3rver.js'
 import {freePort, makeServable, requireTool, type RunningHost, startApache, startNginx} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir} from './support.js'
+import {RegistryTree} from '../src/tree/registry-tree.js'
 
 interface Host {
   name: string
@@ -69,7 +70,7 @@ describe('real clients', () => {
     const dir = path.join(fixtures.tree, 'blobs/sha256')
     const names = await readdir(dir)
     assert.equal(names.filter((n) => `sha256:${n}` === fixtures.sharedBaseLayer).length, 1, 'the base layer is in the store')
-    const index = JSON.parse(await readFile(path.join(fixtures.tree, 'registry.json'), 'utf8')) as {objects: Array<{digest: string; size: number; class: string}>}
+    const index = (await RegistryTree.load(fixtures.tree)).index
     const users = index.objects.filter((o) => o.digest === fixtures.sharedBaseLayer)
     assert.ok(users.length >= 1)
     const inodes = new Map<number, number>()

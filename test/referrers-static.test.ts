@@ -104,7 +104,7 @@ describe('referrers on static hosts: the sha256-<hex> tag of the referrers tag s
     tree = path.join(work, 'tree')
     const built = await runReg(['build', `oci:${path.join(work, 'layout')}=team/app`, '-o', tree])
     assert.equal(built.code, 0, built.stderr)
-    index = JSON.parse(await readFile(path.join(tree, 'registry.json'), 'utf8')) as TreeIndex
+    index = (await RegistryTree.load(tree)).index
     const document = index.objects.find((o) => o.path === `v2/team/app/referrers/${layout.subject}`)
     assert.ok(document, 'the referrers document of the image')
     documentBytes = await readFile(path.join(tree, 'blobs/sha256', document.digest.slice(7)))
@@ -203,7 +203,7 @@ describe('referrers on static hosts: the sha256-<hex> tag of the referrers tag s
     const ownTree = path.join(work, 'own-tree')
     const built = await runReg(['build', `oci:${own}=team/app`, '-o', ownTree])
     assert.equal(built.code, 0, built.stderr)
-    const ownIndex = JSON.parse(await readFile(path.join(ownTree, 'registry.json'), 'utf8')) as TreeIndex
+    const ownIndex = (await RegistryTree.load(ownTree)).index
     const tags = ownIndex.objects.filter((o) => o.path === `v2/team/app/manifests/${fallbackTag(ownLayout.subject)}`)
     assert.equal(tags.length, 1)
     assert.equal(tags[0].digest, ownLayout.sbom, 'the tag serves the manifest it was given')

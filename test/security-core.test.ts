@@ -3,7 +3,7 @@
 // delete the user's files, and the README's Apache virtual host. Each case failed before its fix.
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {mkdir, readdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, rm, stat, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {MAX_GRAPH_NODES} from '../src/core/limits.js'
@@ -11,6 +11,7 @@ import {startRegistryServer} from '../src/server/registry-server.js'
 import {BlobStore} from '../src/tree/blob-store.js'
 import {GraphIngester} from '../src/tree/ingest.js'
 import {OciLayoutSource} from '../src/sources/oci-layout.js'
+import {RegistryTree} from '../src/tree/registry-tree.js'
 import {freePort, makeServable, requireTool, startApache} from './static-hosts.js'
 import {REPO_ROOT, removeTempDirs, runReg, tempDir, treeSnapshot, writeTinyOciLayout} from './support.js'
 
@@ -187,19 +188,30 @@ describe('hostile input against the core', () => {
       original = await readFile(path.join(tree, 'registry.json'), 'utf8')
     })
 
-    const cases: Array<[string, (index: {objects: Array<Record<string, unknown>>; repositories: Record<string, {tags: Record<string, string>}>; manifests: Record<string, Record<string, unknown>>}) => void, RegExp]> = [
-      ['an object digest that walks out of the store', (i) => {
-        i.objects.find((o) => o.class === 'blob')!.digest = 'sha256:../../../../../../../../etc/passwd'
+    type State = {blobs: Record<string, unknown>; repositories: Record<string, {tags: Record<string, string>}>; manifests: Record<string, Record<string, unknown>>}
+    // Objects (paths, headers) are derived from the state, never read: tampering has only the state to work on.
+    const cases: Array<[string, (index: State) => void, RegExp]> = [
+      ['a blob digest key that walks out of the store', (i) => {
+        const [digest] = Object.keys(i.blobs)
+        i.blobs['sha256:../../../../../../../../etc/passwd'] = i.blobs[digest]
+        delete i.blobs[digest]
       }, /is not a sha256 digest/],
-      ['an object path with ..', (i) => {
-        i.objects[0].path = 'v2/../../etc/passwd'
-      }, /invalid path/],
-      ['a header value that splits the response', (i) => {
-        (i.objects[0].headers as Record<string, string>)['Cache-Control'] = 'no-cache\r\nSet-Cookie: x=1'
-      }, /invalid header/],
+      ['a manifest listing a blob out of the store', (i) => {
+        const image = Object.values(i.manifests).find((m) => m.kind === 'image')!
+        ;(image.blobs as string[])[0] = 'sha256:../../../../../../../../etc/passwd'
+      }, /is not a sha256 digest/],
       ['a tag pointing at a manifest the index does not have', (i) => {
         i.repositories['team/app'].tags['1'] = 'sha256:' + 'e'.repeat(64)
       }, /which the index does not have/],
+      ['a tag that would be a path out of its repository', (i) => {
+        i.repositories['team/app'].tags['../../../etc/passwd'] = i.repositories['team/app'].tags['1']
+      }, /invalid tag/],
+      ['a repository name with ..', (i) => {
+        i.repositories['team/../../etc'] = i.repositories['team/app']
+      }, /repository name .* is invalid/],
+      ['a manifest media type that would split a response', (i) => {
+        Object.values(i.manifests)[0].mediaType = 'application/json\r\nSet-Cookie: x=1'
+      }, /no valid media type/],
       ['a manifest record with a nested platform', (i) => {
         Object.values(i.manifests)[0].platform = {os: 'linux', architecture: 'amd64', deep: {a: {b: 1}}}
       }, /invalid platform/],
@@ -221,6 +233,43 @@ describe('hostile input against the core', () => {
         await writeFile(path.join(tree, 'registry.json'), original)
       })
     }
+
+    it('a generated document missing from the store is refused by name', async () => {
+      const tagsList = Buffer.from(JSON.stringify({name: 'team/app', tags: ['1']}))
+      const file = path.join(tree, 'blobs', 'sha256', createHash('sha256').update(tagsList).digest('hex'))
+      await rm(file)
+      try {
+        await assert.rejects(RegistryTree.load(tree), /registry\.json is damaged: the store has no v2\/team\/app\/tags\/list document/)
+      } finally {
+        await writeFile(file, tagsList)
+      }
+    })
+
+    it('a version 1 index (with objects) is read, its objects ignored: a tampered object changes nothing', async () => {
+      const honest = await RegistryTree.load(tree)
+      const state = JSON.parse(original) as {schemaVersion: number; manifests: Record<string, {children?: string[]; blobs?: string[]}>; objects?: unknown[]}
+      for (const record of Object.values(state.manifests)) {
+        record.children ??= []
+        record.blobs ??= []
+      }
+      const objects = JSON.parse(JSON.stringify(honest.objects)) as Array<{path: string; digest: string; headers: Record<string, string>}>
+      objects[0].path = 'v2/../../etc/passwd'
+      objects[1].digest = 'sha256:../../../../../../../../etc/passwd'
+      objects[2].headers['Cache-Control'] = 'no-cache\r\nSet-Cookie: x=1'
+      await writeFile(path.join(tree, 'registry.json'), JSON.stringify({...state, schemaVersion: 1, objects}, null, 1))
+      try {
+        const loaded = await RegistryTree.load(tree)
+        assert.deepEqual(loaded.objects, honest.objects)
+        assert.ok(!loaded.objectsByPath.has('v2/../../etc/passwd'))
+        // The next build writes the current format.
+        assert.equal((await runReg(['build', `oci:${path.join(work, 'tamper-src')}`, '-o', tree])).code, 0)
+        const rebuilt = JSON.parse(await readFile(path.join(tree, 'registry.json'), 'utf8')) as {schemaVersion: number; objects?: unknown}
+        assert.equal(rebuilt.schemaVersion, 2)
+        assert.equal(rebuilt.objects, undefined)
+      } finally {
+        await writeFile(path.join(tree, 'registry.json'), original)
+      }
+    })
 
     it('the store never turns a malformed digest into a path', () => {
       const store = new BlobStore(tree)

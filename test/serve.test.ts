@@ -7,6 +7,7 @@ import {after, before, describe, it} from 'node:test'
 import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
 import type {TreeIndex} from '../src/tree/model.js'
 import {EXAMPLE_LAYOUT, removeTempDirs, runReg, tempDir, writeTinyOciLayout} from './support.js'
+import {RegistryTree} from '../src/tree/registry-tree.js'
 
 const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex')
 
@@ -23,7 +24,7 @@ describe('reg serve', () => {
     await writeTinyOciLayout(second, {'b.txt': 'second image\n'}, 'b')
     const built = await runReg(['build', `oci:${EXAMPLE_LAYOUT}`, `oci:${second}=team/app:2.0`, `oci:${EXAMPLE_LAYOUT}=team/app:1.0`, `oci:${EXAMPLE_LAYOUT}=team/app:1.1`, '-o', tree])
     assert.equal(built.code, 0, built.stderr)
-    index = JSON.parse(await readFile(path.join(tree, 'registry.json'), 'utf8')) as TreeIndex
+    index = (await RegistryTree.load(tree)).index
     server = await startRegistryServer(tree, {port: 0})
   })
   after(async () => {

@@ -38,7 +38,7 @@ describe('tags equal but for case', () => {
     tree = path.join(work, 'tree')
     const built = await runReg(['build', `oci:${upper}=team/app:V1`, `oci:${lower}=team/app:v1`, `oci:${lower}=team/app:only`, `oci:${upper}=team/app:V1.0`, '-o', tree])
     assert.equal(built.code, 0, built.stderr)
-    index = JSON.parse(await readFile(path.join(tree, 'registry.json'), 'utf8')) as TreeIndex
+    index = (await RegistryTree.load(tree)).index
     reference = await startRegistryServer(tree, {port: 0})
   })
   after(async () => {

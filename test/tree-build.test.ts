@@ -9,9 +9,10 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {after, describe, it} from 'node:test'
 import type {TreeIndex} from '../src/tree/model.js'
 import {EXAMPLE_LAYOUT, REPO_ROOT, removeTempDirs, runReg, tempDir, treeSnapshot, writeTinyOciLayout} from './support.js'
+import {RegistryTree} from '../src/tree/registry-tree.js'
 
 async function readIndex(tree: string): Promise<TreeIndex> {
-  return JSON.parse(await readFile(path.join(tree, 'registry.json'), 'utf8')) as TreeIndex
+  return (await RegistryTree.load(tree)).index
 }
 
 async function sha256File(file: string): Promise<string> {

@@ -51,7 +51,7 @@ export class TreeWriter {
    * The served tree's index as it is now. Failing to read it is the server's trouble, never a
    * client's: not a RegError (which a push would answer as the client's mistake, naming the file).
    */
-  private async readIndex(): Promise<TreeIndex | undefined> {
+  private async readIndex(): Promise<Omit<TreeIndex, 'objects'> | undefined> {
     try {
       return await readTreeIndex(this.dir)
     } catch (error) {

@@ -177,23 +177,20 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
   await mkdir(path.dirname(out), {recursive: true})
   await recoverSiblings(out)
   await refuseForeignContent(out)
-  let previous = options.clean ? undefined : await readTreeIndex(out)
+  const previous = options.clean ? undefined : await readTreeIndex(out)
   const tagMaxAge = options.tagMaxAge ?? previous?.settings.tagMaxAge ?? DEFAULT_TAG_MAX_AGE
   if (previous) {
     const unchanged = await unchangedTree(specs, options, previous, out, tagMaxAge)
     if (unchanged) return unchanged
   }
-  // The previous state without its object list (derived again at the end): not held through the build.
-  const previousState = previous && (({objects: _objects, ...state}) => state)(previous)
-  previous = undefined
   const staging = `${out}.reg-staging-${process.pid}-${randomBytes(4).toString('hex')}`
   const work = path.join(staging, '.work')
   try {
     const store = new BlobStore(staging, {private: true})
     await store.init()
-    const index = previousState ? {...emptyIndex(tagMaxAge), ...previousState, settings: {tagMaxAge}} : emptyIndex(tagMaxAge)
-    if (previousState) await store.linkFrom(new BlobStore(out))
-    // The walk's bookkeeping (visits, copies in flight) is let go before the objects are derived.
+    const index = previous ? {...emptyIndex(tagMaxAge), ...previous, settings: {tagMaxAge}} : emptyIndex(tagMaxAge)
+    if (previous) await store.linkFrom(new BlobStore(out))
+    // The walk's bookkeeping (visits, copies in flight) is let go before the index is finalized.
     const {images, referrers, bytesCopied, blobsAlreadyPresent} = await ingestSources(specs, options, store, index, work)
     await rm(work, {recursive: true, force: true})
     const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
@@ -345,7 +342,7 @@ class RecordOrder {
  * Only for sources whose images are listed without copying anything (`oci:`, `dir:`); undefined
  * as soon as anything differs (then the build proceeds as usual).
  */
-async function unchangedTree(specs: SourceSpec[], options: BuildOptions, previous: TreeIndex, out: string, tagMaxAge: number): Promise<BuildSummary | undefined> {
+async function unchangedTree(specs: SourceSpec[], options: BuildOptions, previous: Omit<TreeIndex, 'objects'>, out: string, tagMaxAge: number): Promise<BuildSummary | undefined> {
   if (options.withReferrers || specs.some((spec) => spec.transport !== 'oci' && spec.transport !== 'dir')) return undefined
   if (tagMaxAge !== previous.settings.tagMaxAge) return undefined
   const store = new TreeCheckStore(out)
@@ -442,7 +439,7 @@ async function swapInto(staging: string, out: string): Promise<void> {
   await rm(old, {recursive: true, force: true})
 }
 
-function summarize(out: string, index: TreeIndex, images: BuiltImage[], bytesCopied: number): Omit<BuildSummary, 'blobsAlreadyPresent' | 'referrers'> {
+function summarize(out: string, index: Omit<TreeIndex, 'objects'>, images: BuiltImage[], bytesCopied: number): Omit<BuildSummary, 'blobsAlreadyPresent' | 'referrers'> {
   const uniqueBlobBytes = Object.values(index.blobs).reduce((sum, b) => sum + b.size, 0)
   const manifestBytes = Object.values(index.manifests).reduce((sum, m) => sum + m.size, 0)
   let perRepositoryBytes = 0

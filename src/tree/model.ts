@@ -56,14 +56,25 @@ export interface TreeSettings {
   tagMaxAge: number
 }
 
-/** `registry.json`: the state of a tree, and the list of objects every backend consumes. */
-export interface TreeIndex {
-  schemaVersion: 1
+/** The format of `registry.json` this version writes. Version 1 also listed the objects; they are derived now. */
+export const TREE_INDEX_SCHEMA_VERSION = 2
+
+/**
+ * `registry.json`: the state of a tree. Everything else (the generated documents, the objects every
+ * backend consumes) is derived from it, so it holds nothing twice.
+ */
+export interface TreeState {
+  /** the format of the file the state was read from (1 or 2); always written as the current one */
+  schemaVersion: 1 | typeof TREE_INDEX_SCHEMA_VERSION
   generator: 'reg'
   settings: TreeSettings
   repositories: Record<string, RepositoryRecord>
   manifests: Record<string, ManifestRecord>
   blobs: Record<string, {size: number; mediaType: string}>
+}
+
+/** A loaded tree: its state, and the objects of its URL space derived from it. */
+export interface TreeIndex extends TreeState {
   objects: RegistryObject[]
 }
 
@@ -78,12 +89,12 @@ export function dict<T>(entries?: Iterable<readonly [string, T]>): Record<string
 }
 
 /** The state of a tree with nothing in it. */
-export function emptyIndex(tagMaxAge = DEFAULT_TAG_MAX_AGE): Omit<TreeIndex, 'objects'> {
-  return {schemaVersion: 1, generator: 'reg', settings: {tagMaxAge}, repositories: dict(), manifests: dict(), blobs: dict()}
+export function emptyIndex(tagMaxAge = DEFAULT_TAG_MAX_AGE): TreeState {
+  return {schemaVersion: TREE_INDEX_SCHEMA_VERSION, generator: 'reg', settings: {tagMaxAge}, repositories: dict(), manifests: dict(), blobs: dict()}
 }
 
 /** Where a tag goes: the repository's record, created when it is the first tag. */
-export function repositoryRecord(index: Pick<TreeIndex, 'repositories'>, name: string): RepositoryRecord {
+export function repositoryRecord(index: Pick<TreeState, 'repositories'>, name: string): RepositoryRecord {
   index.repositories[name] ??= {tags: dict()}
   return index.repositories[name]
 }

@@ -1,6 +1,6 @@
 import {sha256} from '../core/digest.js'
 import {MediaType} from '../core/media-types.js'
-import type {ManifestRecord, ObjectClass, RegistryObject, TreeIndex} from './model.js'
+import type {ManifestRecord, ObjectClass, RegistryObject, TreeState} from './model.js'
 
 export const API_VERSION_HEADER = {'Docker-Distribution-API-Version': 'registry/2.0'}
 export const IMMUTABLE = 'public, max-age=31536000, immutable'
@@ -28,7 +28,7 @@ function json(value: unknown): Buffer {
 }
 
 /** Every manifest digest a repository serves: its tags, its untagged manifests, and everything they reach. */
-export function repositoryManifests(index: Pick<TreeIndex, 'repositories' | 'manifests'>, name: string): Set<string> {
+export function repositoryManifests(index: Pick<TreeState, 'repositories' | 'manifests'>, name: string): Set<string> {
   const reached = new Set<string>()
   const visit = (digest: string) => {
     if (reached.has(digest)) return
@@ -41,13 +41,13 @@ export function repositoryManifests(index: Pick<TreeIndex, 'repositories' | 'man
   return reached
 }
 
-export function repositoryBlobs(index: Pick<TreeIndex, 'manifests'>, manifests: Iterable<string>): Set<string> {
+export function repositoryBlobs(index: Pick<TreeState, 'manifests'>, manifests: Iterable<string>): Set<string> {
   const blobs = new Set<string>()
   for (const digest of manifests) for (const blob of index.manifests[digest]?.blobs ?? []) blobs.add(blob)
   return blobs
 }
 
-function referrersOf(index: Pick<TreeIndex, 'manifests'>, manifests: Set<string>): Map<string, string[]> {
+function referrersOf(index: Pick<TreeState, 'manifests'>, manifests: Set<string>): Map<string, string[]> {
   const bySubject = new Map<string, string[]>()
   for (const digest of manifests) {
     const subject = index.manifests[digest]?.subject
@@ -61,7 +61,7 @@ function referrersOf(index: Pick<TreeIndex, 'manifests'>, manifests: Set<string>
   return bySubject
 }
 
-function referrersIndex(index: Pick<TreeIndex, 'manifests'>, digests: string[]): Buffer {
+function referrersIndex(index: Pick<TreeState, 'manifests'>, digests: string[]): Buffer {
   const manifests = digests.sort().map((digest) => {
     const record: ManifestRecord = index.manifests[digest]
     return {mediaType: record.mediaType, digest, size: record.size, ...(record.artifactType ? {artifactType: record.artifactType} : {}), ...(record.annotations ? {annotations: record.annotations} : {})}
@@ -70,7 +70,7 @@ function referrersIndex(index: Pick<TreeIndex, 'manifests'>, digests: string[]):
 }
 
 /** The documents a tree's state implies. Sorted, so the same state always gives the same bytes. */
-export function generateDocuments(index: Pick<TreeIndex, 'repositories' | 'manifests'>): GeneratedDocument[] {
+export function generateDocuments(index: Pick<TreeState, 'repositories' | 'manifests'>): GeneratedDocument[] {
   const names = Object.keys(index.repositories).sort()
   const documents: GeneratedDocument[] = [
     {path: 'v2/', class: 'api-root', bytes: json({})},
@@ -101,9 +101,17 @@ export function referrersTag(subject: string): string {
  * document on every host. These tags are derived objects, not the repository's tags: they are not in
  * its tags list, nor in `reg ls`.
  */
-export function deriveObjects(index: Omit<TreeIndex, 'objects'>, documents: GeneratedDocument[]): RegistryObject[] {
+export function deriveObjects(index: TreeState, documents: GeneratedDocument[]): RegistryObject[] {
   const mutable = `public, max-age=${index.settings.tagMaxAge}`
   const objects: RegistryObject[] = []
+  // Objects of the same content share one (frozen) headers record: a base layer in every
+  // repository, a manifest under several tags. At 100,000 tags that is most of the objects' memory.
+  const shared = new Map<string, Record<string, string>>()
+  const headersOf = (key: string, make: () => Record<string, string>): Record<string, string> => {
+    let headers = shared.get(key)
+    if (!headers) shared.set(key, (headers = Object.freeze(make())))
+    return headers
+  }
   /** by repository: the referrers tags to serve, and the documents they serve */
   const referrersTags = new Map<string, Array<{tag: string; digest: string; size: number}>>()
   for (const doc of documents) {
@@ -128,7 +136,7 @@ export function deriveObjects(index: Omit<TreeIndex, 'objects'>, documents: Gene
     for (const digest of [...repositoryBlobs(index, manifests)].sort()) {
       objects.push({
         path: `v2/${name}/blobs/${digest}`, class: 'blob', repository: name, digest, size: index.blobs[digest].size,
-        headers: blobHeaders(digest),
+        headers: headersOf(`blob ${digest}`, () => blobHeaders(digest)),
       })
     }
     const fallbacks = referrersTags.get(name) ?? []
@@ -139,7 +147,7 @@ export function deriveObjects(index: Omit<TreeIndex, 'objects'>, documents: Gene
     for (const [digest, record] of [...byDigest].sort(([a], [b]) => (a < b ? -1 : 1))) {
       objects.push({
         path: `v2/${name}/manifests/${digest}`, class: 'digest-manifest', repository: name, digest, size: record.size, isIndex: record.kind === 'index',
-        headers: manifestHeaders(record.mediaType, digest, IMMUTABLE),
+        headers: headersOf(`immutable ${record.mediaType} ${digest}`, () => manifestHeaders(record.mediaType, digest, IMMUTABLE)),
       })
     }
     const tags = [
@@ -149,9 +157,24 @@ export function deriveObjects(index: Omit<TreeIndex, 'objects'>, documents: Gene
     for (const {tag, digest, size, mediaType, kind} of tags.sort((a, b) => (a.tag < b.tag ? -1 : 1))) {
       objects.push({
         path: `v2/${name}/manifests/${tag}`, class: 'tag-manifest', repository: name, digest, size, isIndex: kind === 'index',
-        headers: manifestHeaders(mediaType, digest, mutable),
+        headers: headersOf(`mutable ${mediaType} ${digest}`, () => manifestHeaders(mediaType, digest, mutable)),
       })
     }
   }
   return objects
+}
+
+/**
+ * Every digest the tree's URL space serves, without deriving its objects: what a garbage
+ * collection keeps. The same digests as `deriveObjects` gives, `documentDigests` those of the
+ * generated documents.
+ */
+export function servedDigests(index: Pick<TreeState, 'repositories' | 'manifests'>, documentDigests: Iterable<string>): Set<string> {
+  const served = new Set<string>(documentDigests)
+  for (const name of Object.keys(index.repositories)) {
+    const manifests = repositoryManifests(index, name)
+    for (const digest of manifests) served.add(digest)
+    for (const digest of repositoryBlobs(index, manifests)) served.add(digest)
+  }
+  return served
 }

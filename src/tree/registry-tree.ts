@@ -1,6 +1,6 @@
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
-import {isDigest} from '../core/digest.js'
+import {isDigest, sha256} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
 import {MAX_MANIFEST_BYTES} from '../core/limits.js'
 import {isMediaType, parsePlatform} from '../core/manifest.js'
@@ -8,13 +8,13 @@ import {isManifestMediaType} from '../core/media-types.js'
 import {quoted} from '../core/quote.js'
 import {isTag, validateName} from '../core/reference.js'
 import {BlobStore} from './blob-store.js'
-import {dict, type ManifestRecord, type ObjectClass, type RegistryObject, TREE_INDEX_FILE, type TreeIndex} from './model.js'
-import {deriveObjects, generateDocuments} from './objects.js'
+import {dict, type ManifestRecord, type RegistryObject, TREE_INDEX_FILE, TREE_INDEX_SCHEMA_VERSION, type TreeIndex, type TreeState} from './model.js'
+import {deriveObjects, type GeneratedDocument, generateDocuments} from './objects.js'
 import {validateTreeNames} from './validate.js'
 
 /**
- * A built tree on disk, read-only: its index and its objects, keyed by URL path. What `reg serve`,
- * `reg ls` and every backend read.
+ * A built tree on disk, read-only: its state and the objects derived from it, keyed by URL path.
+ * What `reg serve`, `reg ls` and every backend read.
  */
 export class RegistryTree {
   readonly store: BlobStore
@@ -26,9 +26,22 @@ export class RegistryTree {
     this.objectsByPath = new Map(index.objects.map((o) => [o.path, o]))
   }
 
+  /**
+   * The tree in `dir`: its state read and checked, its objects derived (never read: an index can
+   * name no object its state does not imply). The generated documents were written into the store
+   * with the state; one missing means the tree is damaged.
+   */
   static async load(dir: string): Promise<RegistryTree> {
-    const index = await readTreeIndex(dir)
-    if (!index) throw new RegError(`${dir} is not a reg tree (no ${TREE_INDEX_FILE})`, 'build one first: reg build SOURCE -o DIR')
+    const state = await readTreeIndex(dir)
+    if (!state) throw new RegError(`${dir} is not a reg tree (no ${TREE_INDEX_FILE})`, 'build one first: reg build SOURCE -o DIR')
+    const {index, documents} = deriveTree(state)
+    const store = new BlobStore(dir)
+    for (const doc of documents) {
+      const digest = sha256(doc.bytes)
+      if ((await store.sizeOf(digest)) !== doc.bytes.length) {
+        throw new RegError(`${path.join(dir, TREE_INDEX_FILE)} is damaged: the store has no ${doc.path} document (${digest})`, 'rebuild the tree with --clean; reg refuses to serve from an index it cannot trust')
+      }
+    }
     return new RegistryTree(dir, index)
   }
 
@@ -47,13 +60,12 @@ export class RegistryTree {
   async withNamePrefix(prefix: string, scratch: string): Promise<RegistryTree> {
     const ns = validateName(prefix.replace(/^\/+|\/+$/g, ''))
     const repositories = dict(Object.entries(this.index.repositories).map(([name, record]) => [`${ns}/${name}`, record] as const))
-    const renamed = {...this.index, repositories}
-    validateTreeNames(renamed)
-    const documents = generateDocuments(renamed)
+    const {objects: _objects, ...state} = this.index
+    const {index, documents} = deriveTree({...state, repositories})
     const overlay = new BlobStore(scratch)
     await overlay.init()
     for (const doc of documents) await overlay.writeBytes(doc.bytes)
-    return new RegistryTree(this.dir, {...renamed, objects: deriveObjects(renamed, documents)}, overlay)
+    return new RegistryTree(this.dir, index, overlay)
   }
 
   get objects(): readonly RegistryObject[] {
@@ -61,8 +73,18 @@ export class RegistryTree {
   }
 }
 
-/** The index of a tree, or undefined when `dir` has none. */
-export async function readTreeIndex(dir: string): Promise<TreeIndex | undefined> {
+/**
+ * A tree's objects, derived from its checked state, and the documents the state implies (whose
+ * bytes the store holds under their digests). Refuses names no host could serve.
+ */
+export function deriveTree(state: TreeState): {index: TreeIndex; documents: GeneratedDocument[]} {
+  validateTreeNames(state)
+  const documents = generateDocuments(state)
+  return {index: {...state, objects: deriveObjects(state, documents)}, documents}
+}
+
+/** The state of a tree, or undefined when `dir` has none. */
+export async function readTreeIndex(dir: string): Promise<TreeState | undefined> {
   let text: string
   try {
     text = await readFile(path.join(dir, TREE_INDEX_FILE), 'utf8')
@@ -73,18 +95,14 @@ export async function readTreeIndex(dir: string): Promise<TreeIndex | undefined>
   return parseTreeIndex(text, path.join(dir, TREE_INDEX_FILE))
 }
 
-const OBJECT_CLASSES: ReadonlySet<string> = new Set<ObjectClass>(['api-root', 'blob', 'digest-manifest', 'tag-manifest', 'tags-list', 'catalog', 'referrers'])
-/** What an object's URL may look like: the API root, the catalog, or a repository's URL; no `.`/`..` segment, no control characters. */
-const OBJECT_PATH = /^v2\/(?:_catalog|[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*\/(?:tags\/list|(?:blobs|manifests|referrers)\/[A-Za-z0-9_][A-Za-z0-9._:-]{0,127}))?$/
-const HEADER_VALUE = /^[\x20-\x7e]*$/
-
 /**
  * `registry.json` as `reg serve`, `reg ls` and every backend trust it: checked when loaded, so a
  * damaged or tampered index is refused with a clear message instead of naming files outside the
- * tree, headers that split a response, or tags that do not exist. Maps keyed by user-chosen names
- * come back without a prototype (see `dict`).
+ * tree or tags that do not exist. Objects, paths and headers are derived from this state, never
+ * read (a version 1 index still lists them: ignored). Maps keyed by user-chosen names come back
+ * without a prototype (see `dict`).
  */
-export function parseTreeIndex(text: string, file: string): TreeIndex {
+export function parseTreeIndex(text: string, file: string): TreeState {
   let raw: unknown
   try {
     raw = JSON.parse(text)
@@ -102,9 +120,9 @@ export function parseTreeIndex(text: string, file: string): TreeIndex {
   const isKeptPlatform = (value: unknown, platform: Record<string, string> | undefined): boolean =>
     isObject(value) && platform !== undefined && Object.keys(value).length === Object.keys(platform).length && Object.entries(platform).every(([k, v]) => value[k] === v)
   if (!isObject(raw)) return fail('not a JSON object')
-  if (raw.schemaVersion !== 1 || raw.generator !== 'reg') throw new RegError(`${file} was not written by this version of reg`, 'rebuild the tree with --clean')
+  if ((raw.schemaVersion !== 1 && raw.schemaVersion !== TREE_INDEX_SCHEMA_VERSION) || raw.generator !== 'reg') throw new RegError(`${file} was not written by this version of reg`, 'rebuild the tree with --clean')
   const settings = isObject(raw.settings) && isSize(raw.settings.tagMaxAge) ? {tagMaxAge: raw.settings.tagMaxAge} : fail('settings.tagMaxAge is not a number of seconds')
-  if (!isObject(raw.blobs) || !isObject(raw.manifests) || !isObject(raw.repositories) || !Array.isArray(raw.objects)) return fail('blobs, manifests, repositories or objects missing')
+  if (!isObject(raw.blobs) || !isObject(raw.manifests) || !isObject(raw.repositories)) return fail('blobs, manifests or repositories missing')
 
   const blobs = dict<TreeIndex['blobs'][string]>()
   for (const [digest, value] of Object.entries(raw.blobs)) {
@@ -116,8 +134,9 @@ export function parseTreeIndex(text: string, file: string): TreeIndex {
   for (const [digest, value] of Object.entries(raw.manifests)) {
     digestOf(digest, `manifest key ${quoted(digest)}`)
     if (!isObject(value) || typeof value.mediaType !== 'string' || !isManifestMediaType(value.mediaType) || !isSize(value.size) || value.size > MAX_MANIFEST_BYTES || (value.kind !== 'index' && value.kind !== 'image')) return fail(`manifest ${digest} has no valid media type, size or kind`)
-    const record = value as unknown as ManifestRecord
-    if (!Array.isArray(record.children) || !Array.isArray(record.blobs)) return fail(`manifest ${digest} has no children or blobs`)
+    // Version 2 leaves empty lists out.
+    const record = {...value, children: value.children ?? [], blobs: value.blobs ?? []} as unknown as ManifestRecord
+    if (!Array.isArray(record.children) || !Array.isArray(record.blobs)) return fail(`manifest ${digest} has invalid children or blobs`)
     for (const child of record.children) if (!(digestOf(child, `a child of ${digest}`) in raw.manifests)) return fail(`manifest ${digest} lists ${child}, which the index does not have`)
     for (const blob of record.blobs) if (!(digestOf(blob, `a blob of ${digest}`) in blobs)) return fail(`manifest ${digest} lists blob ${blob}, which the index does not have`)
     if (record.subject !== undefined) digestOf(record.subject, `the subject of ${digest}`)
@@ -153,16 +172,5 @@ export function parseTreeIndex(text: string, file: string): TreeIndex {
     }
     repositories[name] = untagged ? {tags, untagged} : {tags}
   }
-  const objects: RegistryObject[] = []
-  for (const value of raw.objects as unknown[]) {
-    if (!isObject(value) || typeof value.path !== 'string' || !OBJECT_PATH.test(value.path)) return fail(`an object has an invalid path${isObject(value) && typeof value.path === 'string' ? ` ${quoted(value.path)}` : ''}`)
-    if (typeof value.class !== 'string' || !OBJECT_CLASSES.has(value.class) || !isSize(value.size) || !isObject(value.headers)) return fail(`object ${value.path} has no valid class, size or headers`)
-    if (value.repository !== undefined && (typeof value.repository !== 'string' || !(value.repository in repositories))) return fail(`object ${value.path} names an unknown repository`)
-    digestOf(value.digest, `the digest of ${value.path}`)
-    for (const [header, headerValue] of Object.entries(value.headers as Record<string, unknown>)) {
-      if (!/^[A-Za-z0-9-]+$/.test(header) || typeof headerValue !== 'string' || !HEADER_VALUE.test(headerValue)) return fail(`object ${value.path} has an invalid header ${quoted(header, 40)}`)
-    }
-    objects.push(value as unknown as RegistryObject)
-  }
-  return {schemaVersion: 1, generator: 'reg', settings, repositories, manifests, blobs, objects}
+  return {schemaVersion: raw.schemaVersion, generator: 'reg', settings, repositories, manifests, blobs}
 }
