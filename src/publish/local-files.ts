@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {copyFile, link, mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile} from 'node:fs/promises'
+import {copyFile, link, lstat, mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {errnoCode, RegError} from '../core/errors.js'
 import type {RegistryObject} from '../tree/model.js'
@@ -42,16 +42,35 @@ export async function isCaseSensitiveDirectory(dir: string): Promise<boolean> {
   }
 }
 
+/** Objects at content-addressed keys (blobs and manifests by digest): the bytes of a key can never change. */
+function contentAddressed(object: RegistryObject): boolean {
+  return object.class === 'blob' || object.class === 'digest-manifest'
+}
+
+/** Hardlink `source` to `file`, or copy it where a link cannot be made (another file system). */
+async function linkOrCopy(source: string, file: string): Promise<void> {
+  try {
+    await link(source, file)
+  } catch (error) {
+    if (errnoCode(error) !== 'EXDEV' && errnoCode(error) !== 'EPERM') throw error
+    await copyFile(source, file)
+  }
+}
+
 /**
  * Deploying into a local directory, shared by every file-serving backend (dir, nginx, apache).
- * Keys are relative file paths. Files are written under a temporary name and renamed into place
- * (a running server never sees a partial file), hardlinked from the tree when on the same file
- * system, further copies hardlinked to the first; a small state file of digests lets re-runs skip
+ * Keys are relative file paths. Mutable files (tags, lists, configurations) are written under a
+ * temporary name and renamed into place (a running server never sees a partial or mixed file);
+ * content-addressed ones are hardlinked straight to their name, which shows the whole file at once.
+ * Files are hardlinked from the tree when on the same file system (else copied, under a temporary
+ * name), further copies hardlinked to the first; a small state file of digests lets re-runs skip
  * what is there without re-hashing.
  */
 export class LocalFileTarget {
   /** digests of the files we wrote, by key */
   private state = new Map<string, string>()
+  /** each directory this run made (or found), made once: tens of thousands of files share a few thousand directories */
+  private readonly directories = new Map<string, Promise<void>>()
 
   /** `roots`: the top-level directories of OUT that hold deployed objects (and nothing else). */
   constructor(readonly root: string, private readonly roots: readonly string[]) {}
@@ -89,9 +108,20 @@ export class LocalFileTarget {
     return {objects}
   }
 
+  private directory(dir: string): Promise<void> {
+    let made = this.directories.get(dir)
+    if (made === undefined) {
+      made = mkdir(dir, {recursive: true}).then(() => undefined)
+      // A failure is not remembered: a retried step tries again.
+      made.catch(() => this.directories.delete(dir))
+      this.directories.set(dir, made)
+    }
+    return made
+  }
+
   /** Write a file atomically (temporary name, then rename). */
   async placeFile(file: string, write: (temp: string) => Promise<void>): Promise<void> {
-    await mkdir(path.dirname(file), {recursive: true})
+    await this.directory(path.dirname(file))
     const temp = path.join(path.dirname(file), `.tmp-${randomBytes(6).toString('hex')}`)
     try {
       await write(temp)
@@ -104,15 +134,32 @@ export class LocalFileTarget {
 
   /** Hardlink (same file system) or copy `source` to the key's file. */
   async put(key: string, object: RegistryObject, source: string): Promise<void> {
-    await this.placeFile(this.fileOf(key), async (temp) => {
-      try {
-        await link(source, temp)
-      } catch (error) {
-        if (errnoCode(error) !== 'EXDEV' && errnoCode(error) !== 'EPERM') throw error
-        await copyFile(source, temp)
-      }
-    })
+    const file = this.fileOf(key)
+    if (!contentAddressed(object) || !(await this.linkInPlace(file, key, object, source))) {
+      await this.placeFile(file, (temp) => linkOrCopy(source, temp))
+    }
     this.state.set(key, object.digest)
+  }
+
+  /**
+   * A content-addressed file without a temporary name: a hardlink appears whole. False when it has to
+   * be written the atomic way: a copy (no link across file systems), or a file already at the name
+   * that is not known to hold these bytes (left by something else: replaced, never trusted).
+   */
+  private async linkInPlace(file: string, key: string, object: RegistryObject, source: string): Promise<boolean> {
+    await this.directory(path.dirname(file))
+    try {
+      await link(source, file)
+      return true
+    } catch (error) {
+      const code = errnoCode(error)
+      if (code === 'EXDEV' || code === 'EPERM') return false
+      if (code !== 'EEXIST') throw error
+    }
+    const [existing, wanted] = await Promise.all([lstat(file), stat(source)])
+    if (!existing.isFile()) return false
+    if (existing.dev === wanted.dev && existing.ino === wanted.ino) return true
+    return existing.size === object.size && this.state.get(key) === object.digest
   }
 
   /** Another key for bytes already deployed: a hardlink, so the bytes are stored once. */
@@ -134,6 +181,7 @@ export class LocalFileTarget {
       } catch {
         break
       }
+      this.directories.delete(dir)
       dir = path.dirname(dir)
     }
   }
