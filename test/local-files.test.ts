@@ -105,6 +105,26 @@ describe('LocalFileTarget', () => {
     assert.equal(await readFile(path.join(dest, 'store/blobs/a/two'), 'utf8'), 'second')
   })
 
+  it('describes what is deployed: every regular file under the roots, with its size and the digest the state names', async () => {
+    const work = await tempDir()
+    const dest = path.join(work, 'out')
+    const files: Record<string, string> = {'v2/a/tags/list': '12', 'v2/a/z': '1', 'v2/b/c/d/e': '1234', 'store/blobs/x': '123', 'other/f': 'not a root'}
+    for (const [key, bytes] of Object.entries(files)) {
+      await mkdir(path.dirname(path.join(dest, key)), {recursive: true})
+      await writeFile(path.join(dest, key), bytes)
+    }
+    await writeFile(path.join(dest, 'v2/a/.tmp-123456'), 'a temporary file')
+    await symlink(path.join(dest, 'v2/a/z'), path.join(dest, 'v2/b/link'))
+    await writeFile(path.join(dest, LOCAL_STATE_FILE), JSON.stringify({objects: {'v2/a/z': 'sha256:1'}}))
+    const state = await new LocalFileTarget(dest, ['v2', 'store']).describe()
+    assert.deepEqual([...state.objects.values()].sort((a, b) => (a.key < b.key ? -1 : 1)), [
+      {key: 'store/blobs/x', size: 3, digest: undefined},
+      {key: 'v2/a/tags/list', size: 2, digest: undefined},
+      {key: 'v2/a/z', size: 1, digest: 'sha256:1'},
+      {key: 'v2/b/c/d/e', size: 4, digest: undefined},
+    ])
+  })
+
   it('refuses a key outside the destination', async () => {
     const {sources, target} = await setUp()
     const blob = await source(sources, 'blob', 'layer bytes', 'blob')

@@ -1,11 +1,15 @@
 import {randomBytes} from 'node:crypto'
+import type {Dirent} from 'node:fs'
 import {copyFile, link, lstat, mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
+import {mapLimit} from '../core/concurrency.js'
 import {errnoCode, RegError} from '../core/errors.js'
 import type {RegistryObject} from '../tree/model.js'
 import type {RemoteObject, RemoteState} from './backend.js'
 
 export const LOCAL_STATE_FILE = '.reg-state.json'
+/** directory reads and file lookups in flight while describing what is deployed */
+const DESCRIBE_CONCURRENCY = 32
 
 /** `dir`, or its nearest existing parent: where a destination that does not exist yet will be. */
 async function nearestExistingDirectory(dir: string): Promise<string> {
@@ -88,23 +92,46 @@ export class LocalFileTarget {
     } catch (error) {
       if (errnoCode(error) !== 'ENOENT') throw new RegError(`${path.join(this.root, LOCAL_STATE_FILE)} is corrupt`, 'delete it: the next deploy rewrites what it cannot verify')
     }
-    const objects = new Map<string, RemoteObject>()
-    const walk = async (relative: string): Promise<void> => {
-      let entries
-      try {
-        entries = await readdir(path.join(this.root, relative), {withFileTypes: true})
-      } catch (error) {
-        if (errnoCode(error) === 'ENOENT') return
-        throw error
-      }
-      for (const entry of entries) {
-        if (entry.name.startsWith('.')) continue
+    // Every directory is read, then every file's size looked up, each with many calls in flight: a
+    // deployed tree holds tens of thousands of files, and one awaited call at a time takes seconds.
+    const listings = new Map<string, Dirent[]>()
+    for (let level = [...this.roots]; level.length > 0;) {
+      const read = await mapLimit(level, DESCRIBE_CONCURRENCY, async (relative) => {
+        try {
+          return await readdir(path.join(this.root, relative), {withFileTypes: true})
+        } catch (error) {
+          if (errnoCode(error) === 'ENOENT') return []
+          throw error
+        }
+      })
+      const next: string[] = []
+      level.forEach((relative, i) => {
+        const entries = read[i].filter((entry) => !entry.name.startsWith('.'))
+        listings.set(relative, entries)
+        for (const entry of entries) if (entry.isDirectory()) next.push(`${relative}/${entry.name}`)
+      })
+      level = next
+    }
+    // Files in the order of a depth-first walk, as listed.
+    const keys: string[] = []
+    const collect = (relative: string): void => {
+      for (const entry of listings.get(relative) ?? []) {
         const key = `${relative}/${entry.name}`
-        if (entry.isDirectory()) await walk(key)
-        else if (entry.isFile()) objects.set(key, {key, size: (await stat(this.fileOf(key))).size, digest: this.state.get(key)})
+        if (entry.isDirectory()) collect(key)
+        else if (entry.isFile()) keys.push(key)
       }
     }
-    for (const root of this.roots) await walk(root)
+    for (const root of this.roots) collect(root)
+    // A name that is no longer a regular file is left out: absent, it is written again (and replaced).
+    const sizes = await mapLimit(keys, DESCRIBE_CONCURRENCY, async (key) => {
+      const found = await lstat(this.fileOf(key))
+      return found.isFile() ? found.size : undefined
+    })
+    const objects = new Map<string, RemoteObject>()
+    keys.forEach((key, i) => {
+      const size = sizes[i]
+      if (size !== undefined) objects.set(key, {key, size, digest: this.state.get(key)})
+    })
     return {objects}
   }
 
