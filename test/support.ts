@@ -3,11 +3,10 @@ import {execFile, spawn} from 'node:child_process'
 import {cp, mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 import {Config, run as runCli} from '@oclif/core'
 import {Exit, handle} from '@oclif/core/handle'
-import {freePort} from './static-hosts.js'
+import {freePort, waitUntil} from './static-hosts.js'
 
 export const REPO_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 export const EXAMPLE_LAYOUT = path.join(REPO_ROOT, 'examples', 'hello')
@@ -214,8 +213,14 @@ export async function startServe(dir: string, flags: string[], env: NodeJS.Proce
     stderr += chunk.toString('utf8')
   })
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 200 && child.exitCode === null && !(await fetch(`${url}/v2/`).then((r) => r.status < 500, () => false)); i++) await sleep(50)
-  if (child.exitCode !== null) throw new Error(`reg serve ${flags.join(' ')} exited: ${stderr}`)
+  try {
+    await waitUntil(`reg serve ${flags.join(' ')} answers on ${url}/v2/`, () => fetch(`${url}/v2/`).then((r) => r.status < 500, () => false), {
+      exited: () => (child.exitCode === null && child.signalCode === null ? undefined : `exited (${child.exitCode ?? child.signalCode}): ${stderr}`),
+    })
+  } catch (error) {
+    child.kill('SIGKILL')
+    throw error
+  }
   const exited = (signal: NodeJS.Signals) => {
     child.kill(signal)
     return new Promise<void>((resolve) => (child.exitCode === null && child.signalCode === null ? child.once('exit', () => resolve()) : resolve()))
