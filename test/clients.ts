@@ -3,8 +3,7 @@ import {execFile, spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
-import {requireTool} from './static-hosts.js'
+import {requireTool, waitUntil} from './static-hosts.js'
 
 export function run(command: string, args: string[], timeoutMs = 120_000): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -46,14 +45,14 @@ export async function startContainerd(dir: string): Promise<Containerd> {
   await writeFile(config, 'version = 2\ndisabled_plugins = ["io.containerd.grpc.v1.cri"]\n')
   const address = path.join(dir, 'containerd.sock')
   const child = spawn(containerd, ['--config', config, '--root', path.join(dir, 'root'), '--state', path.join(dir, 'state'), '--address', address], {stdio: 'ignore'})
-  let ready = false
-  for (let i = 0; i < 100 && !ready; i++) {
-    ready = await run('ctr', ['--address', address, 'version'], 5000).then(() => true, () => false)
-    if (!ready) await sleep(100)
-  }
-  if (!ready) {
+  try {
+    await waitUntil(`containerd answers on ${address}`, () => run('ctr', ['--address', address, 'version'], 5000).then(() => true, () => false), {
+      attempts: 100, intervalMs: 100,
+      exited: () => (child.exitCode === null && child.signalCode === null ? undefined : `exited (${child.exitCode ?? child.signalCode})`),
+    })
+  } catch (error) {
     child.kill('SIGKILL')
-    throw new Error('containerd did not start')
+    throw error
   }
   const ctr = (...args: string[]) => run('ctr', ['--address', address, '--namespace', 'reg-test', ...args])
   return {
@@ -80,10 +79,18 @@ export async function startContainerd(dir: string): Promise<Containerd> {
   }
 }
 
+/**
+ * podman's global flags for state of its own under `dir`: images, run state and libpod's tmpdir
+ * (its default, /run/libpod, would be shared by the test files running at once).
+ */
+export function podmanPrivateState(dir: string): string[] {
+  return ['--root', path.join(dir, 'root'), '--runroot', path.join(dir, 'run'), '--tmpdir', path.join(dir, 'tmp'), '--storage-driver', 'vfs']
+}
+
 /** `podman pull` into private storage (vfs), then the digest podman recorded for the reference. */
 export async function podmanPullDigest(storage: string, ref: string): Promise<string> {
   requireTool('podman')
-  const podman = ['--root', path.join(storage, 'root'), '--runroot', path.join(storage, 'run'), '--storage-driver', 'vfs']
+  const podman = podmanPrivateState(storage)
   await run('podman', [...podman, 'pull', '-q', '--tls-verify=false', ref])
   const digest = (await run('podman', [...podman, 'image', 'inspect', '--format', '{{.Digest}}', ref])).trim()
   await run('podman', [...podman, 'rmi', '-f', ref])

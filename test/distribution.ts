@@ -6,8 +6,7 @@ import {createSign, randomBytes, X509Certificate} from 'node:crypto'
 import {readFile, writeFile, mkdir} from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
-import {freePort, requireTool} from './static-hosts.js'
+import {freePort, requireTool, waitUntil} from './static-hosts.js'
 
 export interface RunningRegistry {
   hostPort: string
@@ -71,9 +70,13 @@ export async function startDistribution(dir: string, port: number, auth: {htpass
   const config = path.join(dir, 'config.yml')
   await writeFile(config, lines.join('\n') + '\n')
   const child = spawn(registry, ['serve', config], {stdio: 'ignore'})
-  for (let i = 0; i < 100; i++) {
-    if (await fetch(`http://127.0.0.1:${port}/v2/`).then(() => true, () => false)) break
-    await sleep(50)
+  try {
+    await waitUntil(`docker-registry answers on 127.0.0.1:${port}`, () => fetch(`http://127.0.0.1:${port}/v2/`).then(() => true, () => false), {
+      exited: () => (child.exitCode === null && child.signalCode === null ? undefined : `exited (${child.exitCode ?? child.signalCode})`),
+    })
+  } catch (error) {
+    child.kill('SIGKILL')
+    throw error
   }
   return {
     hostPort: `127.0.0.1:${port}`,

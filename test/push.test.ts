@@ -9,7 +9,7 @@ import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {startRegistryServer} from '../src/server/registry-server.js'
-import {type Containerd, run, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
+import {type Containerd, podmanPrivateState, run, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
 import {buildCoreFixtures} from './fixtures.js'
 import {writeHtpasswd} from './distribution.js'
 import {requireTool} from './static-hosts.js'
@@ -49,7 +49,7 @@ describe('reg serve --push', () => {
   })
 
   it('podman pushes (chunked uploads), two clients pushing the same blobs at once both succeed', async () => {
-    const podman = ['--root', path.join(work, 'proot'), '--runroot', path.join(work, 'prun'), '--storage-driver', 'vfs']
+    const podman = podmanPrivateState(path.join(work, 'podman'))
     await run('podman', [...podman, 'pull', '-q', '--tls-verify=false', `${server.hostPort}/team/app:1.0`])
     await Promise.all([
       run('podman', [...podman, 'push', '-q', '--tls-verify=false', `${server.hostPort}/team/app:1.0`, `${server.hostPort}/podman/a:1`]),

@@ -238,10 +238,12 @@ describe('reg serve --proxy against a hostile upstream', () => {
     for (const blob of [CONFIG, Buffer.from('leaf layer'), tailLayer]) upstream.blob('deep', blob)
     const answer = await get(`${server.url}/v2/evil/deep/manifests/v1`)
     assert.ok(typeof answer === 'object' && answer.status === 200 && answer.body.equals(top))
-    // The walk runs in the background after the answer: wait (bounded) for it to reach the tail image's layer.
+    // The walk runs in the background after the answer, some fetches in parallel: wait (bounded) for it
+    // to reach the tail image's layer and to have asked for as many digests as the graph holds.
     const tailAt = `/v2/deep/blobs/${sha256(tailLayer)}`
-    for (let i = 0; i < 300 && !upstream.requests.some((r) => r.method === 'GET' && r.url === tailAt); i++) await sleep(100)
-    const gets = upstream.requests.filter((r) => r.method === 'GET' && /\/(manifests|blobs)\/sha256:/.test(r.url)).map((r) => r.url)
+    const digestGets = () => upstream.requests.filter((r) => r.method === 'GET' && /\/(manifests|blobs)\/sha256:/.test(r.url)).map((r) => r.url)
+    for (let i = 0; i < 300 && !(upstream.requests.some((r) => r.method === 'GET' && r.url === tailAt) && digestGets().length >= manifests.length + 3); i++) await sleep(100)
+    const gets = digestGets()
     t.diagnostic(`upstream GETs by digest: ${gets.length}`)
     assert.ok(upstream.requests.some((r) => r.method === 'GET' && r.url === tailAt), 'the walk reached the last child of the top index')
     assert.equal(gets.length, new Set(gets).size, `each digest fetched once: ${gets.join(', ')}`)

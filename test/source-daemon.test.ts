@@ -4,11 +4,10 @@
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import path from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {after, before, describe, it} from 'node:test'
 import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
-import {run} from './clients.js'
-import {requireTool} from './static-hosts.js'
+import {podmanPrivateState, run} from './clients.js'
+import {requireTool, waitUntil} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir, writeTinyOciLayout} from './support.js'
 
 describe('reg build docker-daemon: (podman system service)', () => {
@@ -22,10 +21,14 @@ describe('reg build docker-daemon: (podman system service)', () => {
   before(async () => {
     requireTool('podman')
     work = await tempDir()
-    podman = ['--root', path.join(work, 'root'), '--runroot', path.join(work, 'run'), '--storage-driver', 'vfs']
+    podman = podmanPrivateState(work)
     socket = path.join(work, 'podman.sock')
-    service = spawn('podman', [...podman, 'system', 'service', '--time=0', `unix://${socket}`], {stdio: 'ignore'})
-    for (let i = 0; i < 100 && !(await run('podman', ['--url', `unix://${socket}`, 'version'], 5000).then(() => true, () => false)); i++) await sleep(100)
+    const started = spawn('podman', [...podman, 'system', 'service', '--time=0', `unix://${socket}`], {stdio: 'ignore'})
+    service = started
+    await waitUntil(`podman system service answers on ${socket}`, () => run('podman', ['--url', `unix://${socket}`, 'version'], 5000).then(() => true, () => false), {
+      attempts: 100, intervalMs: 100,
+      exited: () => (started.exitCode === null && started.signalCode === null ? undefined : `exited (${started.exitCode ?? started.signalCode})`),
+    })
     // Load two images into podman: pull them from a reg serve of fixtures, then name them.
     const tree = path.join(work, 'src-tree')
     for (const [name, text] of [['app', 'daemon app\n'], ['tool', 'daemon tool\n']]) {

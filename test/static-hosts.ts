@@ -25,6 +25,21 @@ export function requireTool(command: string): string {
   }
 }
 
+/**
+ * Ask `ready` every `intervalMs`, at most `attempts` times, and throw a clear error when it never
+ * answers yes (or `exited` says the process behind it is gone): a wait never gives up silently.
+ */
+export async function waitUntil(what: string, ready: () => Promise<boolean>, options: {attempts?: number; intervalMs?: number; exited?: () => string | undefined} = {}): Promise<void> {
+  const {attempts = 200, intervalMs = 50} = options
+  for (let i = 0; i < attempts; i++) {
+    if (await ready()) return
+    const exited = options.exited?.()
+    if (exited !== undefined) throw new Error(`${what}: ${exited}`)
+    await sleep(intervalMs)
+  }
+  throw new Error(`${what}: still not so after ${attempts} checks ${intervalMs} ms apart`)
+}
+
 async function waitForHttp(url: string, what: string, logFile?: string): Promise<void> {
   for (let i = 0; i < 100; i++) {
     try {
@@ -69,7 +84,7 @@ export async function startNginx(out: string, port: number): Promise<RunningHost
     stop: async () => {
       const pidText = await readFile(pid, 'utf8').catch(() => '')
       if (pidText) process.kill(Number(pidText), 'SIGQUIT')
-      for (let i = 0; i < 100 && (await access(pid).then(() => true, () => false)); i++) await sleep(50)
+      await waitUntil(`nginx on port ${port} removed its pid file after SIGQUIT`, () => access(pid).then(() => false, () => true))
     },
   }
 }

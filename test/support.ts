@@ -3,9 +3,10 @@ import {execFile, spawn} from 'node:child_process'
 import {cp, mkdtemp, readdir, readFile, rm} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
-import {freePort} from './static-hosts.js'
+import {Config, run as runCli} from '@oclif/core'
+import {Exit, handle} from '@oclif/core/handle'
+import {freePort, waitUntil} from './static-hosts.js'
 
 export const REPO_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 export const EXAMPLE_LAYOUT = path.join(REPO_ROOT, 'examples', 'hello')
@@ -16,12 +17,145 @@ export interface RunResult {
   stderr: string
 }
 
-/** Run `reg ARGS` (the built CLI in lib/) and never throw: tests assert on the code and output. */
-export function runReg(args: string[], options: {cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number} = {}): Promise<RunResult> {
-  return new Promise((resolve) => {
+export interface RunOptions {
+  cwd?: string
+  env?: NodeJS.ProcessEnv
+  /** the call fails (throws) after this long: a hung command is a failure, never a silent pass */
+  timeoutMs?: number
+}
+
+const DEFAULT_RUN_TIMEOUT_MS = 120_000
+
+/**
+ * Run `reg ARGS` (the built CLI in lib/, what bin/run.js runs) inside this test process, and never
+ * throw for the command's own failure: tests assert on the code and output. Startup (oclif's config,
+ * the command modules) is paid once per test process instead of once per call. stdout/stderr,
+ * process.env, the cwd and process.argv are process-wide, so calls are serialized.
+ */
+export function runReg(args: string[], options: RunOptions = {}): Promise<RunResult> {
+  const result = inProcessQueue.then(() => runInProcess(args, options))
+  inProcessQueue = result.then(() => undefined, () => undefined)
+  return result
+}
+
+let inProcessQueue: Promise<void> = Promise.resolve()
+let loadedConfig: Promise<Config> | undefined
+
+/** One call at a time (see runReg); mirrors bin/run.js: `execute` = run, flush, else handle(error) → exit code. */
+async function runInProcess(args: string[], options: RunOptions): Promise<RunResult> {
+  loadedConfig ??= Config.load(REPO_ROOT)
+  const config = await loadedConfig
+  const stdout: Buffer[] = []
+  const stderr: Buffer[] = []
+  const restoreStdout = captureWrites(process.stdout, stdout)
+  const restoreStderr = captureWrites(process.stderr, stderr)
+  const savedEnv = applyEnv(options.env ?? {})
+  const savedCwd = process.cwd()
+  const savedArgv = process.argv
+  const savedExitCode = process.exitCode
+  const savedExit = Exit.exit
+  const savedProcessExit = process.exit
+  let exitCode: number | undefined
+  let calledProcessExit: number | undefined
+  // handle() ends in Exit.exit(code) (process.exit in the real CLI): keep the code instead.
+  Exit.exit = ((code = 0) => {
+    exitCode ??= code
+  }) as typeof Exit.exit
+  // A command that calls process.exit itself cannot run in-process: say so instead of ending the test run.
+  process.exit = ((code?: number) => {
+    calledProcessExit = code ?? 0
+    throw new Error(`reg ${args.join(' ')} called process.exit(${code ?? ''}) in-process; use runRegProcess for it`)
+  }) as typeof process.exit
+  process.argv = [process.execPath, path.join(REPO_ROOT, 'bin', 'run.js'), ...args]
+  process.exitCode = undefined
+  let timer: NodeJS.Timeout | undefined
+  try {
+    process.chdir(options.cwd ?? REPO_ROOT)
+    const timeoutMs = options.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`reg ${args.join(' ')} did not finish within ${timeoutMs} ms (in-process)`)), timeoutMs)
+    })
+    const finished = (async () => {
+      try {
+        await runCli(args, config)
+        return Number(process.exitCode ?? 0)
+      } catch (error) {
+        await handle(error as Error)
+        return exitCode ?? 1
+      }
+    })()
+    const code = await Promise.race([finished, timedOut])
+    if (calledProcessExit !== undefined) throw new Error(`reg ${args.join(' ')} called process.exit(${calledProcessExit}) in-process; use runRegProcess for it`)
+    return {code, stdout: Buffer.concat(stdout).toString('utf8'), stderr: Buffer.concat(stderr).toString('utf8')}
+  } finally {
+    clearTimeout(timer)
+    Exit.exit = savedExit
+    process.exit = savedProcessExit
+    process.exitCode = savedExitCode
+    process.argv = savedArgv
+    process.chdir(savedCwd)
+    restoreEnv(savedEnv)
+    restoreStderr()
+    restoreStdout()
+  }
+}
+
+/** Set by node:test in the process of each test file: its reports go to the runner as binary chunks on stdout. */
+const UNDER_TEST_RUNNER = process.env.NODE_TEST_CONTEXT !== undefined
+
+/**
+ * Collect what is written to `stream` (oclif, console and the commands all write text through its
+ * write method) until the returned restore is called. Under node:test, binary chunks are the test
+ * runner's own reports of earlier tests, flushed late: they pass through.
+ */
+function captureWrites(stream: NodeJS.WriteStream, sink: Buffer[]): () => void {
+  const original = Object.getOwnPropertyDescriptor(stream, 'write')
+  const passThrough = stream.write
+  stream.write = ((chunk: string | Uint8Array, encoding?: BufferEncoding | ((error?: Error | null) => void), callback?: (error?: Error | null) => void) => {
+    if (UNDER_TEST_RUNNER && typeof chunk !== 'string') return passThrough.call(stream, chunk, encoding as BufferEncoding, callback)
+    if (typeof encoding === 'function') {
+      callback = encoding
+      encoding = undefined
+    }
+    sink.push(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : Buffer.from(chunk))
+    if (callback) process.nextTick(callback)
+    return true
+  }) as typeof stream.write
+  return () => {
+    if (original) Object.defineProperty(stream, 'write', original)
+    else delete (stream as {write?: unknown}).write
+  }
+}
+
+/** Set (or, for undefined values, unset) the given variables; returns what to put back. */
+function applyEnv(env: NodeJS.ProcessEnv): Map<string, string | undefined> {
+  const saved = new Map<string, string | undefined>()
+  for (const [key, value] of Object.entries(env)) {
+    saved.set(key, process.env[key])
+    if (value === undefined) delete process.env[key]
+    else process.env[key] = value
+  }
+  return saved
+}
+
+function restoreEnv(saved: Map<string, string | undefined>): void {
+  for (const [key, value] of saved) {
+    if (value === undefined) delete process.env[key]
+    else process.env[key] = value
+  }
+}
+
+/** `reg ARGS` as a child process: for what needs the process boundary (exit on signals, startup, a separate event loop). Never throws. */
+export function runRegProcess(args: string[], options: RunOptions = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const timeoutMs = options.timeoutMs ?? DEFAULT_RUN_TIMEOUT_MS
     execFile(process.execPath, [path.join(REPO_ROOT, 'bin', 'run.js'), ...args], {
-      cwd: options.cwd ?? REPO_ROOT, env: {...process.env, ...options.env}, timeout: options.timeoutMs ?? 120_000, maxBuffer: 64 * 1024 * 1024,
+      cwd: options.cwd ?? REPO_ROOT, env: {...process.env, ...options.env}, timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024,
     }, (error, stdout, stderr) => {
+      if (error && error.killed && error.signal === 'SIGTERM' && error.code === null) {
+        reject(new Error(`reg ${args.join(' ')} did not finish within ${timeoutMs} ms (killed); stderr: ${stderr}`))
+        return
+      }
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0
       resolve({code, stdout, stderr})
     })
@@ -79,8 +213,14 @@ export async function startServe(dir: string, flags: string[], env: NodeJS.Proce
     stderr += chunk.toString('utf8')
   })
   const url = `http://127.0.0.1:${port}`
-  for (let i = 0; i < 200 && child.exitCode === null && !(await fetch(`${url}/v2/`).then((r) => r.status < 500, () => false)); i++) await sleep(50)
-  if (child.exitCode !== null) throw new Error(`reg serve ${flags.join(' ')} exited: ${stderr}`)
+  try {
+    await waitUntil(`reg serve ${flags.join(' ')} answers on ${url}/v2/`, () => fetch(`${url}/v2/`).then((r) => r.status < 500, () => false), {
+      exited: () => (child.exitCode === null && child.signalCode === null ? undefined : `exited (${child.exitCode ?? child.signalCode}): ${stderr}`),
+    })
+  } catch (error) {
+    child.kill('SIGKILL')
+    throw error
+  }
   const exited = (signal: NodeJS.Signals) => {
     child.kill(signal)
     return new Promise<void>((resolve) => (child.exitCode === null && child.signalCode === null ? child.once('exit', () => resolve()) : resolve()))
