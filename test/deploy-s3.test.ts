@@ -3,7 +3,6 @@
 // the publish order seen by a client polling during a deploy. (Pulls: real-clients.test.ts.)
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
-import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import type {TreeIndex} from '../src/tree/model.js'

@@ -11,8 +11,8 @@ import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import type {TreeIndex} from '../src/tree/model.js'
 import {startDistribution, type RunningRegistry} from './distribution.js'
-import {freePort, makeServable, requireTool, type RunningHost, startNginx} from './static-hosts.js'
-import {removeTempDirs, runReg, type ServeProcess, startServe, tempDir, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
+import {freePort, makeServable, requireTool, type RunningHost} from './static-hosts.js'
+import {deployToRealHost, removeTempDirs, runReg, type ServeProcess, startServe, tempDir, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json'
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
@@ -117,12 +117,7 @@ describe('reg build docker://… --with-referrers (real distribution 2.8, skopeo
     assert.equal(built.code, 0, built.stderr)
     index = JSON.parse(await readFile(path.join(tree, 'registry.json'), 'utf8')) as TreeIndex
     serve = await startServe(tree, [])
-    const out = path.join(work, 'public')
-    const port = await freePort()
-    const deployed = await runReg(['deploy', tree, '--backend', 'nginx', '--dest', out, '--listen', `127.0.0.1:${port}`, '--server-name', '127.0.0.1'])
-    assert.equal(deployed.code, 0, deployed.stderr)
-    await makeServable(out)
-    nginx = await startNginx(out, port)
+    nginx = await deployToRealHost(tree, 'nginx', path.join(work, 'public'))
   })
   after(async () => {
     await nginx?.stop()

@@ -2,7 +2,7 @@
 // of the source: skopeo inspect and copy, containerd's ctr (single platform, --platform, all
 // platforms) and podman.
 import assert from 'node:assert/strict'
-import {readdir, readFile, stat} from 'node:fs/promises'
+import {readdir, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {startRegistryServer} from '../src/server/registry-server.js'

@@ -16,8 +16,8 @@ import {RegistryTree} from '../src/tree/registry-tree.js'
 import {assertConformsToServe, conformanceUrls} from './conformance.js'
 import {type HeaderMatching, startHeaderFileHost} from './header-file-server.js'
 import {type FakeNetlify, startFakeNetlify} from './netlify-api.js'
-import {freePort, makeServable, requireTool, type RunningHost, startApache, startNginx} from './static-hosts.js'
-import {removeTempDirs, runReg, tempDir, writeTinyOciLayout} from './support.js'
+import {makeServable, requireTool, type RunningHost} from './static-hosts.js'
+import {deployToRealHost, removeTempDirs, runReg, tempDir, writeTinyOciLayout} from './support.js'
 
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 const SBOM_TYPE = 'application/spdx+json'
@@ -153,15 +153,9 @@ describe('referrers on static hosts: the sha256-<hex> tag of the referrers tag s
 
   for (const backend of ['nginx', 'apache'] as const) {
     it(`--backend ${backend} (real ${backend}): the same answers as reg serve, and skopeo reads the tag`, async () => {
-      const out = path.join(work, backend)
-      const port = await freePort()
-      const flags = backend === 'nginx' ? ['--listen', `127.0.0.1:${port}`, '--server-name', '127.0.0.1'] : []
-      const deployed = await runReg(['deploy', tree, '--backend', backend, '--dest', out, ...flags])
-      assert.equal(deployed.code, 0, deployed.stderr)
-      await makeServable(out)
       let host: RunningHost | undefined
       try {
-        host = backend === 'nginx' ? await startNginx(out, port) : await startApache(out, port)
+        host = await deployToRealHost(tree, backend, path.join(work, backend))
         await assertFallbackServed(host.url, 'team/app', layout, documentBytes)
         await assertConformsToServe(host.url, reference.url, conformanceUrls(index))
         assert.deepEqual(await skopeoRaw(host.hostPort, `team/app:${fallbackTag(layout.subject)}`), documentBytes)

@@ -6,7 +6,7 @@ import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {Config, run as runCli} from '@oclif/core'
 import {Exit, handle} from '@oclif/core/handle'
-import {freePort, waitUntil} from './static-hosts.js'
+import {freePort, makeServable, type RunningHost, startApache, startNginx, waitUntil} from './static-hosts.js'
 
 export const REPO_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 export const EXAMPLE_LAYOUT = path.join(REPO_ROOT, 'examples', 'hello')
@@ -235,4 +235,15 @@ export async function startServe(dir: string, flags: string[], env: NodeJS.Proce
     return {rss: kib('VmRSS'), peak: kib('VmHWM')}
   }
   return {url, hostPort: `127.0.0.1:${port}`, pid: child.pid!, memory, stderr: () => stderr, stop: () => exited('SIGTERM'), kill: () => exited('SIGKILL')}
+}
+
+/** `reg deploy TREE --backend nginx|apache --dest OUT`, then that real server on a free port of 127.0.0.1, serving OUT. */
+export async function deployToRealHost(tree: string, backend: 'nginx' | 'apache', out: string): Promise<RunningHost> {
+  const port = await freePort()
+  const flags = backend === 'nginx' ? ['--listen', `127.0.0.1:${port}`, '--server-name', '127.0.0.1'] : []
+  const deployed = await runReg(['deploy', tree, '--backend', backend, '--dest', out, ...flags])
+  if (deployed.code !== 0) throw new Error(`reg deploy --backend ${backend} failed (${deployed.code}): ${deployed.stderr}`)
+  await makeServable(out)
+  // startNginx runs `nginx -t` first: a configuration nginx refuses fails here.
+  return backend === 'nginx' ? startNginx(out, port) : startApache(out, port)
 }

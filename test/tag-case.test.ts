@@ -15,8 +15,8 @@ import type {TreeIndex} from '../src/tree/model.js'
 import {RegistryTree} from '../src/tree/registry-tree.js'
 import {assertConformsToServe, conformanceUrls} from './conformance.js'
 import {startFakeNetlify} from './netlify-api.js'
-import {freePort, makeServable, type RunningHost, startApache, startNginx} from './static-hosts.js'
-import {removeTempDirs, runReg, tempDir, writeTinyOciLayout} from './support.js'
+import {makeServable, type RunningHost} from './static-hosts.js'
+import {deployToRealHost, removeTempDirs, runReg, tempDir, writeTinyOciLayout} from './support.js'
 
 const exists = (file: string) => access(file).then(() => true, () => false)
 
@@ -60,16 +60,10 @@ describe('tags equal but for case', () => {
 
   for (const backend of ['nginx', 'apache'] as const) {
     it(`--backend ${backend} (real ${backend}) tells them apart, and answers a tag in another case 404, like reg serve`, async () => {
-      const out = path.join(work, backend)
-      const port = await freePort()
-      const flags = backend === 'nginx' ? ['--listen', `127.0.0.1:${port}`, '--server-name', '127.0.0.1'] : []
-      const deployed = await runReg(['deploy', tree, '--backend', backend, '--dest', out, ...flags])
-      assert.equal(deployed.code, 0, deployed.stderr)
-      await makeServable(out)
       let host: RunningHost | undefined
       try {
-        // startNginx runs `nginx -t` first: map entries equal but for case would not load.
-        host = backend === 'nginx' ? await startNginx(out, port) : await startApache(out, port)
+        // nginx -t runs first: map entries equal but for case would not load.
+        host = await deployToRealHost(tree, backend, path.join(work, backend))
         for (const tag of ['V1', 'v1']) {
           const res: Response = await fetch(`${host.url}/v2/team/app/manifests/${tag}`, {method: 'HEAD'})
           assert.equal(res.headers.get('docker-content-digest'), index.repositories['team/app'].tags[tag], tag)
