@@ -77,6 +77,22 @@ export class BackendRegistry {
     return {...common, ...this.flags}
   }
 
+  /** The backend flags `name` reads: its own and the shared ones it uses. */
+  flagsOf(name: string): string[] {
+    const plugin = this.plugin(name)
+    return [...Object.keys(plugin.flags), ...plugin.uses]
+  }
+
+  /** Refuse backend flags typed for `name` that only other backends read: they would be ignored. */
+  refuseForeignFlags(name: string, typed: Iterable<string>): void {
+    const own = new Set(this.flagsOf(name))
+    const foreign = [...typed].filter((flag) => flag in this.flags && !own.has(flag))
+    if (foreign.length === 0) return
+    const list = foreign.map((flag) => `--${flag}`).join(', ')
+    const reads = own.size > 0 ? `--backend ${name} reads ${[...own].map((flag) => `--${flag}`).join(', ')}` : `--backend ${name} has no flags of its own`
+    throw new RegError(`${list} ${foreign.length > 1 ? 'do' : 'does'} not apply to --backend ${name}`, `${reads}; drop ${list}, or choose the backend ${foreign.length > 1 ? 'they belong' : 'it belongs'} to`)
+  }
+
   /** The backend `name`, from the merged flags (its own, the shared ones it uses, the deploy settings). */
   create(name: string, flags: Record<string, unknown> & DeploySettings): Promise<Backend> {
     return this.plugin(name).create(flags)

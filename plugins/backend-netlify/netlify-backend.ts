@@ -59,7 +59,9 @@ interface NetlifySite {
 interface HttpError {
   status?: number
   json?: {message?: string; code?: number}
-  data?: string
+  /** the response body of an HTTP error; on a network failure the client puts its request options here */
+  data?: unknown
+  code?: string
   message: string
 }
 
@@ -117,14 +119,24 @@ export class NetlifyBackend implements Backend {
     return /^[0-9a-f-]{36}$/i.test(site) || site.includes('.') ? site : `${site}.netlify.app`
   }
 
+  /** how often a failed API call was tried, for messages */
+  private tried(): string {
+    const tries = this.settings.retries + 1
+    return `tried ${tries} time${tries === 1 ? '' : 's'}`
+  }
+
   private explain(error: unknown, doing: string): RegError {
     const status = httpStatus(error)
-    const detail = (error as HttpError).json?.message ?? (error as HttpError).data ?? (error as Error).message
-    if (status === 401) return new RegError(`Netlify refused the token while ${doing} (401)`, 'set NETLIFY_AUTH_TOKEN (or --auth) to a personal access token: Netlify → User settings → Applications')
+    const failure = error as HttpError
+    const detail = failure.json?.message ?? (typeof failure.data === 'string' ? failure.data : undefined) ?? failure.message
+    if (status === 401) return new RegError(`Netlify refused the token when asked to ${doing} (401)`, 'set NETLIFY_AUTH_TOKEN (or --auth) to a personal access token: Netlify → User settings → Applications')
     if (status === 403) return new RegError(`the token may not ${doing} (403): ${detail}`, 'use a token of a member of the site\'s team')
     if (status === 404 && doing.startsWith('read the site')) return new RegError(`no Netlify site "${this.settings.site}" (404)`, 'give --site the site ID (Site configuration → Site details) or its name; create the site first in the Netlify UI or with `netlify sites:create`')
-    if (status === undefined) return new RegError(`cannot reach the Netlify API at ${this.settings.apiUrl} while ${doing}: ${detail}`, 'check the network, or --api-url / NETLIFY_API_URL')
-    return new RegError(`Netlify answered ${status} while ${doing}: ${detail}`)
+    if (status === undefined) {
+      const reason = failure.code ?? detail
+      return new RegError(`cannot reach the Netlify API at ${this.settings.apiUrl} to ${doing} (${reason}; ${this.tried()})`, 'check the network and try again; --api-url (or NETLIFY_API_URL) says where the API is, --retries how often to try')
+    }
+    return new RegError(`Netlify answered ${status} when asked to ${doing}: ${detail}`, status >= 500 || status === 429 ? `${this.tried()}; try again later (--retries sets how often)` : undefined)
   }
 
   /** fetch options for one API call: Ctrl-C aborts the request (the client hands them to node-fetch) */
@@ -134,18 +146,11 @@ export class NetlifyBackend implements Backend {
 
   async describeRemote(signal?: AbortSignal): Promise<RemoteState> {
     this.signal = signal
-    try {
-      this.site = await this.api.getSite({site_id: this.siteId()}, NetlifyBackend.request(signal)) as NetlifySite
-    } catch (error) {
-      throw this.explain(error, 'read the site')
-    }
-    let files: Array<{path: string; sha: string; size: number}> = []
-    try {
-      files = await this.api.listSiteFiles({site_id: this.site.id}, NetlifyBackend.request(signal)) as typeof files
-    } catch (error) {
-      // A site that was never deployed has no files.
-      if (httpStatus(error) !== 404) throw this.explain(error, 'list the site\'s files')
-    }
+    this.site = await this.retried('read the site', (s) => this.api.getSite({site_id: this.siteId()}, NetlifyBackend.request(s)) as Promise<NetlifySite>)
+    const site = this.site
+    // A site that was never deployed has no files (404).
+    const files = await this.retried('list the site\'s files', (s) => this.api.listSiteFiles({site_id: site.id}, NetlifyBackend.request(s)) as Promise<Array<{path: string; sha: string; size: number}>>, [404])
+      ?? []
     const objects = new Map<string, RemoteObject>()
     for (const file of files) {
       const key = file.path.replace(/^\//, '')
@@ -182,7 +187,10 @@ export class NetlifyBackend implements Backend {
    * An API call under reg's retry policy: 5xx, 429 and network failures are tried again (the client
    * itself first waits out 429s as X-RateLimit-Reset says; its errors carry no headers).
    */
-  private retried<T>(doing: string, call: (signal: AbortSignal | undefined) => Promise<T>): Promise<T> {
+  private retried<T>(doing: string, call: (signal: AbortSignal | undefined) => Promise<T>): Promise<T>
+  /** `absentWhen`: statuses that mean "nothing there" (undefined), not a failure */
+  private retried<T>(doing: string, call: (signal: AbortSignal | undefined) => Promise<T>, absentWhen: readonly number[]): Promise<T | undefined>
+  private retried<T>(doing: string, call: (signal: AbortSignal | undefined) => Promise<T>, absentWhen: readonly number[] = []): Promise<T | undefined> {
     return withRetries(() => call(this.signal), {
       policy: {retries: this.settings.retries, maxMs: 8000},
       signal: this.signal,
@@ -191,6 +199,8 @@ export class NetlifyBackend implements Backend {
         return {retry: !this.signal?.aborted && (status === undefined || status >= 500 || status === 429)}
       },
     }).catch((error: unknown) => {
+      const status = httpStatus(error)
+      if (status !== undefined && absentWhen.includes(status)) return undefined
       throw this.signal?.aborted ? error : this.explain(error, doing)
     })
   }

@@ -6,6 +6,16 @@ import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} fro
 import {defineBackend} from '../plugin.js'
 import {nginxMaps, nginxServer, nginxStandalone} from './config.js'
 
+/** nginx's `listen`: PORT, ADDRESS:PORT, [IPv6]:PORT or unix:PATH; the value goes into nginx.conf as is. */
+const LISTEN = /^(?:unix:\/[^\s;{}'"\\]+|(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.*-]+):)?(\d{1,5}))$/
+
+export function checkListen(listen: string): void {
+  const port = LISTEN.exec(listen)?.[1]
+  if (!LISTEN.test(listen) || (port !== undefined && (Number(port) < 1 || Number(port) > 65_535))) {
+    throw new RegError(`--listen ${JSON.stringify(listen)} is not a port or ADDRESS:PORT`, 'e.g. --listen 8080, --listen 127.0.0.1:8080, --listen [::]:8080 or --listen unix:/run/registry.sock')
+  }
+}
+
 /**
  * nginx, stock modules only: objects under `_registry/` (each blob and manifest once), a server-level
  * include of a dozen pattern locations, an http-level map routing tags, and a standalone nginx.conf.
@@ -23,6 +33,7 @@ export const nginxBackend = defineBackend({
   async create(flags) {
     if (typeof flags.dest !== 'string') throw new RegError('--backend nginx needs --dest DIR', 'e.g. reg deploy ./dist --backend nginx --dest /srv/registry')
     const target = path.resolve(flags.dest)
+    if (flags.listen !== undefined) checkListen(flags.listen)
     const settings = {
       serverRoot: typeof flags['server-root'] === 'string' ? flags['server-root'] : target,
       listen: String(flags.listen ?? '80'),

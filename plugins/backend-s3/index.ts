@@ -17,7 +17,7 @@ type Where = Pick<S3Settings, 'region' | 'endpoint' | 'forcePathStyle' | 'acl'>
 
 /** An S3-family backend from the flags the family shares and where its provider is. Loads the AWS SDK. */
 export async function createS3Backend(provider: string, flags: BackendFlags<object, (typeof S3_FAMILY_FLAGS)[number]>, where: Where): Promise<Backend> {
-  if (!flags.bucket) throw new RegError(`--backend ${provider} needs --bucket NAME`)
+  if (!flags.bucket) throw new RegError(`--backend ${provider} needs --bucket NAME`, `e.g. reg deploy ./dist --backend ${provider} --bucket my-registry (the bucket must exist)`)
   const {S3Backend} = await import('./s3-backend.js')
   return new S3Backend({
     provider,
@@ -30,6 +30,17 @@ export async function createS3Backend(provider: string, flags: BackendFlags<obje
   })
 }
 
+/** `--endpoint` is a URL with its scheme: `127.0.0.1:9000` is not (and `localhost:9000` parses as scheme `localhost:`). */
+export function checkEndpoint(endpoint: string): void {
+  let url: URL | undefined
+  try {
+    url = new URL(endpoint)
+  } catch {}
+  if (url?.protocol !== 'http:' && url?.protocol !== 'https:') {
+    throw new RegError(`--endpoint ${JSON.stringify(endpoint)} is not an http:// or https:// URL`, 'write it as http://HOST:PORT (or https://HOST), e.g. --endpoint http://127.0.0.1:9000')
+  }
+}
+
 /** `--backend s3`: AWS S3 or any S3-compatible endpoint. Credentials: the AWS default chain only. */
 export const s3Backend = defineBackend({
   name: 's3',
@@ -40,6 +51,7 @@ export const s3Backend = defineBackend({
   },
   uses: [...S3_FAMILY_FLAGS, 'region', 'acl'],
   async create(flags) {
+    if (flags.endpoint !== undefined) checkEndpoint(flags.endpoint)
     return createS3Backend('s3', flags, {
       region: flags.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1',
       endpoint: flags.endpoint,

@@ -203,13 +203,26 @@ export function credentialSource(env: NodeJS.ProcessEnv = process.env): string {
   return 'the default profile or the instance/container role (AWS default credential chain)'
 }
 
+/**
+ * What to set when the credential chain finds nothing. Every S3-family backend reads the AWS default
+ * chain only, so R2's and Scaleway's keys go into the AWS variables too.
+ */
+export function missingCredentialsHint(provider: string): string {
+  if (provider === 'r2') return 'export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to the Access Key ID and Secret Access Key of an R2 API token (Cloudflare dashboard → R2 → Manage API tokens); in GitHub Actions, pass them from secrets in env:'
+  if (provider === 'scaleway') return 'export AWS_ACCESS_KEY_ID=$SCW_ACCESS_KEY and AWS_SECRET_ACCESS_KEY=$SCW_SECRET_KEY (a Scaleway API key: Console → IAM → API keys); in GitHub Actions, pass them from secrets in env:'
+  return 'export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE=NAME for a profile of ~/.aws/config (aws sso login for SSO); in GitHub Actions, add the step aws-actions/configure-aws-credentials with role-to-assume (OIDC) and `permissions: id-token: write`'
+}
+
 /** Turn the S3 errors users actually hit into what to do about them. */
 export function explainS3Error(error: unknown, settings: S3Settings): Error {
   if (!(error instanceof Error)) return new Error(String(error))
   const name = error.name
   const where = `${settings.provider} bucket ${settings.bucket}`
   if (name === 'NoSuchBucket') return new RegError(`${where} does not exist`, 'create it first, or check --bucket and --region')
-  if (name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'CredentialsProviderError') {
+  if (name === 'CredentialsProviderError') {
+    return new RegError(`${where}: no credentials found (the AWS default credential chain found none)`, missingCredentialsHint(settings.provider))
+  }
+  if (name === 'AccessDenied' || name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch') {
     return new RegError(`${where}: access denied with ${credentialSource()} (${error.message})`, 'check those credentials, and that they may list, put, copy and delete objects in the bucket')
   }
   if (name === 'AccessControlListNotSupported') {

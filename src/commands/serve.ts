@@ -1,5 +1,5 @@
 import {Args, Flags} from '@oclif/core'
-import {RegError} from '../core/errors.js'
+import {errnoCode, RegError} from '../core/errors.js'
 import {RegCommand} from '../ui/reg-command.js'
 import {DEFAULT_PROXY_TTL_SECONDS, parseDuration, parseProxyFlag} from '../server/proxy.js'
 import {DEFAULT_UPLOAD_TTL_SECONDS, readHtpasswd} from '../server/push.js'
@@ -28,7 +28,11 @@ export default class Serve extends RegCommand {
       if (uploadTtlSeconds < 1) throw new RegError('--upload-ttl must be at least 1s', 'uploads in progress would be deleted under their clients')
       const push = flags.push ? {users: flags['push-auth'] ? await readHtpasswd(flags['push-auth']) : undefined, allowDelete: flags['allow-delete'], uploadTtlSeconds} : undefined
       const proxy = flags.proxy ? {upstreams: flags.proxy.map(parseProxyFlag), ttlSeconds: flags['proxy-ttl'] ? parseDuration(flags['proxy-ttl']) : DEFAULT_PROXY_TTL_SECONDS, log: (line: string) => this.warn(line)} : undefined
-      const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port, push, proxy})
+      const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port, push, proxy}).catch((error: unknown) => {
+        if (errnoCode(error) !== 'EADDRINUSE') throw error
+        // 5000, the default, is taken on macOS by AirPlay Receiver.
+        throw new RegError(`port ${flags.port} on ${flags.host} is in use by another program`, `pick another port: reg serve ${args.dir} -p ${flags.port === 5001 ? 5002 : 5001} (for npm start: PORT=${flags.port === 5001 ? 5002 : 5001} npm start)`, 'EADDRINUSE')
+      })
       const tree = await RegistryTree.load(args.dir)
       const hostPort = running.url.replace(/^http:\/\//, '')
       this.log(`reg serving ${args.dir} at ${running.url}/v2/${flags.push ? ' (push enabled)' : ''}`)

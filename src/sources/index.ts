@@ -1,3 +1,4 @@
+import {existsSync, statSync} from 'node:fs'
 import path from 'node:path'
 import {RegError} from '../core/errors.js'
 import type {ImageSource} from '../core/image-source.js'
@@ -34,10 +35,12 @@ export function parseSourceSpec(text: string): SourceSpec {
   const colon = text.indexOf(':')
   const transport = colon > 0 ? text.slice(0, colon) : ''
   if (!(TRANSPORTS as readonly string[]).includes(transport)) {
-    const known = TRANSPORTS.map((t) => `${t}:`).join(', ')
+    const known = TRANSPORTS.map((t) => (t === 'docker' ? 'docker://' : `${t}:`)).join(', ')
     if (LATER_TRANSPORTS.includes(transport)) {
       throw new RegError(`source "${text}": the ${transport}: transport is not supported yet`, `supported transports: ${known}; export the image first, e.g. \`skopeo copy ${text} oci:./layout:TAG\``)
     }
+    const suggestion = transportFor(text)
+    if (suggestion) throw new RegError(`source "${text}": no transport given`, suggestion)
     throw new RegError(`source "${text}": unknown transport "${transport || text}"`, `write SOURCE as TRANSPORT:LOCATION with one of ${known}`)
   }
   let rest = text.slice(colon + 1)
@@ -73,6 +76,28 @@ export function parseSourceSpec(text: string): SourceSpec {
     throw new RegError(`source "${text}": a dir: source has no name`, `add the name to publish it under: ${text}=team/app:1.0`)
   }
   return {text, transport: transport as SourceSpec['transport'], path: path.resolve(location), ref, target}
+}
+
+/**
+ * What to write for a source given as a bare local path (`./layout`, `image.tar`): the transport
+ * that reads what is there, or undefined when nothing is. Looks at the path only (a stat, a name).
+ */
+function transportFor(text: string): string | undefined {
+  // `./layout=team/app:1` and `./layout:1.0` name the path before the `=` and the `:`
+  const location = text.split('=')[0].split(':')[0]
+  let stats
+  try {
+    stats = statSync(location)
+  } catch {
+    return undefined
+  }
+  if (stats.isDirectory()) {
+    if (existsSync(path.join(location, 'oci-layout'))) return `${location} is an OCI layout: write oci:${text}`
+    if (existsSync(path.join(location, 'manifest.json'))) return `${location} looks like a skopeo dir: write dir:${text.includes('=') ? text : `${text}=NAME:TAG`}`
+    return `${location} is a directory but not an OCI layout (no oci-layout file) nor a skopeo dir (no manifest.json)`
+  }
+  if (stats.isFile()) return `${location} is a file: write docker-archive:${text} for a \`docker save\` tar, or oci-archive:${text} for an OCI layout in a tar`
+  return undefined
 }
 
 /** Open the adapter for a spec. `workDir` is a private scratch directory for archives. */

@@ -7,6 +7,7 @@ import Docker from 'dockerode'
 import {RegError} from '../../core/errors.js'
 import type {ImageSource, SourceRoot} from '../../core/image-source.js'
 import type {Descriptor} from '../../core/manifest.js'
+import {parseReference} from '../../core/reference.js'
 import {DockerArchiveSource} from '../docker-archive.js'
 import {globToRegExp} from '../registry/registry-source.js'
 
@@ -21,6 +22,22 @@ export function daemonSocket(env: NodeJS.ProcessEnv = process.env): {options: Do
   const candidates = ['/var/run/docker.sock', '/run/podman/podman.sock', ...(env.XDG_RUNTIME_DIR ? [path.join(env.XDG_RUNTIME_DIR, 'podman', 'podman.sock')] : [])]
   const found = candidates.find((c) => existsSync(c)) ?? candidates[0]
   return {options: {socketPath: found}, describe: `unix://${found}`}
+}
+
+/**
+ * Does an engine's image name match a pattern? Tried as the engine spells it, without Docker's
+ * `docker.io/library/` or Podman's `localhost/`, and without its registry host, as it is published
+ * (`examples/*` matches `127.0.0.1:5000/examples/hello`).
+ */
+export function daemonNameMatches(pattern: RegExp, name: string): boolean {
+  const bare = name.replace(/^(docker\.io\/(library\/)?|localhost\/)/, '')
+  let published: string | undefined
+  try {
+    published = parseReference(name).name
+  } catch {
+    // a name reg could not publish matches only as spelled
+  }
+  return [name, bare, published].some((candidate) => candidate !== undefined && pattern.test(candidate))
 }
 
 /**
@@ -51,10 +68,7 @@ export class DaemonSource implements ImageSource {
     const tags = globToRegExp(tagPattern)
     const selected = images.flatMap((image) => image.RepoTags ?? []).filter((repoTag) => {
       const at = repoTag.lastIndexOf(':')
-      const name = repoTag.slice(0, at)
-      // Docker drops docker.io/ and library/; Podman keeps localhost/: match either spelling.
-      const bare = name.replace(/^(docker\.io\/(library\/)?|localhost\/)/, '')
-      return (names.test(name) || names.test(bare)) && tags.test(repoTag.slice(at + 1))
+      return daemonNameMatches(names, repoTag.slice(0, at)) && tags.test(repoTag.slice(at + 1))
     })
     if (selected.length === 0) throw new RegError(`${this.description}: no image in the engine at ${socket} matches ${this.pattern}`, 'list them with `docker images` / `podman images`')
     return [...new Set(selected)].sort()
