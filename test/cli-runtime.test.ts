@@ -1,0 +1,71 @@
+// The CLI as a newcomer meets it: --version/-v, -h, a flag error in two lines, shell completion, and
+// no warning from the AWS SDK on an S3 deploy (the real bin/run.js in a child process each time).
+import assert from 'node:assert/strict'
+import {readFile} from 'node:fs/promises'
+import path from 'node:path'
+import {after, describe, it} from 'node:test'
+import {S3_BUCKET, S3_CREDENTIALS, startS3rver} from './s3rver.js'
+import {freePort} from './static-hosts.js'
+import {EXAMPLE_LAYOUT, REPO_ROOT, removeTempDirs, runReg, runRegProcess, tempDir} from './support.js'
+
+const {version} = JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8')) as {version: string}
+const NODE_MAJOR = Number(process.versions.node.split('.')[0])
+/** What bin/run.js says once per run on Node 20, and only there. */
+const END_OF_LIFE_NOTE = NODE_MAJOR < 22 ? 'reg: note: Node 20 is past its end of life (April 2026); reg still runs on it, Node 22 or 24 is recommended.\n' : ''
+
+after(removeTempDirs)
+
+describe('reg runtime and flags', () => {
+  it('--version and -v print the version line', async () => {
+    const expected = `reg/${version} ${process.platform}-${process.arch} node-${process.version}\n`
+    for (const flag of ['--version', '-v']) {
+      const result = await runRegProcess([flag])
+      assert.deepEqual(result, {code: 0, stdout: expected, stderr: END_OF_LIFE_NOTE}, flag)
+    }
+  })
+
+  it('-h is --help', async () => {
+    const long = await runRegProcess(['build', '--help'])
+    const short = await runRegProcess(['build', '-h'])
+    assert.equal(long.code, 0)
+    assert.match(long.stdout, /^Copy images into a registry tree/)
+    assert.deepEqual(short, long)
+  })
+
+  it('a flag error names the one wrong flag and the usage line', async () => {
+    assert.deepEqual(await runRegProcess(['build', '--bogus', 'x']), {
+      code: 2, stdout: '',
+      stderr: `${END_OF_LIFE_NOTE}reg: error: Nonexistent flag: --bogus\nusage: reg build [SOURCE...] [FLAGS]  (reg build --help lists the flags)\n`,
+    })
+    assert.deepEqual(await runRegProcess(['deploy', '--dedupe', 'nope']), {
+      code: 2, stdout: '',
+      stderr: `${END_OF_LIFE_NOTE}reg: error: Expected --dedupe=nope to be one of: copy, redirect, none\nusage: reg deploy [DIR] [FLAGS]  (reg deploy --help lists the flags)\n`,
+    })
+  })
+
+  it('reg autocomplete prints the setup of bash completion', async () => {
+    const cache = await tempDir()
+    const result = await runRegProcess(['autocomplete', 'bash'], {env: {XDG_CACHE_HOME: cache, HOME: cache}})
+    assert.equal(result.code, 0, result.stderr)
+    assert.match(result.stdout, /reg autocomplete/)
+  })
+
+  it('an S3 deploy prints no warning: no NodeVersionSupportWarning, only the Node 20 note', async () => {
+    const work = await tempDir()
+    const tree = path.join(work, 'tree')
+    const built = await runReg(['build', `oci:${EXAMPLE_LAYOUT}=examples/hello`, '-o', tree])
+    assert.equal(built.code, 0, built.stderr)
+    const s3 = await startS3rver(path.join(work, 's3rver'), await freePort())
+    try {
+      const result = await runRegProcess(['deploy', tree, '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style', '--json'], {
+        env: {...S3_CREDENTIALS, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: undefined},
+      })
+      assert.equal(result.code, 0, result.stderr)
+      assert.equal(result.stderr, END_OF_LIFE_NOTE)
+      assert.doesNotMatch(result.stderr, /NodeVersionSupportWarning|Warning/)
+      JSON.parse(result.stdout)
+    } finally {
+      await s3.stop()
+    }
+  })
+})
