@@ -24,6 +24,12 @@ describe('reg runtime and flags', () => {
     }
   })
 
+  it('engines names Node 20, 22 and 24; the Action runs on node24 (this suite runs its bundle on the current Node)', async () => {
+    const {engines} = JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8')) as {engines: {node: string}}
+    assert.equal(engines.node, '20.x || 22.x || 24.x')
+    assert.match(await readFile(path.join(REPO_ROOT, 'action.yml'), 'utf8'), /\n {2}using: node24\n/)
+  })
+
   it('-h is --help', async () => {
     const long = await runRegProcess(['build', '--help'])
     const short = await runRegProcess(['build', '-h'])
