@@ -1,6 +1,7 @@
 // The CLI as a newcomer meets it: --version/-v, -h, a flag error in two lines, shell completion, and
 // no warning from the AWS SDK on an S3 deploy (the real bin/run.js in a child process each time).
 import assert from 'node:assert/strict'
+import {execFile} from 'node:child_process'
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, describe, it} from 'node:test'
@@ -10,8 +11,9 @@ import {EXAMPLE_LAYOUT, REPO_ROOT, removeTempDirs, runReg, runRegProcess, tempDi
 
 const {version} = JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8')) as {version: string}
 const NODE_MAJOR = Number(process.versions.node.split('.')[0])
-/** What bin/run.js says once per run on Node 20, and only there. */
-const END_OF_LIFE_NOTE = NODE_MAJOR < 22 ? 'reg: note: Node 20 is past its end of life (April 2026); reg still runs on it, Node 22 or 24 is recommended.\n' : ''
+const NOTE = 'reg: note: Node 20 is past its end of life (April 2026); reg still runs on it, Node 22 or 24 is recommended.'
+/** bin/run.js says it once per run on Node 20 to a terminal; captured stderr (as here) never has it. */
+const END_OF_LIFE_NOTE = ''
 
 after(removeTempDirs)
 
@@ -28,6 +30,15 @@ describe('reg runtime and flags', () => {
     const {engines} = JSON.parse(await readFile(path.join(REPO_ROOT, 'package.json'), 'utf8')) as {engines: {node: string}}
     assert.equal(engines.node, '20.x || 22.x || 24.x')
     assert.match(await readFile(path.join(REPO_ROOT, 'action.yml'), 'utf8'), /\n {2}using: node24\n/)
+  })
+
+  it('on Node 20, a terminal gets one note that Node 20 is past its end of life; Node 22 and 24 get none', async () => {
+    // script(1) gives reg a terminal; its output is stdout and stderr together, with CRLF line ends.
+    const result = await new Promise<string>((resolve, reject) => {
+      execFile('script', ['-qec', `${process.execPath} ${path.join(REPO_ROOT, 'bin', 'run.js')} --version`, '/dev/null'], {timeout: 60_000}, (error, stdout) => (error ? reject(error) : resolve(stdout)))
+    })
+    const lines = result.split('\r\n').filter(Boolean)
+    assert.deepEqual(lines, [...(NODE_MAJOR < 22 ? [NOTE] : []), `reg/${version} ${process.platform}-${process.arch} node-${process.version}`])
   })
 
   it('-h is --help', async () => {
@@ -56,7 +67,7 @@ describe('reg runtime and flags', () => {
     assert.match(result.stdout, /reg autocomplete/)
   })
 
-  it('an S3 deploy prints no warning: no NodeVersionSupportWarning, only the Node 20 note', async () => {
+  it('an S3 deploy prints no warning: no NodeVersionSupportWarning', async () => {
     const work = await tempDir()
     const tree = path.join(work, 'tree')
     const built = await runReg(['build', `oci:${EXAMPLE_LAYOUT}=examples/hello`, '-o', tree])
