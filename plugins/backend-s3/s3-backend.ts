@@ -53,6 +53,9 @@ export class S3Backend implements Backend {
     this.name = settings.provider
     this.location = `s3://${settings.bucket}/${settings.keyPrefix}${settings.endpoint ? ` at ${settings.endpoint}` : ''}`
     this.capabilities = {serverSideCopy: settings.dedupe !== 'none', caseSensitiveTags: true}
+    // The SDK's documented opt-out of its 8-line NodeVersionSupportWarning (emitted once, when the first
+    // client is made, on Node < 22): reg supports Node 20 and says so once itself (bin/run.js).
+    process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
     this.client = new S3Client({
       region: settings.region,
       endpoint: settings.endpoint,
