@@ -39,7 +39,6 @@ export default class Deploy extends RegCommand {
     let report: DeployReport
     try {
       const explicit = new Set(raw.flatMap((token) => (token.type === 'flag' ? [token.flag] : [])))
-      if (given.backend) BACKENDS.refuseForeignFlags(given.backend, explicit)
       const {dir, backend, options} = await resolveDeploy(args.dir, given, explicit)
       report = await untilInterrupted((signal) => deployTree(dir, backend, {
         ...options,

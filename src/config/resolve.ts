@@ -61,6 +61,8 @@ export async function resolveDeploy(dirArg: string | undefined, given: Record<st
   const dir = dirArg ?? (loaded?.config.out ? resolveFromConfig(loaded, loaded.config.out) : './dist')
   if (typeof flags.backend !== 'string') throw new RegError('reg deploy needs --backend or a deploy target', 'pass --backend NAME, or define targets in reg.config.json / reg.config.yaml and pass --target NAME')
   const plugin = BACKENDS.plugin(flags.backend)
+  // Whether the backend was typed or came from a target: a typed flag it does not read would be ignored.
+  BACKENDS.refuseForeignFlags(flags.backend, explicit)
   for (const name of plugin.paths ?? []) {
     const value = selected?.target[name]
     if (loaded && typeof value === 'string' && !explicit.has(name)) flags[name] = resolveFromConfig(loaded, value)
