@@ -13,20 +13,18 @@
 // BENCH_REPOSITORIES=100 BENCH_MANIFESTS=2000 is a quick run), BENCH_REG (another bin/run.js),
 // BENCH_TMPDIR, BENCH_KEEP=1 (keep the layout and tree), BENCH_LAYOUT (an existing layout made by
 // bench/many-tags.ts with the same knobs: its JSON output file, to skip the generation).
-import {spawn} from 'node:child_process'
-import {existsSync} from 'node:fs'
 import {mkdtemp, readFile, rm, stat} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {fileURLToPath} from 'node:url'
 import {RegistryTree} from '../src/tree/registry-tree.js'
+import {run} from './measure.js'
 import {makeManyTagsLayout, type ManyTagsLayout, optionsFromEnv} from './many-tags.js'
 
 const REPO = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
 const REG_BIN = path.resolve(process.env.BENCH_REG ?? path.join(REPO, 'bin', 'run.js'))
 const JSON_OUT = process.argv.includes('--json')
 const KEEP = process.env.BENCH_KEEP === '1'
-const GNU_TIME = '/usr/bin/time'
 const MB = 1e6
 /** the goals of issue 15, stated for 100,000 tags: time scaled linearly for other sizes */
 const GOALS = {buildSecondsPer100k: 20, peakRssBytes: 300 * MB, rebuildSeconds: 3, registryBytesPerObject: 300, deploySeconds: 5}
@@ -35,39 +33,10 @@ function say(line = ''): void {
   ;(JSON_OUT ? process.stderr : process.stdout).write(line + '\n')
 }
 
-interface Run {
-  seconds: number
-  peakRssBytes: number
-  stdout: string
-}
-
-/** Run reg to completion: wall time, and peak RSS from GNU time's %M (ru_maxrss), else VmHWM sampled. */
-async function reg(args: string[], work: string): Promise<Run> {
-  const useTime = existsSync(GNU_TIME)
-  const timeFile = path.join(work, `.time-${process.pid}`)
-  const [file, argv] = useTime ? [GNU_TIME, ['-f', '%M', '-o', timeFile, process.execPath, REG_BIN, ...args]] : [process.execPath, [REG_BIN, ...args]]
-  const start = performance.now()
-  const child = spawn(file, argv, {stdio: ['ignore', 'pipe', 'pipe']})
-  let stdout = ''
-  let stderr = ''
-  child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c))
-  child.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c))
-  let hwmKb = 0
-  const timer = useTime ? undefined : setInterval(() => {
-    void readFile(`/proc/${child.pid}/status`, 'utf8').then((s) => (hwmKb = Math.max(hwmKb, Number(/VmHWM:\s+(\d+)/.exec(s)?.[1] ?? 0))), () => undefined)
-  }, 10)
-  const code = await new Promise<number>((resolve, reject) => {
-    child.once('error', reject)
-    child.once('close', (c) => resolve(c ?? 1))
-  })
-  const seconds = (performance.now() - start) / 1000
-  if (timer) clearInterval(timer)
-  if (code !== 0) throw new Error(`reg ${args.slice(0, 3).join(' ')} ... exited ${code}\n${stderr.trim()}`)
-  if (useTime) {
-    hwmKb = Number((await readFile(timeFile, 'utf8')).trim().split('\n').at(-1))
-    await rm(timeFile, {force: true})
-  }
-  return {seconds, peakRssBytes: hwmKb * 1024, stdout}
+/** Run reg to completion: wall time, output and peak RSS (bench/measure.ts). */
+async function reg(args: string[], work: string): Promise<{seconds: number; peakRssBytes: number; stdout: string}> {
+  const result = await run(process.execPath, [REG_BIN, ...args], {rss: true, work})
+  return {seconds: result.seconds, peakRssBytes: result.peakRssBytes ?? 0, stdout: result.stdout}
 }
 
 const options = optionsFromEnv()
