@@ -22,12 +22,12 @@ export interface Run {
  * /usr/bin/time, from sampling VmHWM in /proc/PID/status every 10 ms (a high-water mark, so a
  * sample taken any time before exit sees every earlier peak).
  */
-export async function run(command: string, args: string[], {rss = false, work = ''} = {}): Promise<Run> {
+export async function run(command: string, args: string[], {rss = false, work = '', env = process.env}: {rss?: boolean; work?: string; env?: NodeJS.ProcessEnv} = {}): Promise<Run> {
   const useTime = rss && existsSync(GNU_TIME)
   const timeFile = path.join(work, `.time-${process.pid}-${Math.random().toString(36).slice(2)}`)
   const [file, argv] = useTime ? [GNU_TIME, ['-f', '%M', '-o', timeFile, command, ...args]] : [command, args]
   const start = performance.now()
-  const child = spawn(file, argv, {stdio: ['ignore', 'pipe', 'pipe']})
+  const child = spawn(file, argv, {stdio: ['ignore', 'pipe', 'pipe'], env})
   let stdout = ''
   let stderr = ''
   child.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c))
