@@ -10,7 +10,8 @@
 // list), without sending anything. Goal: ≤ 30 s and ≤ 1 GB.
 //
 // Knobs: the generator's (BENCH_TAGS ...), BENCH_LISTING, BENCH_REG, BENCH_TMPDIR, BENCH_KEEP=1,
-// BENCH_LAYOUT (as bench:tags), `--json`.
+// BENCH_LAYOUT (as bench:tags), `--json`; BENCH_PROFILE=DIR runs the deploy under `node --cpu-prof
+// --cpu-prof-dir=DIR` (summarise with bench/profile-summary.ts).
 import {createHash} from 'node:crypto'
 import {readFile, mkdtemp, rm} from 'node:fs/promises'
 import http from 'node:http'
@@ -29,6 +30,7 @@ const LISTING = Number(process.env.BENCH_LISTING ?? 1_000_000)
 const PAGE = 1000
 const MB = 1e6
 const GOALS = {seconds: 30, peakRssBytes: 1000 * MB}
+const PROFILE_DIR = process.env.BENCH_PROFILE ? path.resolve(process.env.BENCH_PROFILE) : undefined
 
 function say(line = ''): void {
   ;(JSON_OUT ? process.stderr : process.stdout).write(line + '\n')
@@ -105,7 +107,7 @@ try {
   const port = (bucket.address() as AddressInfo).port
   const env = {...process.env, AWS_ACCESS_KEY_ID: 'bench', AWS_SECRET_ACCESS_KEY: 'bench'}
   say('reg deploy --backend s3 --prune --dry-run ...')
-  const deploy = await run(process.execPath, [REG_BIN, 'deploy', treeDir, '--backend', 's3', '--bucket', 'bench', '--endpoint', `http://127.0.0.1:${port}`, '--force-path-style', '--region', 'us-east-1', '--prune', '--dry-run', '--json'], {rss: true, work, env})
+  const deploy = await run(process.execPath, [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), REG_BIN, 'deploy', treeDir, '--backend', 's3', '--bucket', 'bench', '--endpoint', `http://127.0.0.1:${port}`, '--force-path-style', '--region', 'us-east-1', '--prune', '--dry-run', '--json'], {rss: true, work, env})
   bucket.close()
   if (deploy.stderr.trim()) say(deploy.stderr.trim().split('\n').slice(-5).join('\n'))
   const report = JSON.parse(deploy.stdout) as Record<string, unknown>
