@@ -4,15 +4,27 @@ import {type BuildSummary, buildTree} from '../tree/builder.js'
 import {resolveBuild} from '../config/resolve.js'
 import {formatBytes} from '../ui/format.js'
 import {ByteProgress} from '../ui/progress.js'
+import type {TRANSPORTS} from '../sources/index.js'
+
+/** One line of help per transport the sources parse: the compiler refuses a transport left out. */
+const TRANSPORT_HELP: Record<(typeof TRANSPORTS)[number], [syntax: string, what: string]> = {
+  oci: ['oci:PATH[:REF]', 'an OCI image layout (without REF: every tagged image)'],
+  'oci-archive': ['oci-archive:FILE[:REF]', 'a tar of an OCI image layout'],
+  'docker-archive': ['docker-archive:FILE[:NAME:TAG]', 'a `docker save` or skopeo docker-archive tarball'],
+  dir: ['dir:PATH=NAME:TAG', 'a skopeo dir: copy (has no name of its own)'],
+  docker: ['docker://HOST/NAME[:TAG|@DIGEST]', 'a remote registry (NAME and TAG may use * and ** globs)'],
+  'docker-daemon': ['docker-daemon:NAME[:TAG]', 'a local Docker or Podman engine (NAME and TAG may use * and ** globs)'],
+}
+
+function transportHelp(): string {
+  const width = Math.max(...Object.values(TRANSPORT_HELP).map(([syntax]) => syntax.length)) + 2
+  return Object.values(TRANSPORT_HELP).map(([syntax, what]) => `  ${syntax.padEnd(width)}${what}`).join('\n')
+}
 
 export default class Build extends RegCommand {
   static override summary = 'Copy images into a registry tree (static files + headers index)'
   static override description = `SOURCE uses skopeo's transport syntax, optionally followed by =NAME[:TAG]:
-  oci:PATH[:REF]            an OCI image layout (without REF: every tagged image)
-  oci-archive:FILE[:REF]    a tar of an OCI image layout
-  docker-archive:FILE[:NAME:TAG]  a \`docker save\` or skopeo docker-archive tarball
-  dir:PATH=NAME:TAG         a skopeo dir: copy (has no name of its own)
-  docker://HOST/NAME[:TAG|@DIGEST]  a remote registry (NAME and TAG may use * and ** globs)
+${transportHelp()}
 Names come from the source with the registry host dropped (example.com/team/app:1 → team/app:1), then --prefix.
 Building into an existing tree adds to it; --clean starts afresh. Builds are atomic.
 Without SOURCE, the sources, out, prefix, tagMaxAge, platform and withReferrers of reg.config.json / reg.config.yaml are used
