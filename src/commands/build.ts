@@ -1,8 +1,8 @@
 import {Args, Flags} from '@oclif/core'
 import {RegCommand} from '../ui/reg-command.js'
-import {type BuildSummary, buildTree} from '../tree/builder.js'
+import {type BuildSummary, type BuiltImage, type BuiltReferrer, buildTree} from '../tree/builder.js'
 import {resolveBuild} from '../config/resolve.js'
-import {formatBytes} from '../ui/format.js'
+import {formatBytes, quantity} from '../ui/format.js'
 import {ByteProgress} from '../ui/progress.js'
 import type {TRANSPORTS} from '../sources/index.js'
 
@@ -84,9 +84,25 @@ Without SOURCE, the sources, out, prefix, tagMaxAge, platform and withReferrers 
     flush()
     progress.stop()
     if (flags.json) {
-      this.log(JSON.stringify(summary, null, 2))
+      this.log(JSON.stringify(buildJson(summary), null, 2))
       return
     }
-    this.log(`${summary.out}: ${summary.repositories} repositories, ${summary.tags} tags, ${summary.blobs} blobs, ${formatBytes(summary.bytesStored)} stored (${formatBytes(summary.bytesSavedByDedup)} saved by storing each blob once), ${formatBytes(summary.bytesCopied)} copied, ${summary.blobsAlreadyPresent} blobs already present`)
+    this.log(buildLine(summary))
   }
+}
+
+/**
+ * `reg build --json`: an image is named by `repository`, as in `reg ls --json` and the Action's
+ * outputs; `name` repeats it for the consumers written before (README: build --json).
+ */
+export function buildJson(summary: BuildSummary): unknown {
+  const named = <T extends BuiltImage | BuiltReferrer>({name, ...rest}: T) => ({repository: name, ...rest, name})
+  return {...summary, images: summary.images.map(named), referrers: summary.referrers.map(named)}
+}
+
+/** The closing line of `reg build`: each number says what it counts. */
+export function buildLine(summary: BuildSummary): string {
+  return `${summary.out}: ${quantity(summary.repositories, 'repository', 'repositories')}, ${quantity(summary.tags, 'tag')}, ${quantity(summary.blobs, 'blob')}; `
+    + `${formatBytes(summary.bytesStored)} in blobs and manifests (${formatBytes(summary.bytesSavedByDedup)} saved by storing each blob once); `
+    + `${formatBytes(summary.bytesCopied)} copied from the sources, ${quantity(summary.blobsAlreadyPresent, 'blob')} already in the tree`
 }
