@@ -7,7 +7,7 @@ import {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, HostDeployReport} from './backend.js'
 import {isCaseSensitiveDirectory} from './local-files.js'
 import {createPublishPlan, type Phase, type PublishPlan, type PublishStep} from './plan.js'
-import {interrupted, type PublishObserver, type PublishResult, retryClassifier, runPublishPlan} from './run.js'
+import {actionName, interrupted, type PublishObserver, type PublishResult, retryClassifier, runPublishPlan} from './run.js'
 
 export interface DeployOptions {
   /** serve every repository under this namespace (`team/app` → `NS/team/app`) */
@@ -24,7 +24,7 @@ export interface DeployOptions {
 /** One step of the plan as `--dry-run` shows it. `upload` is the plan's put (bytes from the tree). */
 export interface DeployStepReport {
   phase: Phase
-  action: 'upload' | 'copy' | 'redirect' | 'configure' | 'delete'
+  action: ReturnType<typeof actionName>
   /** where on the host: the object's storage key (`host configuration` for the configure step) */
   key: string
   /** bytes the object holds (a redirect: 0); none for the host configuration, written from the tree at deploy time */
@@ -94,15 +94,16 @@ async function refuseNestedDestination(treeDir: string, destination: string): Pr
   }
 }
 
-/** A step in users' words: the one place the plan's `put` is called an upload. */
+/** A step as `--dry-run` shows it. */
 export function stepReport(step: PublishStep): DeployStepReport {
   const {phase, key} = step
+  const action = actionName(step)
   switch (step.action) {
-    case 'put': return {phase, action: 'upload', key, size: step.object.size}
-    case 'copy': return {phase, action: 'copy', key, size: step.object.size, from: step.from}
-    case 'redirect': return {phase, action: 'redirect', key, size: 0, to: step.to}
-    case 'configure': return {phase, action: 'configure', key}
-    case 'delete': return {phase, action: 'delete', key, size: step.size}
+    case 'put': return {phase, action, key, size: step.object.size}
+    case 'copy': return {phase, action, key, size: step.object.size, from: step.from}
+    case 'redirect': return {phase, action, key, size: 0, to: step.to}
+    case 'configure': return {phase, action, key}
+    case 'delete': return {phase, action, key, size: step.size}
   }
 }
 
