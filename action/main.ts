@@ -3,13 +3,14 @@
 // $GITHUB_STEP_SUMMARY, errors become ::error:: annotations: all through @actions/core.
 import * as core from '@actions/core'
 import {type Interfaces, Parser} from '@oclif/core'
-import Build from '../src/commands/build.js'
+import Build, {buildLine} from '../src/commands/build.js'
 import Deploy, {untilInterrupted} from '../src/commands/deploy.js'
 import {resolveBuild, resolveDeploy} from '../src/config/resolve.js'
 import {describeError} from '../src/core/errors.js'
 import {deployTree} from '../src/publish/deploy.js'
 import {buildTree} from '../src/tree/builder.js'
 import {type ListedImage, listTree} from '../src/tree/listing.js'
+import {deployLines} from '../src/ui/deploy-report.js'
 import {formatBytes} from '../src/ui/format.js'
 
 /** Split the `args` input like a shell would for simple quoting: words, '…' and "…". */
@@ -63,9 +64,7 @@ async function runAction(): Promise<void> {
     core.setOutput('images', JSON.stringify(images))
     core.setOutput('uploaded-bytes', '0')
     core.setOutput('registry-url', '')
-    await writeSummary(`reg build → ${summary.out}`, images, [
-      `${summary.repositories} repositories, ${summary.tags} tags, ${formatBytes(summary.bytesStored)} stored, ${formatBytes(summary.bytesCopied)} copied`,
-    ], '')
+    await writeSummary(`reg build → ${summary.out}`, images, [buildLine(summary)], '')
     return
   }
   if (command !== 'deploy') throw new Error(`unknown command "${command}": the action runs build or deploy`)
@@ -82,9 +81,9 @@ async function runAction(): Promise<void> {
   core.setOutput('images', JSON.stringify(listing.images))
   core.setOutput('uploaded-bytes', String(uploadedBytes))
   core.setOutput('registry-url', registryUrl)
-  const {plan} = report
   await writeSummary(`reg deploy → ${report.backend} ${report.location}${resolved.target ? ` (target ${resolved.target})` : ''}`, listing.images, [
-    report.dryRun ? 'dry run: nothing was changed' : `uploaded ${formatBytes(uploadedBytes)}; ${plan.copies} server-side copies, ${plan.deletes} deletions, ${plan.unchanged} objects unchanged`,
+    ...(report.dryRun ? ['dry run: nothing was changed'] : []),
+    ...deployLines(report),
     ...(report.host?.messages ?? []),
   ], registryUrl)
 }

@@ -1,18 +1,30 @@
 import {Args, Flags} from '@oclif/core'
 import {RegCommand} from '../ui/reg-command.js'
-import {type BuildSummary, buildTree} from '../tree/builder.js'
+import {type BuildSummary, type BuiltImage, type BuiltReferrer, buildTree} from '../tree/builder.js'
 import {resolveBuild} from '../config/resolve.js'
-import {formatBytes} from '../ui/format.js'
+import {formatBytes, quantity} from '../ui/format.js'
 import {ByteProgress} from '../ui/progress.js'
+import type {TRANSPORTS} from '../sources/index.js'
+
+/** One line of help per transport the sources parse: the compiler refuses a transport left out. */
+const TRANSPORT_HELP: Record<(typeof TRANSPORTS)[number], [syntax: string, what: string]> = {
+  oci: ['oci:PATH[:REF]', 'an OCI image layout (without REF: every tagged image)'],
+  'oci-archive': ['oci-archive:FILE[:REF]', 'a tar of an OCI image layout'],
+  'docker-archive': ['docker-archive:FILE[:NAME:TAG]', 'a `docker save` or skopeo docker-archive tarball'],
+  dir: ['dir:PATH=NAME:TAG', 'a skopeo dir: copy (has no name of its own)'],
+  docker: ['docker://HOST/NAME[:TAG|@DIGEST]', 'a remote registry (NAME and TAG may use * and ** globs)'],
+  'docker-daemon': ['docker-daemon:NAME[:TAG]', 'a local Docker or Podman engine (NAME and TAG may use * and ** globs)'],
+}
+
+function transportHelp(): string {
+  const width = Math.max(...Object.values(TRANSPORT_HELP).map(([syntax]) => syntax.length)) + 2
+  return Object.values(TRANSPORT_HELP).map(([syntax, what]) => `  ${syntax.padEnd(width)}${what}`).join('\n')
+}
 
 export default class Build extends RegCommand {
   static override summary = 'Copy images into a registry tree (static files + headers index)'
   static override description = `SOURCE uses skopeo's transport syntax, optionally followed by =NAME[:TAG]:
-  oci:PATH[:REF]            an OCI image layout (without REF: every tagged image)
-  oci-archive:FILE[:REF]    a tar of an OCI image layout
-  docker-archive:FILE[:NAME:TAG]  a \`docker save\` or skopeo docker-archive tarball
-  dir:PATH=NAME:TAG         a skopeo dir: copy (has no name of its own)
-  docker://HOST/NAME[:TAG|@DIGEST]  a remote registry (NAME and TAG may use * and ** globs)
+${transportHelp()}
 Names come from the source with the registry host dropped (example.com/team/app:1 → team/app:1), then --prefix.
 Building into an existing tree adds to it; --clean starts afresh. Builds are atomic.
 Without SOURCE, the sources, out, prefix, tagMaxAge, platform and withReferrers of reg.config.json / reg.config.yaml are used
@@ -72,9 +84,25 @@ Without SOURCE, the sources, out, prefix, tagMaxAge, platform and withReferrers 
     flush()
     progress.stop()
     if (flags.json) {
-      this.log(JSON.stringify(summary, null, 2))
+      this.log(JSON.stringify(buildJson(summary), null, 2))
       return
     }
-    this.log(`${summary.out}: ${summary.repositories} repositories, ${summary.tags} tags, ${summary.blobs} blobs, ${formatBytes(summary.bytesStored)} stored (${formatBytes(summary.bytesSavedByDedup)} saved by storing each blob once), ${formatBytes(summary.bytesCopied)} copied, ${summary.blobsAlreadyPresent} blobs already present`)
+    this.log(buildLine(summary))
   }
+}
+
+/**
+ * `reg build --json`: an image is named by `repository`, as in `reg ls --json` and the Action's
+ * outputs; `name` repeats it for the consumers written before (README: build --json).
+ */
+export function buildJson(summary: BuildSummary): unknown {
+  const named = <T extends BuiltImage | BuiltReferrer>({name, ...rest}: T) => ({repository: name, ...rest, name})
+  return {...summary, images: summary.images.map(named), referrers: summary.referrers.map(named)}
+}
+
+/** The closing line of `reg build`: each number says what it counts. */
+export function buildLine(summary: BuildSummary): string {
+  return `${summary.out}: ${quantity(summary.repositories, 'repository', 'repositories')}, ${quantity(summary.tags, 'tag')}, ${quantity(summary.blobs, 'blob')}; `
+    + `${formatBytes(summary.bytesStored)} in blobs and manifests (${formatBytes(summary.bytesSavedByDedup)} saved by storing each blob once); `
+    + `${formatBytes(summary.bytesCopied)} copied from the sources, ${quantity(summary.blobsAlreadyPresent, 'blob')} already in the tree`
 }

@@ -3,9 +3,9 @@ import {BACKENDS} from '../../plugins/index.js'
 import {RegCommand} from '../ui/reg-command.js'
 import {type DeployReport, deployTree} from '../publish/deploy.js'
 import {stepBytes} from '../publish/run.js'
+import {deployLines, phaseLine, stepLines} from '../ui/deploy-report.js'
 import {DEPLOY_FLAGS} from '../config/deploy-flags.js'
 import {resolveDeploy} from '../config/resolve.js'
-import {formatBytes} from '../ui/format.js'
 import {ByteProgress} from '../ui/progress.js'
 
 /**
@@ -46,7 +46,7 @@ export default class Deploy extends RegCommand {
         observer: {
           phaseStart: (phase, steps) => {
             progress.addTotal(steps.reduce((sum, s) => sum + stepBytes(s), 0))
-            if (!given.json) progress.log(phase === 'configure' ? 'configure: the host configuration' : `${phase}: ${steps.length} objects`, (l) => this.log(l))
+            if (!given.json) progress.log(phaseLine(phase, steps), (l) => this.log(l))
           },
           stepDone: (step) => progress.tick(stepBytes(step)),
           retry: (step, attempt, error) => {
@@ -63,10 +63,10 @@ export default class Deploy extends RegCommand {
       this.log(JSON.stringify(report, null, 2))
       return
     }
-    const {plan} = report
-    const verb = report.dryRun ? 'would' : 'did'
+    // --dry-run: the steps, then what they add up to; written in batches (a tree can have 100,000 tags).
+    const steps = stepLines(report.steps ?? [])
+    for (let i = 0; i < steps.length; i += 1000) this.log(steps.slice(i, i + 1000).join('\n'))
+    for (const line of deployLines(report)) this.log(line)
     for (const line of report.host?.messages ?? []) this.log(line)
-    if (report.host) this.log(`${report.backend}: uploaded ${report.host.uploadedFiles} files (${formatBytes(report.host.uploadedBytes)}); the host had the rest`)
-    this.log(`${report.backend} ${report.location}: ${verb} upload ${plan.uploads} objects (${formatBytes(plan.bytesToUpload)}), copy ${plan.copies} server-side (${formatBytes(plan.bytesToCopy)}), ${plan.redirects > 0 ? `redirect ${plan.redirects}, ` : ''}delete ${plan.deletes}; ${plan.unchanged} unchanged`)
   }
 }

@@ -1,7 +1,22 @@
 import {Args, Flags} from '@oclif/core'
 import {RegCommand} from '../ui/reg-command.js'
-import {listTree} from '../tree/listing.js'
-import {formatBytes} from '../ui/format.js'
+import {listTree, type TreeListing} from '../tree/listing.js'
+import {readTreeIndex} from '../tree/registry-tree.js'
+import type {TreeState} from '../tree/model.js'
+import {formatBytes, quantity} from '../ui/format.js'
+
+/**
+ * What `reg build` reports as `bytesStored`: the tree's blobs and manifests, each counted once. (The
+ * listing's own total also counts the documents generated from them: tags lists, the catalog.)
+ */
+function blobAndManifestBytes(state: Pick<TreeState, 'blobs' | 'manifests'>): number {
+  return Object.values(state.blobs).reduce((sum, b) => sum + b.size, 0) + Object.values(state.manifests).reduce((sum, m) => sum + m.size, 0)
+}
+
+/** The closing line of `reg ls`, in `reg build`'s words. */
+export function listingLine(listing: TreeListing): string {
+  return `${quantity(listing.repositories, 'repository', 'repositories')}, ${quantity(listing.images.length, 'tag')}; ${formatBytes(listing.bytesStored)} in blobs and manifests`
+}
 
 export default class Ls extends RegCommand {
   static override summary = 'List the repositories, tags, digests, platforms and sizes of a tree'
@@ -10,9 +25,11 @@ export default class Ls extends RegCommand {
 
   async run(): Promise<void> {
     const {args, flags} = await this.parse(Ls)
-    let listing
+    let listing: TreeListing
     try {
       listing = await listTree(args.dir)
+      const state = await readTreeIndex(args.dir)
+      if (state) listing = {...listing, bytesStored: blobAndManifestBytes(state)}
     } catch (error) {
       this.fail(error)
     }
@@ -23,6 +40,6 @@ export default class Ls extends RegCommand {
     for (const image of listing.images) {
       this.log(`${image.repository}:${image.tag}\t${image.digest}\t${image.platforms.join(',') || '-'}\t${formatBytes(image.size)}`)
     }
-    this.log(`${listing.repositories} repositories, ${listing.images.length} tags, ${formatBytes(listing.bytesStored)} stored`)
+    this.log(listingLine(listing))
   }
 }

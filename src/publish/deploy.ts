@@ -6,8 +6,8 @@ import {DEFAULT_RETRY, withRetries} from '../core/retry.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, HostDeployReport} from './backend.js'
 import {isCaseSensitiveDirectory} from './local-files.js'
-import {createPublishPlan, type PublishPlan} from './plan.js'
-import {interrupted, type PublishObserver, type PublishResult, retryClassifier, runPublishPlan} from './run.js'
+import {createPublishPlan, type Phase, type PublishPlan, type PublishStep} from './plan.js'
+import {actionName, interrupted, type PublishObserver, type PublishResult, retryClassifier, runPublishPlan} from './run.js'
 
 export interface DeployOptions {
   /** serve every repository under this namespace (`team/app` → `NS/team/app`) */
@@ -21,11 +21,28 @@ export interface DeployOptions {
   signal?: AbortSignal
 }
 
+/** One step of the plan as `--dry-run` shows it. `upload` is the plan's put (bytes from the tree). */
+export interface DeployStepReport {
+  phase: Phase
+  action: ReturnType<typeof actionName>
+  /** where on the host: the object's storage key (`host configuration` for the configure step) */
+  key: string
+  /** bytes the object holds (a redirect: 0); none for the host configuration, written from the tree at deploy time */
+  size?: number
+  /** a server-side copy: the key copied from */
+  from?: string
+  /** a redirect: the key of the shared copy it points to */
+  to?: string
+}
+
 export interface DeployReport {
   backend: string
   location: string
   dryRun: boolean
+  /** counts of objects (one per storage key on the host) and their bytes */
   plan: {uploads: number; copies: number; redirects: number; deletes: number; unchanged: number; bytesToUpload: number; bytesToCopy: number; bytesToDelete: number}
+  /** `--dry-run` only: every step, phase by phase */
+  steps?: DeployStepReport[]
   result?: PublishResult
   /** atomic hosts: what the final deploy uploaded and where it is live */
   host?: HostDeployReport
@@ -77,6 +94,19 @@ async function refuseNestedDestination(treeDir: string, destination: string): Pr
   }
 }
 
+/** A step as `--dry-run` shows it. */
+export function stepReport(step: PublishStep): DeployStepReport {
+  const {phase, key} = step
+  const action = actionName(step)
+  switch (step.action) {
+    case 'put': return {phase, action, key, size: step.object.size}
+    case 'copy': return {phase, action, key, size: step.object.size, from: step.from}
+    case 'redirect': return {phase, action, key, size: 0, to: step.to}
+    case 'configure': return {phase, action, key}
+    case 'delete': return {phase, action, key, size: step.size}
+  }
+}
+
 async function publishTree(tree: RegistryTree, backend: Backend, options: DeployOptions): Promise<DeployReport> {
   // The listing is retried like every step: it is the first request, where a throttled or flaky host shows.
   const remote = await withRetries(() => backend.describeRemote(options.signal), {
@@ -92,7 +122,7 @@ async function publishTree(tree: RegistryTree, backend: Backend, options: Deploy
     backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun),
     plan: {uploads: count('put'), copies: count('copy'), redirects: count('redirect'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete},
   }
-  if (options.dryRun) return report
+  if (options.dryRun) return {...report, steps: plan.steps.map(stepReport)}
   report.result = await runPublishPlan(plan, backend, tree, {concurrency: options.concurrency, retries: options.retries, observer: options.observer, signal: options.signal})
   const host = await backend.finish?.(tree, options.signal)
   if (host) report.host = host

@@ -31,6 +31,11 @@ export interface PublishResult {
   unchanged: number
 }
 
+/** A step's action in users' words (messages, `--dry-run`): the plan's `put` sends the object's bytes, an upload. */
+export function actionName(step: Pick<PublishStep, 'action'>): 'upload' | Exclude<PublishStep['action'], 'put'> {
+  return step.action === 'put' ? 'upload' : step.action
+}
+
 /** The size a step sends, for progress: a redirect, a deletion and the host configuration send nothing worth counting. */
 export function stepBytes(step: PublishStep): number {
   return step.action === 'put' || step.action === 'copy' ? step.object.size : 0
@@ -66,7 +71,7 @@ export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: 
     } catch (error) {
       if (signal?.aborted) throw interrupted(backend)
       if (error instanceof RegError) throw error
-      throw new RegError(`${backend.name}: cannot ${step.action} ${step.key}${tries > 0 ? ` after ${tries + 1} attempts` : ''}: ${(error as Error).message}`, 'nothing after this step was published; run the same deploy again to resume')
+      throw new RegError(`${backend.name}: cannot ${actionName(step)} ${step.key}${tries > 0 ? ` after ${tries + 1} attempts` : ''}: ${(error as Error).message}`, 'nothing after this step was published; run the same deploy again to resume')
     }
   }
 

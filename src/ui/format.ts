@@ -9,3 +9,8 @@ export function formatBytes(bytes: number): string {
   }
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`
 }
+
+/** 1 → "1 blob", 2 → "2 blobs"; `plural` for the words that do not just add an s ("repositories"). */
+export function quantity(count: number, singular: string, plural = `${singular}s`): string {
+  return `${count} ${count === 1 ? singular : plural}`
+}
