@@ -1,17 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 import {RegCommand} from '../ui/reg-command.js'
 import {listTree, type TreeListing} from '../tree/listing.js'
-import {readTreeIndex} from '../tree/registry-tree.js'
-import type {TreeState} from '../tree/model.js'
 import {formatBytes, quantity} from '../ui/format.js'
-
-/**
- * What `reg build` reports as `bytesStored`: the tree's blobs and manifests, each counted once. (The
- * listing's own total also counts the documents generated from them: tags lists, the catalog.)
- */
-function blobAndManifestBytes(state: Pick<TreeState, 'blobs' | 'manifests'>): number {
-  return Object.values(state.blobs).reduce((sum, b) => sum + b.size, 0) + Object.values(state.manifests).reduce((sum, m) => sum + m.size, 0)
-}
 
 /** The closing line of `reg ls`, in `reg build`'s words. */
 export function listingLine(listing: TreeListing): string {
@@ -28,8 +18,6 @@ export default class Ls extends RegCommand {
     let listing: TreeListing
     try {
       listing = await listTree(args.dir)
-      const state = await readTreeIndex(args.dir)
-      if (state) listing = {...listing, bytesStored: blobAndManifestBytes(state)}
     } catch (error) {
       this.fail(error)
     }

@@ -9,7 +9,7 @@ import {validateName, validateTag, withPrefix} from '../core/reference.js'
 import {openSource, type SourceOptions, type SourceSpec} from '../sources/index.js'
 import {BlobStore, TreeCheckStore} from './blob-store.js'
 import {type IngestObserver, GraphIngester} from './ingest.js'
-import {DEFAULT_TAG_MAX_AGE, dict, emptyIndex, type ManifestRecord, repositoryRecord, type RepositoryRecord, TREE_INDEX_FILE, type TreeIndex} from './model.js'
+import {blobAndManifestBytes, DEFAULT_TAG_MAX_AGE, dict, emptyIndex, type ManifestRecord, repositoryRecord, type RepositoryRecord, TREE_INDEX_FILE, type TreeIndex} from './model.js'
 import {finalizeIndex, writeTreeFiles} from './finalize.js'
 import {repositoryBlobs, repositoryManifests} from './objects.js'
 import {readTreeIndex} from './registry-tree.js'
@@ -441,7 +441,6 @@ async function swapInto(staging: string, out: string): Promise<void> {
 
 function summarize(out: string, index: Omit<TreeIndex, 'objects'>, images: BuiltImage[], bytesCopied: number): Omit<BuildSummary, 'blobsAlreadyPresent' | 'referrers'> {
   const uniqueBlobBytes = Object.values(index.blobs).reduce((sum, b) => sum + b.size, 0)
-  const manifestBytes = Object.values(index.manifests).reduce((sum, m) => sum + m.size, 0)
   let perRepositoryBytes = 0
   for (const name of Object.keys(index.repositories)) {
     for (const digest of repositoryBlobs(index, repositoryManifests(index, name))) perRepositoryBytes += index.blobs[digest].size
@@ -452,7 +451,7 @@ function summarize(out: string, index: Omit<TreeIndex, 'objects'>, images: Built
     repositories: Object.keys(index.repositories).length,
     tags: Object.values(index.repositories).reduce((sum, r) => sum + Object.keys(r.tags).length, 0),
     blobs: Object.keys(index.blobs).length,
-    bytesStored: uniqueBlobBytes + manifestBytes,
+    bytesStored: blobAndManifestBytes(index),
     bytesSavedByDedup: perRepositoryBytes - uniqueBlobBytes,
     bytesCopied,
   }

@@ -1,5 +1,5 @@
 import {formatPlatform} from '../core/manifest.js'
-import type {TreeIndex} from './model.js'
+import {blobAndManifestBytes, type TreeIndex} from './model.js'
 import {RegistryTree} from './registry-tree.js'
 
 export interface ListedImage {
@@ -41,6 +41,5 @@ export async function listTree(dir: string): Promise<TreeListing> {
       images.push(imageOf(index, repository, tag, digest))
     }
   }
-  const stored = new Map(index.objects.map((o) => [o.digest, o.size]))
-  return {repositories: Object.keys(index.repositories).length, images, bytesStored: [...stored.values()].reduce((a, b) => a + b, 0)}
+  return {repositories: Object.keys(index.repositories).length, images, bytesStored: blobAndManifestBytes(index)}
 }

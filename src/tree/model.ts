@@ -101,3 +101,14 @@ export function repositoryRecord(index: Pick<TreeState, 'repositories'>, name: s
 
 export const TREE_INDEX_FILE = 'registry.json'
 export const DEFAULT_TAG_MAX_AGE = 60
+
+/**
+ * What a tree stores of its images: every blob and manifest, each counted once (`bytesStored` of
+ * `reg build` and `reg ls`; the documents generated from them, tags lists and the catalog, are not).
+ */
+export function blobAndManifestBytes(state: {blobs: Record<string, {size: number}>; manifests: Record<string, {size: number}>}): number {
+  let total = 0
+  for (const blob of Object.values(state.blobs)) total += blob.size
+  for (const manifest of Object.values(state.manifests)) total += manifest.size
+  return total
+}
