@@ -61,8 +61,9 @@ export const RULES: readonly Rule[] = [
   // Go's transport drops Content-Length when it decodes a gzip answer (net/http transport.go).
   {id: 'get-content-length', checks: 'GET of a manifest has a Content-Length and no Content-Encoding', breaks: [], warns: ['oras']},
   // moby distribution/pull_v2.go + distribution manifests.go (UnmarshalManifest): an unknown type is read as schema 1, refused.
-  // containerd core/remotes/docker/resolver.go takes the descriptor's media type from Content-Type; core/images/image.go
-  // knows no children of an unknown type. containers/image manifest/manifest.go (NormalizedMIMEType): anything
+  // containerd core/remotes/docker/resolver.go takes the descriptor's media type from Content-Type, and
+  // core/remotes/docker/fetcher.go fetches any type it does not know as a manifest from blobs/<digest>, where a
+  // static host has no manifest (ctr: "could not fetch content descriptor … not found"). containers/image manifest/manifest.go (NormalizedMIMEType): anything
   // unknown (application/json, application/octet-stream) is parsed as schema 1, and fails.
   // oras-go registry/remote/repository.go (descriptor from Content-Type), content/graph.go (successors by type).
   // regclient types/manifest/manifest.go: unsupported media type. go-containerregistry pkg/v1/remote/descriptor.go
