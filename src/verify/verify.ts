@@ -1,4 +1,7 @@
 import {createHash} from 'node:crypto'
+import {mkdtemp, rm} from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
 import {mapLimit} from '../core/concurrency.js'
 import {RegError} from '../core/errors.js'
 import {MAX_DOCUMENT_BYTES, MAX_GRAPH_NODES, MAX_MANIFEST_BYTES} from '../core/limits.js'
@@ -16,6 +19,8 @@ export interface VerifyOptions {
   url: string
   /** the tree that was deployed there: every tag and digest is compared with it */
   tree?: string
+  /** the tree was deployed with --name-prefix: its repositories are served under this namespace */
+  namePrefix?: string
   /** NAME:TAG to check (instead of, or among, what the catalog or the tree lists) */
   images?: readonly string[]
   /** the clients whose verdict decides the outcome (default: all) */
@@ -154,8 +159,12 @@ class Verification {
   }
 
   async run(): Promise<VerifyReport> {
+    const scratch = this.options.tree && this.options.namePrefix ? await mkdtemp(path.join(os.tmpdir(), 'reg-verify-')) : undefined
     try {
-      if (this.options.tree) this.tree = await RegistryTree.load(this.options.tree)
+      if (this.options.tree) {
+        const loaded = await RegistryTree.load(this.options.tree)
+        this.tree = scratch ? await loaded.withNamePrefix(this.options.namePrefix!, scratch) : loaded
+      }
       this.checked.add('reachable')
       const root = await this.probe({method: 'GET', path: '/v2/', read: 'none'})
       if (root.status === 0) {
@@ -177,6 +186,7 @@ class Verification {
       return this.report()
     } finally {
       this.prober.close()
+      if (scratch) await rm(scratch, {recursive: true, force: true})
     }
   }
 
