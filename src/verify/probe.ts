@@ -50,19 +50,18 @@ export interface ProbeRequest {
 export class Prober {
   private readonly agent: http.Agent
   private readonly base: URL
+  /** the registry URL as typed, without a trailing slash: what findings show */
+  private readonly shownBase: string
   /** the authority as typed: Go sends `Host` as given, and some hosts (s3rver) route by its case */
   private readonly hostHeader: string
   requests = 0
 
   constructor(registryUrl: string, concurrency: number) {
     this.base = new URL(registryUrl)
+    this.shownBase = registryUrl.replace(/\/+$/, '')
     this.hostHeader = /^[a-z][a-z0-9+.-]*:\/\/([^/?#@]+)/i.exec(registryUrl)?.[1] ?? this.base.host
     const Agent = this.base.protocol === 'https:' ? https.Agent : http.Agent
     this.agent = new Agent({keepAlive: true, maxSockets: concurrency})
-  }
-
-  urlOf(path: string): string {
-    return new URL(path, this.base).toString()
   }
 
   close(): void {
@@ -98,7 +97,7 @@ export class Prober {
     if (request.range) headers.Range = request.range
     else if (request.method === 'GET') headers['Accept-Encoding'] = 'gzip'
     const transport = target.protocol === 'https:' ? https : http
-    const url = new URL(request.path, this.base).toString()
+    const url = this.shownBase + request.path
     const base: Omit<Answer, 'status' | 'headers'> = {method: request.method, url, redirects}
     return new Promise<Answer>((resolve) => {
       let settled = false

@@ -23,11 +23,13 @@ export function formatVerifyReport(report: VerifyReport): string[] {
   const clients = report.clients
   const width = Math.max(...report.rules.map((r) => r.id.length))
   const columns = clients.map((c) => Math.max(c.length, 4))
-  lines.push(['rule'.padEnd(width), ...clients.map((c, i) => c.padEnd(columns[i]))].join('  ').trimEnd())
+  // Rules no client depends on (caching, CORS) are for caches and browsers: their own column.
+  lines.push(['rule'.padEnd(width), ...clients.map((c, i) => c.padEnd(columns[i])), 'others'].join('  ').trimEnd())
   for (const rule of report.rules) {
     if (!rule.checked && rule.broken === 0) continue
     const cells = clients.map((client, i) => cell(report, rule, client).padEnd(columns[i]))
-    lines.push([rule.id.padEnd(width), ...cells].join('  ').trimEnd())
+    const others = rule.breaks.length === 0 && rule.warns.length === 0 ? (rule.broken > 0 ? 'warn' : 'pass') : ''
+    lines.push([rule.id.padEnd(width), ...cells, others].join('  ').trimEnd())
   }
   if (report.findings.length > 0) lines.push('', 'found:')
   for (const finding of report.findings) {

@@ -49,23 +49,29 @@ export const RULES: readonly Rule[] = [
   // Not docker: moby distribution/registry.go only reads the auth challenge of the ping. Not containerd:
   // core/remotes/docker/resolver.go never pings. Not oras: registry/remote/repository.go pulls without one.
   {id: 'api-root', checks: '/v2/ answers 200 or 401', breaks: ['podman', 'crane'], warns: []},
-  // oras-go registry/remote/repository.go (generateDescriptor): a HEAD by tag without Docker-Content-Digest fails.
-  // containerd core/remotes/docker/resolver.go: "no Docker-Content-Digest header, fetching manifest instead" (GET).
-  // go-containerregistry pkg/v1/remote/descriptor.go: remote.Head needs it (crane digest falls back to GET).
-  // regclient regclient/manifest.go: WithManifestRequireDigest falls back from HEAD to GET.
-  {id: 'tag-head-digest', checks: 'HEAD of a tag carries Docker-Content-Digest', breaks: ['oras'], warns: ['containerd', 'crane', 'regctl']},
-  // oras-go registry/remote/repository.go: "unknown response Content-Length" on the HEAD that resolves a tag.
-  // containerd core/remotes/docker/resolver.go: size -1 falls back to GET. go-containerregistry remote.Head parses it.
-  {id: 'head-content-length', checks: 'HEAD of a manifest carries Content-Length', breaks: ['oras'], warns: ['containerd', 'crane']},
-  // oras-go registry/remote/repository.go: FetchReference (oras manifest fetch) refuses a GET without a length;
-  // Go's transport drops Content-Length when it decodes a gzip answer (net/http transport.go).
-  {id: 'get-content-length', checks: 'GET of a manifest has a Content-Length and no Content-Encoding', breaks: [], warns: ['oras']},
+  // oras-go registry/remote/repository.go (generateDescriptor): a HEAD by tag without Docker-Content-Digest fails
+  // Resolve (oras resolve, discover, attach); oras pull and cp do not HEAD: content/copy.go (resolveRoot) GETs the
+  // tag with FetchReference and hashes the body. containerd core/remotes/docker/resolver.go: "no
+  // Docker-Content-Digest header, fetching manifest instead" (GET). go-containerregistry pkg/v1/remote/descriptor.go:
+  // remote.Head needs it (crane digest falls back to GET). regclient regclient/manifest.go:
+  // WithManifestRequireDigest falls back from HEAD to GET.
+  {id: 'tag-head-digest', checks: 'HEAD of a tag carries Docker-Content-Digest', breaks: [], warns: ['containerd', 'crane', 'oras', 'regctl']},
+  // oras-go registry/remote/repository.go: "unknown response Content-Length" on the HEAD of Resolve (not used by
+  // oras pull). containerd core/remotes/docker/resolver.go: size -1 falls back to GET. go-containerregistry
+  // remote.Head parses it.
+  {id: 'head-content-length', checks: 'HEAD of a manifest carries Content-Length', breaks: [], warns: ['containerd', 'crane', 'oras']},
+  // oras-go registry/remote/repository.go: FetchReference, which oras pull and cp resolve a tag with
+  // (content/copy.go resolveRoot), refuses a GET whose length is unknown ("unknown response Content-Length");
+  // Go's net/http transport.go drops Content-Length when it decodes a gzip answer it asked for.
+  {id: 'get-content-length', checks: 'GET of a tag has a Content-Length and no Content-Encoding', breaks: ['oras'], warns: []},
   // moby distribution/pull_v2.go + distribution manifests.go (UnmarshalManifest): an unknown type is read as schema 1, refused.
   // containerd core/remotes/docker/resolver.go takes the descriptor's media type from Content-Type, and
   // core/remotes/docker/fetcher.go fetches any type it does not know as a manifest from blobs/<digest>, where a
-  // static host has no manifest (ctr: "could not fetch content descriptor … not found"). containers/image manifest/manifest.go (NormalizedMIMEType): anything
-  // unknown (application/json, application/octet-stream) is parsed as schema 1, and fails.
-  // oras-go registry/remote/repository.go (descriptor from Content-Type), content/graph.go (successors by type).
+  // static host has no manifest (ctr: "could not fetch content descriptor … not found"). containers/image
+  // manifest/manifest.go (NormalizedMIMEType): anything unknown (application/json, application/octet-stream) is
+  // parsed as schema 1, and fails ("unsupported schema version 2").
+  // oras-go registry/remote/repository.go (descriptor from Content-Type; a manifest fetched by digest must be typed
+  // as its descriptor says), content/graph.go (successors by type).
   // regclient types/manifest/manifest.go: unsupported media type. go-containerregistry pkg/v1/remote/descriptor.go
   // Image(): "Unexpected media type", logged, and the image is read anyway.
   {id: 'manifest-content-type', checks: 'an image manifest is served with its media type as Content-Type', breaks: ['docker', 'containerd', 'podman', 'oras', 'regctl'], warns: ['crane']},
@@ -101,10 +107,10 @@ export const RULES: readonly Rule[] = [
   // A tag or digest that does not answer 200 cannot be pulled by anyone; with --tree, one that answers other
   // bytes than the tree's is stale: a client pulls something reg did not deploy.
   {id: 'content-live', checks: 'every checked tag and digest answers 200 (with --tree: with the tree\'s bytes)', breaks: ALL, warns: []},
-  // containerd core/remotes/docker/resolver.go resolves a tag with HEAD and refuses a status other than 2xx and
-  // 404, and takes the size from it; oras-go registry/remote/repository.go (Resolve), regclient
-  // regclient/manifest.go (ManifestHead); crane digest (cmd/crane/cmd/digest.go) falls back to GET.
-  {id: 'head', checks: 'HEAD of a tag answers as its GET does (status, Content-Length)', breaks: ['containerd', 'oras', 'regctl'], warns: ['crane']},
+  // containerd core/remotes/docker/resolver.go resolves a tag with HEAD, refuses a status other than 2xx and 404,
+  // and takes the size from it. oras-go Resolve (oras resolve, discover), regclient ManifestHead and crane digest
+  // (cmd/crane/cmd/digest.go) have a GET to fall back on, or are not used to pull.
+  {id: 'head', checks: 'HEAD of a tag answers as its GET does (status, Content-Length)', breaks: ['containerd'], warns: ['crane', 'oras', 'regctl']},
   // Listings, not pulls: skopeo inspect and list-tags (containers/image docker/docker_image.go GetRepositoryTags),
   // crane ls (pkg/v1/remote/list.go), oras repo tags, regctl tag ls.
   {id: 'tags-list', checks: 'tags/list answers {"name","tags"} (with --tree: the tree\'s tags)', breaks: [], warns: ['podman', 'crane', 'oras', 'regctl']},

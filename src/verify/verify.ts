@@ -365,7 +365,7 @@ class Verification {
     this.checkCacheHeaders(get, 'mutable')
     this.checked.add('get-content-length')
     if (get.headers['content-encoding'] !== undefined || get.headers['content-length'] === undefined) {
-      this.find('get-content-length', get, get.headers['content-encoding'] !== undefined ? seenHeader(get, 'Content-Encoding') : seenHeader(get, 'Content-Length'), `${ref}: a Go client gets this manifest without a length (oras manifest fetch refuses it)`)
+      this.find('get-content-length', get, get.headers['content-encoding'] !== undefined ? seenHeader(get, 'Content-Encoding') : seenHeader(get, 'Content-Length'), `${ref}: a Go client gets this manifest without a length (oras pull refuses it)`)
     }
     const digest = get.digest
     this.checked.add('tag-digest-header')
@@ -452,6 +452,7 @@ class Verification {
 
   /** Status, bytes and size of content addressed by digest; false when there is nothing more to read from it. */
   private checkContent(answer: Answer, node: Node, ref: string): boolean {
+    this.checked.add('redirect')
     this.checked.add('content-live')
     this.checked.add('digest-content')
     if (this.transportFailed(answer)) return false
