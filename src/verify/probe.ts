@@ -78,7 +78,7 @@ export class Prober {
       const location = answer.headers.location
       if (!location) return answer
       if (hop >= MAX_REDIRECTS) return {...answer, error: `more than ${MAX_REDIRECTS} redirects`}
-      redirects.push(`${answer.status} ${location}`)
+      redirects.push(`${answer.status} ${quoted(location, 200)}`)
       try {
         target = new URL(location, target)
       } catch {

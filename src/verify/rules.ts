@@ -49,6 +49,13 @@ export const RULES: readonly Rule[] = [
   // Not docker: moby distribution/registry.go only reads the auth challenge of the ping. Not containerd:
   // core/remotes/docker/resolver.go never pings. Not oras: registry/remote/repository.go pulls without one.
   {id: 'api-root', checks: '/v2/ answers 200 or 401', breaks: ['podman', 'crane'], warns: []},
+  // A tag or digest that does not answer 200 cannot be pulled by anyone; with --tree, one that answers other
+  // bytes than the tree's is stale: a client pulls something reg did not deploy.
+  {id: 'content-live', checks: 'every checked tag and digest answers 200 (with --tree: with the tree\'s bytes)', breaks: ALL, warns: []},
+  // containerd core/remotes/docker/resolver.go resolves a tag with HEAD, refuses a status other than 2xx and 404,
+  // and takes the size from it. oras-go Resolve (oras resolve, discover), regclient ManifestHead and crane digest
+  // (cmd/crane/cmd/digest.go) have a GET to fall back on, or are not used to pull.
+  {id: 'head', checks: 'HEAD of a tag answers as its GET does (status, Content-Length)', breaks: ['containerd'], warns: ['crane', 'oras', 'regctl']},
   // oras-go registry/remote/repository.go (generateDescriptor): a HEAD by tag without Docker-Content-Digest fails
   // Resolve (oras resolve, discover, attach); oras pull and cp do not HEAD: content/copy.go (resolveRoot) GETs the
   // tag with FetchReference and hashes the body. containerd core/remotes/docker/resolver.go: "no
@@ -104,13 +111,6 @@ export const RULES: readonly Rule[] = [
   // oras-go registry/remote/repository.go (Referrers: the answer must be typed as an OCI index), regclient
   // scheme/reg/referrer.go, go-containerregistry pkg/v1/remote/referrers.go (falls back to the tag schema).
   {id: 'referrers', checks: 'the referrers API answers an OCI index or 404, the sha256-<hex> tag an index or 404', breaks: ['oras', 'regctl'], warns: ['crane']},
-  // A tag or digest that does not answer 200 cannot be pulled by anyone; with --tree, one that answers other
-  // bytes than the tree's is stale: a client pulls something reg did not deploy.
-  {id: 'content-live', checks: 'every checked tag and digest answers 200 (with --tree: with the tree\'s bytes)', breaks: ALL, warns: []},
-  // containerd core/remotes/docker/resolver.go resolves a tag with HEAD, refuses a status other than 2xx and 404,
-  // and takes the size from it. oras-go Resolve (oras resolve, discover), regclient ManifestHead and crane digest
-  // (cmd/crane/cmd/digest.go) have a GET to fall back on, or are not used to pull.
-  {id: 'head', checks: 'HEAD of a tag answers as its GET does (status, Content-Length)', breaks: ['containerd'], warns: ['crane', 'oras', 'regctl']},
   // Listings, not pulls: skopeo inspect and list-tags (containers/image docker/docker_image.go GetRepositoryTags),
   // crane ls (pkg/v1/remote/list.go), oras repo tags, regctl tag ls.
   {id: 'tags-list', checks: 'tags/list answers {"name","tags"} (with --tree: the tree\'s tags)', breaks: [], warns: ['podman', 'crane', 'oras', 'regctl']},
