@@ -1,5 +1,5 @@
-// reg verify against what reg's own backends serve: reg serve, nginx, Apache and s3rver (S3 through a
-// host-style endpoint) pass for every client, with every tag and digest of the tree live and equal;
+// reg verify against what reg's own backends serve: reg serve, nginx, Apache, s3rver (S3 through a
+// host-style endpoint) and Netlify's rules (test/header-file-server.ts) pass for every client, with every tag and digest of the tree live and equal;
 // reg deploy --verify (and verify: of a config target) runs it after a deploy; and a 1,000-tag
 // registry is verified by a bounded sample (the time is printed, never asserted).
 import assert from 'node:assert/strict'
@@ -9,6 +9,8 @@ import {after, before, describe, it} from 'node:test'
 import {makeManyTagsLayout} from '../bench/many-tags.js'
 import type {VerifyReport} from '../src/verify/verify.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
+import {startHeaderFileHost} from './header-file-server.js'
+import {startFakeNetlify} from './netlify-api.js'
 import {S3_BUCKET, S3_CREDENTIALS, startS3rver} from './s3rver.js'
 import {freePort, makeServable, requireTool, type RunningHost} from './static-hosts.js'
 import {deployToRealHost, removeTempDirs, runReg, startServe, tempDir} from './support.js'
@@ -36,6 +38,20 @@ const HOSTS: Host[] = [
       const result = await runReg(['deploy', fixtures.tree, '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style'], {env: S3_CREDENTIALS})
       assert.equal(result.code, 0, result.stderr)
       return {url: s3.url, hostPort: s3.hostPort, stop: s3.stop}
+    },
+  },
+  {
+    // Netlify: the files and _headers/_redirects a deploy published (fake API), served by the rule interpreter.
+    name: 'netlify (rules of _headers and _redirects)',
+    start: async (fixtures) => {
+      const fake = await startFakeNetlify()
+      const result = await runReg(['deploy', fixtures.tree, '--backend', 'netlify', '--site', fake.siteName, '--api-url', fake.apiUrl], {env: {NETLIFY_AUTH_TOKEN: fake.token}})
+      assert.equal(result.code, 0, result.stderr)
+      const host = await startHeaderFileHost(fake.publishedFiles(), 'request-path')
+      return {url: host.url, hostPort: host.hostPort, stop: async () => {
+        await host.stop()
+        await fake.stop()
+      }}
     },
   },
 ]
