@@ -7,6 +7,8 @@ import {deployLines, phaseLine, stepLines} from '../ui/deploy-report.js'
 import {DEPLOY_FLAGS} from '../config/deploy-flags.js'
 import {resolveDeploy} from '../config/resolve.js'
 import {ByteProgress} from '../ui/progress.js'
+import {formatVerifyReport, verifyFailure} from '../verify/report.js'
+import {type VerifyReport, verifyRegistry} from '../verify/verify.js'
 
 /**
  * Run `work` with a signal that Ctrl-C (SIGINT; a cancelled GitHub job too) aborts: in-flight requests
@@ -37,9 +39,10 @@ export default class Deploy extends RegCommand {
     const {args, flags: given, raw} = await this.parse(Deploy)
     const progress = ByteProgress.forStream(given.json, 'publishing')
     let report: DeployReport
+    let verified: VerifyReport | undefined
     try {
       const explicit = new Set(raw.flatMap((token) => (token.type === 'flag' ? [token.flag] : [])))
-      const {dir, backend, options} = await resolveDeploy(args.dir, given, explicit)
+      const {dir, backend, options, verify} = await resolveDeploy(args.dir, given, explicit)
       report = await untilInterrupted((signal) => deployTree(dir, backend, {
         ...options,
         signal,
@@ -54,13 +57,16 @@ export default class Deploy extends RegCommand {
           },
         },
       }))
+      // --verify: the live registry, checked against the tree just deployed, as each client would see it.
+      if (verify && !report.dryRun) verified = await verifyRegistry({url: verify, tree: dir, namePrefix: options.namePrefix})
     } catch (error) {
       progress.stop()
       this.fail(error)
     }
     progress.stop()
     if (given.json) {
-      this.log(JSON.stringify(report, null, 2))
+      this.log(JSON.stringify(verified ? {...report, verify: verified} : report, null, 2))
+      this.failIfUnverified(verified)
       return
     }
     // --dry-run: the steps, then what they add up to; written in batches (a tree can have 100,000 tags).
@@ -68,5 +74,13 @@ export default class Deploy extends RegCommand {
     for (let i = 0; i < steps.length; i += 1000) this.log(steps.slice(i, i + 1000).join('\n'))
     for (const line of deployLines(report)) this.log(line)
     for (const line of report.host?.messages ?? []) this.log(line)
+    if (verified) for (const line of formatVerifyReport(verified)) this.log(line)
+    this.failIfUnverified(verified)
+  }
+
+  /** What went live stays live; the command fails so that CI stops before users find out. */
+  private failIfUnverified(verified: VerifyReport | undefined): void {
+    const failure = verified && verifyFailure(verified)
+    if (failure) this.fail(failure)
   }
 }

@@ -12,10 +12,11 @@ const OWN_FLAGS = {
   concurrency: Flags.integer({description: 'objects in flight at once', default: 8, min: 1}),
   retries: Flags.integer({description: 'retries per object on transient errors', default: 4, min: 0}),
   json: Flags.boolean({description: 'print a JSON summary'}),
+  verify: Flags.string({description: 'after the deploy, run reg verify against this URL (the registry as clients reach it): the deploy fails if a client would fail'}),
 }
 
 /** Flags of `reg deploy` a config file's target may set too (the rest a run decides, or is a secret). */
-export const TARGET_SETTINGS = ['name-prefix', 'prune', 'concurrency', 'retries'] as const
+export const TARGET_SETTINGS = ['name-prefix', 'prune', 'concurrency', 'retries', 'verify'] as const
 
 /** Every flag of `reg deploy`, for the command, the Action and the config schema. */
 export const DEPLOY_FLAGS = BACKENDS.flagsBeside(OWN_FLAGS)

@@ -46,6 +46,8 @@ export interface ResolvedDeploy {
   target?: string
   /** the deploy's settings, from the merged flags (the command adds its progress observer and Ctrl-C) */
   options: DeployOptions
+  /** the registry URL `reg verify` checks after the deploy (--verify, or `verify:` of the target) */
+  verify?: string
 }
 
 /**
@@ -71,5 +73,5 @@ export async function resolveDeploy(dirArg: string | undefined, given: Record<st
     namePrefix: flags['name-prefix'] as string | undefined, dryRun: Boolean(flags['dry-run']), prune: Boolean(flags.prune),
     concurrency: flags.concurrency as number | undefined, retries: flags.retries as number | undefined,
   }
-  return {dir, backend: await plugin.create(flags), target: selected?.name, options}
+  return {dir, backend: await plugin.create(flags), target: selected?.name, options, verify: flags.verify as string | undefined}
 }
