@@ -10,7 +10,6 @@
 //                         when present, every request needs one of these users (HTTP Basic)
 
 const API_VERSION = 'registry/2.0'
-const IMMUTABLE = 'public, max-age=31536000, immutable'
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
 const TAG = '[A-Za-z0-9_][A-Za-z0-9._-]{0,127}'
 const DIGEST = 'sha256:[a-f0-9]{64}'
@@ -44,11 +43,12 @@ export function routeOf(path) {
 }
 
 class HttpError extends Error {
-  constructor(status, code, message, headers = {}) {
+  constructor(status, code, message, headers = {}, hint = undefined) {
     super(message)
     this.status = status
     this.code = code
     this.headers = headers
+    this.hint = hint
   }
 }
 
@@ -58,8 +58,26 @@ function notFound(path) {
   return new HttpError(404, 'NAME_UNKNOWN', 'repository name not known to registry')
 }
 
-function validName(name) {
-  return name.length > 0 && name.length <= 255 && name.split('/').every((c) => c !== '.' && c !== '..' && NAME_COMPONENT.test(c))
+/** A value someone else chose, as reg's messages show it: quoted, at most 80 characters, printable ASCII. */
+function quoted(text, max = 80) {
+  const shown = text.length > max ? text.slice(0, max) : text
+  const escaped = shown.replaceAll(/[^\x20-\x7e]|["\\]/g, (c) => (c === '"' || c === '\\' ? `\\${c}` : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`))
+  return text.length > max ? `"${escaped}"... (${text.length} characters)` : `"${escaped}"`
+}
+
+/** reg's repository name grammar (lowercase components, any depth), refused with reg serve's 400 NAME_INVALID. */
+function checkName(name) {
+  const invalid = (message, hint) => new HttpError(400, 'NAME_INVALID', message, {}, hint)
+  if (name.length === 0) throw invalid('empty repository name', 'give a name such as team/app')
+  if (name.length > 255) throw invalid(`repository name ${quoted(name)} is longer than 255 characters`)
+  for (const component of name.split('/')) {
+    if (component === '') throw invalid(`invalid repository name ${quoted(name)}: empty path component`, 'remove the doubled or trailing "/"')
+    if (component === '.' || component === '..') throw invalid(`invalid repository name ${quoted(name)}: "${component}" is not allowed`, 'name components may not be "." or ".."')
+    if (!NAME_COMPONENT.test(component)) {
+      const hint = component !== component.toLowerCase() ? 'repository names must be lowercase' : 'components are lowercase letters and digits, separated by ".", "_", "__" or "-"'
+      throw invalid(`invalid repository name ${quoted(name)}: component ${quoted(component)} is not allowed`, hint)
+    }
+  }
 }
 
 function isWellFormedDigest(value) {
@@ -84,7 +102,8 @@ function json(status, body, contentType, cacheControl, env, method, extra = {}) 
 }
 
 function errorResponse(error, env, method) {
-  return json(error.status, JSON.stringify({errors: [{code: error.code, message: error.message}]}), 'application/json', 'no-store', env, method, error.headers)
+  const detail = error.hint === undefined ? {} : {detail: error.hint}
+  return json(error.status, JSON.stringify({errors: [{code: error.code, message: error.message, ...detail}]}), 'application/json', 'no-store', env, method, error.headers)
 }
 
 /** A single `bytes=a-b` range; undefined: all of it (multi-range is not supported, as the spec allows). */
@@ -139,8 +158,8 @@ async function serveStored(request, env, ctx, route) {
   if (cache && method === 'GET' && !range) {
     const hit = await cache.match(cacheKey)
     if (hit) {
-      if (ifNoneMatch && ifNoneMatch === hit.headers.get('ETag')) return respond(304, withoutLength(hit.headers), null, env)
-      return respond(200, hit.headers, hit.body, env)
+      if (ifNoneMatch && ifNoneMatch === hit.headers.get('ETag')) return respond(304, notModified(hit.headers), null, env)
+      return respond(200, hit.headers, sized(hit.body, Number(hit.headers.get('Content-Length')), ctx), env)
     }
   }
   const bucket = env.REGISTRY
@@ -150,7 +169,7 @@ async function serveStored(request, env, ctx, route) {
     const head = await bucket.head(key)
     if (!head) throw notFound(route.path)
     const headers = objectHeaders(head, route)
-    if (ifNoneMatch && ifNoneMatch === headers.ETag) return respond(304, headers, null, env)
+    if (ifNoneMatch && ifNoneMatch === headers.ETag) return respond(304, notModified(headers), null, env)
     const wanted = range ? parseRange(range, head.size) : undefined
     if (wanted === 'unsatisfiable') return respond(416, {...headers, 'Content-Range': `bytes */${head.size}`, 'Content-Length': '0'}, null, env)
     if (method === 'HEAD') return respond(wanted ? 206 : 200, {...headers, 'Content-Length': String(wanted ? wanted.end - wanted.start + 1 : head.size), ...(wanted ? {'Content-Range': `bytes ${wanted.start}-${wanted.end}/${head.size}`} : {})}, null, env)
@@ -163,17 +182,27 @@ async function serveStored(request, env, ctx, route) {
   const object = await bucket.get(key)
   if (!object) throw notFound(route.path)
   const headers = {...objectHeaders(object, route), 'Content-Length': String(object.size)}
-  if (cache && method === 'GET' && object.size > 0) {
+  if (cache && method === 'GET' && object.size > 0 && /max-age=[1-9]/.test(headers['Cache-Control'])) {
     const [mine, cached] = object.body.tee()
     ctx.waitUntil(cache.put(cacheKey, new Response(cached, {headers})).catch(() => undefined))
-    return respond(200, headers, mine, env)
+    return respond(200, headers, sized(mine, object.size, ctx), env)
   }
   return respond(200, headers, object.size === 0 ? null : object.body, env)
 }
 
-function withoutLength(headers) {
+/** A stream without a length of its own (a branch of a tee, a cached body) sent with Content-Length, not chunked. */
+function sized(body, length, ctx) {
+  if (!body || !Number.isSafeInteger(length)) return body
+  const fixed = new FixedLengthStream(length)
+  ctx.waitUntil(body.pipeTo(fixed.writable).catch(() => undefined))
+  return fixed.readable
+}
+
+/** A 304 carries the object's headers but those of a body (as reg serve answers it). */
+function notModified(headers) {
   const copy = new Headers(headers)
   copy.delete('Content-Length')
+  copy.delete('Accept-Ranges')
   return copy
 }
 
@@ -205,7 +234,7 @@ async function tagsPage(request, env, ctx, route, url) {
 
 /** The referrers API: the stored index of the subject, else an empty one (never a 404); `?artifactType=` filters. */
 async function referrers(request, env, ctx, route, url) {
-  if (!validName(route.name)) throw new HttpError(400, 'NAME_INVALID', 'invalid repository name')
+  checkName(route.name)
   if (!isWellFormedDigest(route.reference)) throw new HttpError(400, 'DIGEST_INVALID', 'the referrers API takes a digest, algorithm:encoded (sha256:<64 hex digits>)')
   const artifactType = url.searchParams.get('artifactType')
   const document = artifactType ? await readDocument(env, route) : {present: Boolean(await env.REGISTRY.head(keyOf(env, route)))}
