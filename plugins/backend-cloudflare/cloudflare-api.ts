@@ -5,6 +5,11 @@ import {RetryableError, serverDelayMs, withRetries} from '../../src/core/retry.j
 
 export const CLOUDFLARE_API_URL = 'https://api.cloudflare.com/client/v4'
 
+/** The API base: CLOUDFLARE_API_BASE_URL (the variable wrangler reads too), else Cloudflare's. */
+export function cloudflareApiUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return (env.CLOUDFLARE_API_BASE_URL ?? CLOUDFLARE_API_URL).replace(/\/$/, '')
+}
+
 /** The token scopes each backend needs, for messages and the README. */
 export const TOKEN_SCOPES = {
   cloudflare: 'Account → Workers Scripts: Edit (and Zone → Workers Routes: Edit for --route)',

@@ -3,7 +3,7 @@ import {RegError} from '../../src/core/errors.js'
 import {checkEndpoint, createS3Backend, S3_FAMILY_FLAGS} from '../backend-s3/index.js'
 import type {S3Backend} from '../backend-s3/s3-backend.js'
 import {defineBackend} from '../plugin.js'
-import {apiToken, CLOUDFLARE_API_URL} from './cloudflare-api.js'
+import {apiToken, cloudflareApiUrl} from './cloudflare-api.js'
 
 /** A Worker's name: lowercase letters, digits, `-` and `_`, at most 63 (Cloudflare's rule). */
 const WORKER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/
@@ -17,7 +17,6 @@ export const cloudflareBackend = defineBackend({
     route: Flags.string({description: 'route of the Worker, e.g. registry.example.com/* (a zone of the account); without it: NAME.SUBDOMAIN.workers.dev'}),
     'basic-auth': Flags.string({description: 'file of user:password lines: the Worker asks every request for one of them (hashed, uploaded as a Worker secret)'}),
     'r2-endpoint': Flags.string({description: 'S3 endpoint of the bucket (default https://ID.r2.cloudflarestorage.com; EU jurisdiction: https://ID.eu.r2.cloudflarestorage.com)'}),
-    'cloudflare-api-url': Flags.string({description: `Cloudflare API base URL (default ${CLOUDFLARE_API_URL})`}),
   },
   uses: [...S3_FAMILY_FLAGS, 'account-id', 'api-token'],
   paths: ['basic-auth'],
@@ -39,7 +38,7 @@ export const cloudflareBackend = defineBackend({
     const objects = await createS3Backend('r2', flags, {
       region: 'auto', endpoint: flags['r2-endpoint'] ?? `https://${accountId}.r2.cloudflarestorage.com`, forcePathStyle: flags['r2-endpoint'] !== undefined, acl: undefined,
     }) as S3Backend
-    const api = new CloudflareApi({token, apiUrl: flags['cloudflare-api-url'] ?? CLOUDFLARE_API_URL, retries: flags.retries ?? 4, backend: 'cloudflare'})
+    const api = new CloudflareApi({token, apiUrl: cloudflareApiUrl(), retries: flags.retries ?? 4, backend: 'cloudflare'})
     return new CloudflareBackend(objects, api, {
       accountId, bucket: flags.bucket, worker, routes: route === undefined ? [] : [route], keyPrefix: objects.keyPrefix, basicAuth, compatibilityDate: WORKER_COMPATIBILITY_DATE,
     })
