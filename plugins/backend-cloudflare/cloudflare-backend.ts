@@ -153,7 +153,9 @@ export class CloudflareBackend implements Backend {
       const account = await this.api.call<WorkersSubdomain>('read the account\'s workers.dev subdomain', 'GET', `/accounts/${accountId}/workers/subdomain`, {signal})
       this.url = account?.subdomain ? `https://${worker}.${account.subdomain}.workers.dev` : undefined
     } else {
-      this.url = `https://${this.settings.routes[0].replace(/\/\*?$/, '').replace(/\*$/, '')}`
+      // the registry answers at the route's host (its /v2/ URLs): a route may hold a path or a leading wildcard
+      const route = this.settings.routes[0]
+      this.url = `https://${route.slice(0, route.indexOf('/')).replace(/^\*\.?/, '')}`
     }
   }
 
