@@ -52,10 +52,11 @@ export class BackendRegistry {
         users.set(name, [...(users.get(name) ?? []), plugin.name])
       }
     }
+    const sharedSecrets = new Set(plugins.flatMap((plugin) => (plugin.secrets ?? []) as string[]))
     for (const [name, readers] of users) {
       const flag = SHARED_FLAGS[name] as Interfaces.Flag<unknown>
       flags[name] = {...flag, description: `[${readers.join(', ')}] ${flag.description ?? ''}`}
-      properties[name] = flagSchema(flags[name])
+      if (!sharedSecrets.has(name)) properties[name] = flagSchema(flags[name])
     }
     this.flags = flags
     this.targetProperties = properties

@@ -13,5 +13,7 @@ export const SHARED_FLAGS = {
   acl: Flags.option({description: 'canned ACL for every object (new AWS buckets refuse ACLs: use none and a bucket policy)', options: ['public-read', 'none'] as const, default: 'none' as const, helpGroup: 'S3, R2, SCALEWAY'})(),
   'storage-class': Flags.string({description: 'storage class, e.g. STANDARD, INTELLIGENT_TIERING', helpGroup: 'S3, R2, SCALEWAY'}),
   dedupe: Flags.option({description: 'one copy of each blob: server-side CopyObject per repository (copy), one shared object and website redirects (redirect: S3 website endpoints only), or upload again (none)', options: ['copy', 'redirect', 'none'] as const, default: 'copy' as const, helpGroup: 'S3, R2, SCALEWAY'})(),
+  'account-id': Flags.string({description: 'Cloudflare account ID (dashboard → Workers & Pages or R2 overview)', helpGroup: 'CLOUDFLARE'}),
+  'api-token': Flags.string({description: 'Cloudflare API token (default: CLOUDFLARE_API_TOKEN; prefer the environment)', helpGroup: 'CLOUDFLARE'}),
   checksums: Flags.option({description: 'SDK request/response checksums (when-supported breaks R2 and some S3-compatible servers)', options: ['when-required', 'when-supported'] as const, default: 'when-required' as const, helpGroup: 'S3, R2, SCALEWAY'})(),
 }

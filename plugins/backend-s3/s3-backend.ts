@@ -67,6 +67,11 @@ export class S3Backend implements Backend {
     })
   }
 
+  /** the prefix of every key (a Worker in front of the bucket reads the same keys) */
+  get keyPrefix(): string {
+    return this.settings.keyPrefix
+  }
+
   /** `v2/` is an object of its own (GET /v2/ in API mode); `v2/index.json` serves it in website mode. */
   storageKeyOf(object: RegistryObject): string {
     return this.settings.keyPrefix + object.path
