@@ -68,5 +68,11 @@ export default class Deploy extends RegCommand {
     for (const line of report.host?.messages ?? []) this.log(line)
     if (report.host) this.log(`${report.backend}: uploaded ${report.host.uploadedFiles} files (${formatBytes(report.host.uploadedBytes)}); the host had the rest`)
     this.log(`${report.backend} ${report.location}: ${verb} upload ${plan.uploads} objects (${formatBytes(plan.bytesToUpload)}), copy ${plan.copies} server-side (${formatBytes(plan.bytesToCopy)}), ${plan.redirects > 0 ? `redirect ${plan.redirects}, ` : ''}delete ${plan.deletes}; ${plan.unchanged} unchanged`)
+    for (const line of report.messages) this.log(line)
+    // An atomic host that said where it is live printed its pull line already.
+    if (report.url !== report.host?.url || !report.url) {
+      if (report.url) this.log(`registry: ${report.url}`)
+      if (report.pull) this.log(`pull: ${report.pull}${report.url ? '' : '   (HOST: where the registry is served; --public-url https://HOST prints it here)'}`)
+    }
   }
 }
