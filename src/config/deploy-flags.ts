@@ -37,7 +37,7 @@ const OWN_FLAGS = {
 }
 
 /** Flags of `reg deploy` a config file's target may set too (the rest a run decides, or is a secret). */
-export const TARGET_SETTINGS = ['name-prefix', 'prune', 'concurrency', 'retries', 'public-url'] as const
+export const TARGET_SETTINGS = ['name-prefix', 'prune', 'concurrency', 'retries', 'public-url', 'mirror-of', 'containerd-hosts'] as const
 
 /** Every flag of `reg deploy`, for the command, the Action and the config schema. */
 export const DEPLOY_FLAGS = BACKENDS.flagsBeside(OWN_FLAGS)

@@ -64,7 +64,7 @@ export async function resolveDeploy(dirArg: string | undefined, given: Record<st
   const plugin = BACKENDS.plugin(flags.backend)
   // Whether the backend was typed or came from a target: a typed flag it does not read would be ignored.
   BACKENDS.refuseForeignFlags(flags.backend, explicit)
-  for (const name of plugin.paths ?? []) {
+  for (const name of [...plugin.paths ?? [], 'containerd-hosts']) {
     const value = selected?.target[name]
     if (loaded && typeof value === 'string' && !explicit.has(name)) flags[name] = resolveFromConfig(loaded, value)
   }
