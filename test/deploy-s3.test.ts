@@ -177,7 +177,8 @@ for (const implementation of IMPLEMENTATIONS) describe(`reg deploy --backend s3 
     assert.equal((await fetch(objectUrl('v2/team/app/manifests/no-such-tag'))).status, 404)
   })
 
-  it('sets the bucket\'s CORS configuration: browsers on other origins read, preflights are answered; a re-deploy leaves it', {skip: implementation.bucketCors ? false : 'fauxqs has no bucket CORS API'}, async () => {
+  // fauxqs has no bucket CORS API: this runs against s3rver only.
+  if (implementation.bucketCors) it('sets the bucket\'s CORS configuration: browsers on other origins read, preflights are answered; a re-deploy leaves it', async () => {
     const origin = 'https://ui.example'
     const preflight = await fetch(objectUrl('v2/team/app/manifests/1.0'), {method: 'OPTIONS', headers: {Origin: origin, 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization, range'}})
     assert.equal(preflight.status, 200)
