@@ -8,7 +8,10 @@ import {access, mkdir, readFile, writeFile} from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
+import nock from 'nock'
 import {chromium, type Browser} from 'playwright-core'
+import {BACKENDS} from '../plugins/index.js'
+import {deployTree} from '../src/publish/deploy.js'
 import {CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CORS_MAX_AGE_SECONDS} from '../src/core/cors.js'
 import {publicReadPolicy} from '../plugins/backend-s3/index.js'
 import {explainS3Error, type S3Settings} from '../plugins/backend-s3/s3-backend.js'
@@ -291,6 +294,44 @@ describe('S3: the bucket policy reg prints', () => {
   ]
 }`)
     assert.deepEqual(publicReadPolicy('my-registry'), JSON.parse(error.hint!.slice(error.hint!.indexOf('{'))))
+  })
+})
+
+describe('S3: the bucket CORS configuration where the endpoint cannot or may not', () => {
+  const saved = {...process.env}
+  after(async () => {
+    nock.cleanAll()
+    nock.enableNetConnect()
+    process.env = saved
+    await removeTempDirs()
+  })
+
+  /** An endpoint that takes every object and answers the bucket's CORS configuration with `status` and `code`. */
+  const endpoint = (origin: string, status: number, code: string) => nock(origin).persist()
+    .get(/[?&]cors/).reply(status, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>no</Message></Error>`, {'Content-Type': 'application/xml'})
+    .get(/.*/).reply(200, '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><IsTruncated>false</IsTruncated><KeyCount>0</KeyCount></ListBucketResult>', {'Content-Type': 'application/xml'})
+    .put(/.*/).reply(function () {
+      return this.req.headers['x-amz-copy-source'] ? [200, '<CopyObjectResult><ETag>"x"</ETag></CopyObjectResult>'] : [200, '', {ETag: '"x"'}]
+    })
+
+  it('no bucket CORS API (501 NotImplemented): the deploy completes with a note; AccessDenied: what to grant, or --cors off', async () => {
+    const {tree} = await treeOf(await tempDir(), 'nock', 'nock\n')
+    Object.assign(process.env, {AWS_ACCESS_KEY_ID: 'AKIDEXAMPLE', AWS_SECRET_ACCESS_KEY: 'secret', AWS_REGION: 'us-east-1'})
+    delete process.env.AWS_PROFILE
+    nock.disableNetConnect()
+    endpoint('http://no-cors.example.invalid', 501, 'NotImplemented')
+    const report = await deployTree(tree, await BACKENDS.create('s3', {bucket: 'reg', endpoint: 'http://no-cors.example.invalid', 'force-path-style': true}))
+    assert.deepEqual(report.messages, ['s3: this endpoint has no bucket CORS API (NotImplemented): browsers on other origins cannot read the registry; pass --cors off to skip this step'])
+    endpoint('http://denied.example.invalid', 403, 'AccessDenied')
+    await assert.rejects(deployTree(tree, await BACKENDS.create('s3', {bucket: 'reg', endpoint: 'http://denied.example.invalid', 'force-path-style': true, retries: 0})), (error: Error & {hint?: string}) => {
+      assert.equal(error.message, 's3 bucket reg: may not read or set its CORS configuration (AccessDenied)')
+      assert.equal(error.hint, 'grant s3:GetBucketCORS and s3:PutBucketCORS on the bucket, or pass --cors off (browsers on other origins then cannot read the registry)')
+      return true
+    })
+    const off = await deployTree(tree, await BACKENDS.create('s3', {bucket: 'reg', endpoint: 'http://denied.example.invalid', 'force-path-style': true, cors: 'off'}))
+    assert.deepEqual(off.messages, [], '--cors off: the bucket configuration is not asked for')
+    nock.cleanAll()
+    nock.enableNetConnect()
   })
 })
 
