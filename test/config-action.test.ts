@@ -137,6 +137,7 @@ describe('GitHub Action (bundled entry point, as the runner runs it)', () => {
     await mkdir(project, {recursive: true})
     await writeFile(path.join(project, 'reg.config.json'), JSON.stringify({
       out: './dist', sources: [{source: `oci:${EXAMPLE_LAYOUT}`, name: 'team/hello:1.0'}],
+      url: 'https://registry.example.com',
       targets: {prod: {backend: 'dir', dest: './site'}},
     }))
     const built = await runAction({command: 'build', 'working-directory': project}, 'build')
@@ -149,15 +150,20 @@ describe('GitHub Action (bundled entry point, as the runner runs it)', () => {
     assert.equal(deployed.code, 0, deployed.stdout + deployed.stderr)
     const uploaded = Number(deployed.outputs['uploaded-bytes'])
     assert.ok(uploaded > 0, `uploaded-bytes ${deployed.outputs['uploaded-bytes']}`)
-    assert.equal(deployed.outputs['registry-url'], '')
+    assert.equal(deployed.outputs['registry-url'], 'https://registry.example.com')
     assert.match(deployed.summary, /<h2>reg deploy → dir .*site \(target prod\)<\/h2>/)
     assert.ok(deployed.summary.includes(`<td>team/hello</td><td>1.0</td><td><code>${exampleDigest}</code></td>`), deployed.summary)
-    assert.ok(deployed.summary.includes('docker pull REGISTRY_HOST/team/hello:1.0'))
+    assert.ok(deployed.summary.includes('docker pull registry.example.com/team/hello:1.0'), deployed.summary)
     await readFile(path.join(project, 'site/v2/team/hello/manifests/1.0'))
 
     const again = await runAction({command: 'deploy', target: 'prod', 'working-directory': project}, 'again')
     assert.equal(again.code, 0, again.stdout + again.stderr)
     assert.equal(again.outputs['uploaded-bytes'], '0')
+
+    // --verify runs in the Action too: a registry that is not there fails the step after the deploy.
+    const verified = await runAction({command: 'deploy', target: 'prod', 'working-directory': project, args: '--verify http://127.0.0.1:9'}, 'verify')
+    assert.equal(verified.code, 1, verified.stdout + verified.stderr)
+    assert.match(verified.stdout, /^::error::.*127\.0\.0\.1:9/m)
   })
 
   it('errors become ::error:: annotations and fail the step', async () => {

@@ -1,3 +1,4 @@
+import {CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_MAX_AGE_SECONDS, corsHeaders} from '../../src/core/cors.js'
 import {API_VERSION_HEADER} from '../../src/tree/objects.js'
 import {cacheControls, DIGEST_PATTERN, escapeRegex, ERRORS_DIR, MANIFEST_EXTENSIONS, STORE_DIR, TAG_PATTERN, type TagRoute} from '../../src/publish/static-host.js'
 import type {HostConfigFile} from '../../src/publish/local-host.js'
@@ -8,17 +9,40 @@ const ONLY_GET = `# A read-only registry: GET and HEAD only.
 RewriteCond %{REQUEST_METHOD} !^(GET|HEAD)$
 RewriteRule ^ - [R=405,L]`
 
+/**
+ * CORS: every answer says who may read it (mod_headers merges these into every directory below);
+ * a preflight gets what a page may do. `origin` undefined: none of it.
+ */
+function corsHeaderLines(origin: string | undefined): string {
+  if (origin === undefined) return ''
+  const preflightOnly = `"expr=%{REQUEST_METHOD} == 'OPTIONS'"`
+  return [
+    ...Object.entries(corsHeaders(origin)).map(([name, value]) => `Header always set ${name} "${value}"`),
+    `Header always set Access-Control-Allow-Methods "${CORS_ALLOW_METHODS.join(', ')}" ${preflightOnly}`,
+    `Header always set Access-Control-Allow-Headers "${CORS_ALLOW_HEADERS.join(', ')}" ${preflightOnly}`,
+    `Header always set Access-Control-Max-Age "${CORS_MAX_AGE_SECONDS}" ${preflightOnly}`,
+  ].join('\n') + '\n'
+}
+
+/** The preflight answer, before the GET/HEAD-only rule of every .htaccess that rewrites (the deepest one's rules run). */
+function corsPreflightRule(origin: string | undefined): string {
+  return origin === undefined ? '' : `# CORS preflight (a browser asks before a GET with Authorization or Range): 204.
+RewriteCond %{REQUEST_METHOD} =OPTIONS
+RewriteRule ^ - [R=204,L]
+`
+}
+
 /** The document root's .htaccess: routes every URL class onto the store; everything else is a JSON 404. */
-function rootHtaccess(index: Pick<TreeIndex, 'settings'>): string {
+function rootHtaccess(index: Pick<TreeIndex, 'settings'>, cors: string | undefined): string {
   const cache = cacheControls(index)
   return `${HEADER}
 RewriteEngine On
 RewriteBase /
 Header always set Docker-Distribution-API-Version "${API_VERSION_HEADER['Docker-Distribution-API-Version']}"
-ErrorDocument 404 /${ERRORS_DIR}/name-unknown.json
+${corsHeaderLines(cors)}ErrorDocument 404 /${ERRORS_DIR}/name-unknown.json
 ErrorDocument 405 /${ERRORS_DIR}/unsupported.json
 
-${ONLY_GET}
+${corsPreflightRule(cors)}${ONLY_GET}
 
 # Internal passes (our own rewrites, error documents) reach the store; requests from outside never do.
 RewriteCond %{ENV:REDIRECT_STATUS} !^$
@@ -84,13 +108,13 @@ Header always set Allow "GET, HEAD"
 }
 
 /** `v2/<name>/manifests/.htaccess`: this repository's tags, and its manifests by digest. */
-function repositoryHtaccess(routes: TagRoute[]): string {
+function repositoryHtaccess(routes: TagRoute[], cors: string | undefined): string {
   const tags = routes.map((r) => `RewriteRule ^${escapeRegex(r.tag)}$ /${r.key} [L,E=REG_DIGEST:${r.digest},E=REG_TAG:1]`)
   const byDigest = Object.values(MANIFEST_EXTENSIONS).map((ext) => `RewriteCond %{DOCUMENT_ROOT}/${STORE_DIR}/manifests/$1.${ext} -f
 RewriteRule "^(${DIGEST_PATTERN})$" /${STORE_DIR}/manifests/$1.${ext} [L,E=REG_DIGEST:$1]`)
   return `${HEADER}
 RewriteEngine On
-${ONLY_GET}
+${corsPreflightRule(cors)}${ONLY_GET}
 ${tags.join('\n')}
 ${byDigest.join('\n')}
 RewriteRule "^(${TAG_PATTERN}|${DIGEST_PATTERN})$" /${STORE_DIR}/manifests/unknown [L]
@@ -103,14 +127,14 @@ export function repositoryHtaccessPath(repository: string): string {
 }
 
 /** Every .htaccess of a deploy: four fixed ones and one per repository (its tags). */
-export function apacheConfigFiles(index: Pick<TreeIndex, 'settings'>, routes: TagRoute[]): HostConfigFile[] {
+export function apacheConfigFiles(index: Pick<TreeIndex, 'settings'>, routes: TagRoute[], cors?: string): HostConfigFile[] {
   const byRepository = new Map<string, TagRoute[]>()
   for (const route of routes) byRepository.set(route.repository, [...(byRepository.get(route.repository) ?? []), route])
   return [
-    {path: '.htaccess', content: rootHtaccess(index)},
+    {path: '.htaccess', content: rootHtaccess(index, cors)},
     {path: `${STORE_DIR}/blobs/.htaccess`, content: blobsHtaccess(index)},
     {path: `${STORE_DIR}/manifests/.htaccess`, content: manifestsHtaccess(index)},
     {path: `${ERRORS_DIR}/.htaccess`, content: errorsHtaccess(index)},
-    ...[...byRepository].map(([repository, tagRoutes]) => ({path: repositoryHtaccessPath(repository), content: repositoryHtaccess(tagRoutes)})),
+    ...[...byRepository].map(([repository, tagRoutes]) => ({path: repositoryHtaccessPath(repository), content: repositoryHtaccess(tagRoutes, cors)})),
   ]
 }

@@ -1,5 +1,6 @@
 import {readdir} from 'node:fs/promises'
 import path from 'node:path'
+import {parseCorsOrigin} from '../../src/core/cors.js'
 import {errnoCode, RegError} from '../../src/core/errors.js'
 import {LocalHostBackend} from '../../src/publish/local-host.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
@@ -33,17 +34,18 @@ export const apacheBackend = defineBackend({
   name: 'apache',
   summary: 'files + .htaccess (mod_rewrite, mod_headers, mod_mime; AllowOverride FileInfo), the target is the DocumentRoot',
   flags: {},
-  uses: ['dest'],
+  uses: ['dest', 'cors'],
   paths: ['dest'],
   async create(flags) {
     if (typeof flags.dest !== 'string') throw new RegError('--backend apache needs --dest DIR', 'e.g. reg deploy ./dist --backend apache --dest /var/www/registry (the DocumentRoot)')
     const target = path.resolve(flags.dest)
+    const cors = parseCorsOrigin(flags.cors)
     return new LocalHostBackend('apache', target, {serverSideCopy: true, caseSensitiveTags: true}, {
       roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
       storageKeyOf: staticStorageKey,
       configFiles: (tree, routed) => [
         ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-        ...apacheConfigFiles(tree.index, tagRoutes(routed)),
+        ...apacheConfigFiles(tree.index, tagRoutes(routed), cors),
       ],
       staleConfigFiles: async (current) => {
         const wanted = new Set(current.map((c) => c.path))

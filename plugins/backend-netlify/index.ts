@@ -1,4 +1,5 @@
 import {Flags} from '@oclif/core'
+import {parseCorsOrigin} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
 import {defineBackend} from '../plugin.js'
 
@@ -22,9 +23,10 @@ export const netlifyBackend = defineBackend({
     message: Flags.string({description: 'deploy message (its title in the Netlify UI)'}),
     'max-file-size': Flags.integer({description: `refuse files larger than this many MiB before uploading (default ${NETLIFY_DEFAULT_MAX_FILE_MIB})`, min: 1}),
   },
-  uses: [],
+  uses: ['cors'],
   secrets: ['auth'],
   async create(flags) {
+    const cors = parseCorsOrigin(flags.cors)
     if (!flags.site) throw new RegError('--backend netlify needs --site SITE', 'the site ID (Site configuration → Site details) or its name')
     const token = flags.auth ?? process.env.NETLIFY_AUTH_TOKEN
     if (!token) throw new RegError('--backend netlify needs a token', 'export NETLIFY_AUTH_TOKEN=<personal access token> (Netlify → User settings → Applications)')
@@ -38,6 +40,7 @@ export const netlifyBackend = defineBackend({
       maxFileSize: (flags['max-file-size'] ?? NETLIFY_DEFAULT_MAX_FILE_MIB) * MIB,
       concurrency: flags.concurrency ?? 8,
       retries: flags.retries ?? 4,
+      cors,
     })
   },
 })

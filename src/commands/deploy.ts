@@ -74,6 +74,12 @@ export default class Deploy extends RegCommand {
     for (let i = 0; i < steps.length; i += 1000) this.log(steps.slice(i, i + 1000).join('\n'))
     for (const line of deployLines(report)) this.log(line)
     for (const line of report.host?.messages ?? []) this.log(line)
+    for (const line of report.messages) this.log(line)
+    // An atomic host that said where it is live printed its pull line already.
+    if (report.url !== report.host?.url || !report.url) {
+      if (report.url) this.log(`registry: ${report.url}`)
+      if (report.pull) this.log(`pull: ${report.pull}${report.url ? '' : '   (HOST: where the registry is served; --public-url https://HOST prints it here)'}`)
+    }
     if (verified) for (const line of formatVerifyReport(verified)) this.log(line)
     this.failIfUnverified(verified)
   }

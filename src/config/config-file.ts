@@ -17,6 +17,8 @@ export interface RegConfig {
   /** docker:// sources: also copy signatures, SBOMs and other referrers (reg build --with-referrers) */
   withReferrers?: boolean
   sources?: Array<string | {source: string; name?: string}>
+  /** the registry's public URL (--public-url): a target's `public-url` wins over it */
+  url?: string
   defaultTarget?: string
   targets?: Record<string, DeployTarget>
 }

@@ -48,6 +48,7 @@ export function configSchema(): object {
           ],
         },
       },
+      url: {type: 'string', pattern: '^https?://[^/?#@\\s]+/?$', description: 'the registry\'s public URL, https://HOST[:PORT], as clients pull from it (reg deploy --public-url; a target\'s public-url wins)'},
       defaultTarget: {type: 'string', description: 'the target `reg deploy` uses without --target (default: the only one)'},
       targets: {
         type: 'object',

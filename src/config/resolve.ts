@@ -5,6 +5,7 @@ import type {DeployOptions} from '../publish/deploy.js'
 import {parseSourceSpec, type SourceSpec} from '../sources/index.js'
 import type {BuildOptions} from '../tree/builder.js'
 import {configSources, loadConfig, resolveFromConfig, selectTarget} from './config-file.js'
+import {parsePublicUrl} from './deploy-flags.js'
 
 /**
  * Flags and the config file, merged the same way for `reg build`/`reg deploy` and the GitHub
@@ -65,13 +66,18 @@ export async function resolveDeploy(dirArg: string | undefined, given: Record<st
   const plugin = BACKENDS.plugin(flags.backend)
   // Whether the backend was typed or came from a target: a typed flag it does not read would be ignored.
   BACKENDS.refuseForeignFlags(flags.backend, explicit)
-  for (const name of plugin.paths ?? []) {
+  for (const name of [...plugin.paths ?? [], 'containerd-hosts']) {
     const value = selected?.target[name]
     if (loaded && typeof value === 'string' && !explicit.has(name)) flags[name] = resolveFromConfig(loaded, value)
   }
   const options: DeployOptions = {
     namePrefix: flags['name-prefix'] as string | undefined, dryRun: Boolean(flags['dry-run']), prune: Boolean(flags.prune),
     concurrency: flags.concurrency as number | undefined, retries: flags.retries as number | undefined,
+  }
+  const publicUrl = (flags['public-url'] as string | undefined) ?? loaded?.config.url
+  if (publicUrl !== undefined) options.publicUrl = parsePublicUrl(publicUrl).origin
+  if (typeof flags['mirror-of'] === 'string' || typeof flags['containerd-hosts'] === 'string') {
+    options.containerdMirror = {upstream: (flags['mirror-of'] as string | undefined) ?? 'docker.io', hostsDir: flags['containerd-hosts'] as string | undefined}
   }
   return {dir, backend: await plugin.create(flags), target: selected?.name, options, verify: flags.verify as string | undefined}
 }

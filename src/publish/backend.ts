@@ -70,6 +70,8 @@ export interface Backend {
    * they staged, in one deploy that goes live whole; local hosts record what is deployed.
    */
   finish?(tree: RegistryTree, signal?: AbortSignal): Promise<HostDeployReport | undefined>
+  /** lines for the user once the deploy is done: what the host needs now (reload a server), set by `finish` */
+  readonly notes?: readonly string[]
   /** is this failure worth another try (throttling, 5xx, resets), and when, if the host said? Default: any error but a RegError */
   retryVerdict?(error: unknown): RetryVerdict
 }

@@ -1,5 +1,6 @@
 import http from 'node:http'
 import {HttpError, httpErrorOf, notFoundError, UNSUPPORTED_MESSAGE} from '../core/api-errors.js'
+import {corsHeaders, corsPreflightHeaders, type CorsOrigin, parseCorsOrigin} from '../core/cors.js'
 import {describeError} from '../core/errors.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
 import {RegistryTree} from '../tree/registry-tree.js'
@@ -36,7 +37,7 @@ export class RegistryServer {
   /** Under a proxied namespace (read-only): the upstream is asked for what the tree does not have yet. */
   private readonly proxiedRoutes: Partial<RouteTable>
 
-  constructor(live: LiveTree, private readonly push?: PushHandler, private readonly proxy?: ProxyHandler, private readonly log: (line: string) => void = (line) => console.error(line)) {
+  constructor(live: LiveTree, private readonly push?: PushHandler, private readonly proxy?: ProxyHandler, private readonly log: (line: string) => void = (line) => console.error(line), private readonly cors: CorsOrigin = undefined) {
     const tree = new TreeReader(live)
     this.routes = {
       'api-version': {GET: [redirectToApiRoot]},
@@ -64,6 +65,15 @@ export class RegistryServer {
     const url = new URL(req.url ?? '/', 'http://registry.invalid')
     const method = req.method ?? 'GET'
     const exchange: Exchange = {req, res, method, url, route: routeOf(decodedPath(url))}
+    if (this.cors !== undefined) {
+      // Browsers: a preflight for any URL, and every answer (errors too) readable from the allowed origin.
+      if (method === 'OPTIONS') {
+        req.resume()
+        res.writeHead(204, {...API_VERSION_HEADER, ...corsPreflightHeaders(this.cors)}).end()
+        return
+      }
+      for (const [name, value] of Object.entries(corsHeaders(this.cors))) res.setHeader(name, value)
+    }
     try {
       await this.dispatch(exchange)
     } catch (error) {
@@ -149,6 +159,8 @@ export interface ServeOptions {
   proxy?: ProxyOptions
   /** where the registry's own failures are told (stderr when not given); clients only hear "internal error" */
   log?: (line: string) => void
+  /** `--cors`: `*` (the default), one origin, or `off` */
+  cors?: string
 }
 
 /** Start `reg serve` on host:port (port 0 picks a free one). */
@@ -160,7 +172,7 @@ export async function startRegistryServer(dir: string, options: ServeOptions = {
   const live = new LiveTree(dir)
   const push = options.push ? new PushHandler(writer, live, options.push === true ? {} : options.push) : undefined
   const proxy = options.proxy ? new ProxyHandler(writer, live, options.proxy) : undefined
-  const registry = new RegistryServer(live, push, proxy, options.log)
+  const registry = new RegistryServer(live, push, proxy, options.log, parseCorsOrigin(options.cors))
   const server = http.createServer((req, res) => {
     registry.handle(req, res).catch(() => res.destroy())
   })
