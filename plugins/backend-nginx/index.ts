@@ -4,7 +4,8 @@ import {RegError} from '../../src/core/errors.js'
 import {LocalHostBackend} from '../../src/publish/local-host.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
 import {defineBackend} from '../plugin.js'
-import {nginxMaps, nginxServer, nginxStandalone} from './config.js'
+import {deployAccessPolicy, installHtpasswd, privateOnlyDigests} from '../../src/config/access.js'
+import {nginxAccessMaps, nginxAccessServer, nginxMaps, nginxServer, nginxStandalone} from './config.js'
 
 /** nginx's `listen`: PORT, ADDRESS:PORT, [IPv6]:PORT or unix:PATH; the value goes into nginx.conf as is. */
 const LISTEN = /^(?:unix:\/[^\s;{}'"\\]+|(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.*-]+):)?(\d{1,5}))$/
@@ -28,11 +29,12 @@ export const nginxBackend = defineBackend({
     listen: Flags.string({description: 'listen address of the generated nginx.conf', default: '80'}),
     'server-root': Flags.string({description: 'root the configuration serves from (default: the target directory; any string, e.g. $registry_root)'}),
   },
-  uses: ['dest'],
-  paths: ['dest'],
+  uses: ['dest', 'auth-file', 'private'],
+  paths: ['dest', 'auth-file'],
   async create(flags) {
     if (typeof flags.dest !== 'string') throw new RegError('--backend nginx needs --dest DIR', 'e.g. reg deploy ./dist --backend nginx --dest /srv/registry')
     const target = path.resolve(flags.dest)
+    const access = await deployAccessPolicy(flags)
     if (flags.listen !== undefined) checkListen(flags.listen)
     const settings = {
       serverRoot: typeof flags['server-root'] === 'string' ? flags['server-root'] : target,
@@ -42,12 +44,16 @@ export const nginxBackend = defineBackend({
     return new LocalHostBackend('nginx', target, {serverSideCopy: true, caseSensitiveTags: true}, {
       roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
       storageKeyOf: staticStorageKey,
-      configFiles: (tree, routed) => [
-        ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed))},
-        {path: 'registry.conf', content: nginxServer(tree.index, settings)},
-        {path: 'nginx.conf', content: nginxStandalone(settings)},
-      ],
+      configFiles: async (tree, routed) => {
+        // The users go beside the served directory before the configuration that reads them.
+        const htpasswd = access ? await installHtpasswd(access, target) : undefined
+        return [
+          ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
+          {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed), access && nginxAccessMaps(privateOnlyDigests(access, tree.index.objects)))},
+          {path: 'registry.conf', content: nginxServer(tree.index, settings, access && htpasswd ? nginxAccessServer(access, htpasswd) : '')},
+          {path: 'nginx.conf', content: nginxStandalone(settings)},
+        ]
+      },
     })
   },
 })
