@@ -14,6 +14,6 @@ export const SHARED_FLAGS = {
   'storage-class': Flags.string({description: 'storage class, e.g. STANDARD, INTELLIGENT_TIERING', helpGroup: 'S3, R2, SCALEWAY'}),
   dedupe: Flags.option({description: 'one copy of each blob: server-side CopyObject per repository (copy), one shared object and website redirects (redirect: S3 website endpoints only), or upload again (none)', options: ['copy', 'redirect', 'none'] as const, default: 'copy' as const, helpGroup: 'S3, R2, SCALEWAY'})(),
   checksums: Flags.option({description: 'SDK request/response checksums (when-supported breaks R2 and some S3-compatible servers)', options: ['when-required', 'when-supported'] as const, default: 'when-required' as const, helpGroup: 'S3, R2, SCALEWAY'})(),
-  'auth-file': Flags.string({description: 'htpasswd file of the users who may read private repositories (bcrypt only: htpasswd -B); the host gets a copy outside the served files', helpGroup: 'ACCESS CONTROL'}),
+  'auth-file': Flags.string({description: 'htpasswd file of the users who may read private repositories (bcrypt only: htpasswd -B); the host gets a copy outside the served files. Enforced by nginx and apache; the S3 family and netlify refuse it, saying why', helpGroup: 'ACCESS CONTROL'}),
   private: Flags.string({description: 'repositories that need credentials, a glob of names (team/**, *: any characters but /, **: any); repeatable; without it, with --auth-file, the whole registry', multiple: true, helpGroup: 'ACCESS CONTROL'}),
 }

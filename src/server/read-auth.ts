@@ -14,11 +14,16 @@ export interface ReadAuthOptions {
 /** Whether a request came with good credentials, or none (bad ones never get this far). */
 export type Reader = 'user' | 'anonymous'
 
-/** The Basic credentials of a request, or undefined when it sent none (or not Basic ones). */
+/**
+ * The Basic credentials of a request, or undefined when it sent none. An empty user and password
+ * (`Basic Og==`) are none: containers/image (skopeo, podman) sends them to every URL after a Basic
+ * ping when it has no credentials for the host.
+ */
 export function basicCredentials(req: http.IncomingMessage): {user: string; password: string} | undefined {
   const header = String(req.headers.authorization ?? '')
   if (!/^basic /i.test(header)) return undefined
   const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8')
+  if (decoded === ':' || decoded === '') return undefined
   const colon = decoded.indexOf(':')
   return colon > 0 ? {user: decoded.slice(0, colon), password: decoded.slice(colon + 1)} : {user: '', password: ''}
 }
