@@ -117,3 +117,15 @@ describe('access control: flags, refusals, htpasswd, globs', () => {
     assert.match((await runReg(['deploy', tree, '--config', wrongType])).stderr, /targets\.web\.private: expected array/)
   })
 })
+
+describe('access control: generated Apache rules', () => {
+  it('thousands of private-only digests stay within Apache\'s 8 KiB configuration lines', async () => {
+    const {apacheAccess} = await import('../plugins/backend-apache/config.js')
+    const digests = Array.from({length: 3000}, (_, i) => `sha256:${i.toString(16).padStart(64, '0')}`)
+    const rules = apacheAccess(accessPolicy(new Map(), ['team/**']), '/srv/registry.reg-auth/htpasswd', digests)
+    const longest = Math.max(...rules.split('\n').map((line) => line.length))
+    assert.ok(longest < 8192, `longest line ${longest}`)
+    for (const digest of digests) assert.ok(rules.includes(digest.slice(7)), digest)
+    assert.equal(rules.split('<If ').length - 1, 1 + 30)
+  })
+})

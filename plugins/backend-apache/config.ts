@@ -125,18 +125,24 @@ export function apacheConfigFiles(index: Pick<TreeIndex, 'settings'>, routes: Ta
  * Checked on the requested URL, before the rewrites route it into the store.
  */
 export function apacheAccess(policy: Pick<AccessPolicy, 'namePattern'>, htpasswd: string, privateOnly: readonly string[]): string {
-  const conditions = [
-    '%{REQUEST_URI} =~ m#^/v2/(_catalog)?$#',
-    `%{REQUEST_URI} =~ m#^/v2/(${policy.namePattern})${REPOSITORY_URL_SUFFIX}#i`,
-    ...(privateOnly.length > 0 ? [`%{REQUEST_URI} =~ m#/(blobs|manifests)/sha256:(${privateOnly.map((digest) => digest.slice('sha256:'.length)).join('|')})$#`] : []),
-  ]
+  const hex = privateOnly.map((digest) => digest.slice('sha256:'.length))
+  // Apache refuses a configuration line over 8 KiB ("Line too long"): private-only digests go 100 to a section.
+  const digestSections = Array.from({length: Math.ceil(hex.length / APACHE_DIGESTS_PER_LINE)}, (_, i) =>
+    requireUser(`%{REQUEST_URI} =~ m#/(blobs|manifests)/sha256:(${hex.slice(i * APACHE_DIGESTS_PER_LINE, (i + 1) * APACHE_DIGESTS_PER_LINE).join('|')})$#`))
   return `
 # Access control (reg deploy --auth-file/--private): the users are in ${htpasswd}, outside the DocumentRoot.
 AuthType Basic
 AuthName "${AUTH_REALM}"
 AuthBasicProvider file
 AuthUserFile "${htpasswd}"
-<If "${conditions.join(' || ')}">
+${requireUser(`%{REQUEST_URI} =~ m#^/v2/(_catalog)?$# || %{REQUEST_URI} =~ m#^/v2/(${policy.namePattern})${REPOSITORY_URL_SUFFIX}#i`)}${digestSections.join('')}`
+}
+
+/** 100 digests of 64 hex digits and their separators: a line of about 6.6 KB. */
+const APACHE_DIGESTS_PER_LINE = 100
+
+function requireUser(condition: string): string {
+  return `<If "${condition}">
     Require valid-user
 </If>
 `
