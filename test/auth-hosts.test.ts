@@ -94,6 +94,11 @@ describe('access control with real servers and clients (--auth-file/--read-auth,
     assert.equal(await status(privateManifest, wrong), 401, `${name}: private manifest, wrong password`)
     assert.equal(await status(privateManifest, good), 200, `${name}: private manifest with a user`)
     assert.equal(await status(`${url}/v2/team/app/tags/list`), 401, `${name}: anonymous private tags list`)
+    // Spellings that decode or normalize to the private name (fetch keeps percent-escapes as sent).
+    for (const spelling of ['%74eam/app', 'pub/%2e%2e/team/app', 'team/%61pp']) {
+      assert.notEqual(await status(`${url}/v2/${spelling}/manifests/1`), 200, `${name}: anonymous /v2/${spelling}/manifests/1`)
+      assert.notEqual(await status(`${url}/v2/${spelling}/tags/list`), 200, `${name}: anonymous /v2/${spelling}/tags/list`)
+    }
     const manifest = JSON.parse(await (await fetch(privateManifest, {headers: {Authorization: `Basic ${Buffer.from(good).toString('base64')}`}})).text()) as {layers: Array<{digest: string}>}
     const privateLayer = manifest.layers[0]!.digest
     for (const via of ['team/app', 'TEAM/app', 'pub/app', 'nobody/here']) {
