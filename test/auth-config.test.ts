@@ -59,8 +59,8 @@ describe('access control: flags, refusals, htpasswd, globs', () => {
 
   it('an htpasswd entry that is not bcrypt is refused by its line number, the hash never shown; nothing is deployed', async () => {
     const mixed = path.join(work, 'mixed.htpasswd')
-    execFileSync('htpasswd', ['-Bbc', mixed, 'alice', 'pw'])
-    execFileSync('htpasswd', ['-mb', mixed, 'bob', 'pw']) // MD5 ($apr1$)
+    execFileSync('htpasswd', ['-Bbc', mixed, 'alice', 'pw'], {stdio: 'ignore'})
+    execFileSync('htpasswd', ['-mb', mixed, 'bob', 'pw'], {stdio: 'ignore'}) // MD5 ($apr1$)
     const md5 = (await readFile(mixed, 'utf8')).split('\n')[1]!.split(':')[1]!
     for (const args of [['deploy', tree, '--backend', 'nginx', '--dest', path.join(work, 'md5-out'), '--auth-file', mixed], ['deploy', tree, '--backend', 'apache', '--dest', path.join(work, 'md5-out'), '--auth-file', mixed]]) {
       const result = await runReg(args)
