@@ -40,7 +40,7 @@ export default class Serve extends RegCommand {
       const tree = await RegistryTree.load(args.dir)
       const hostPort = running.url.replace(/^http:\/\//, '')
       this.log(`reg serving ${args.dir} at ${running.url}/v2/${flags.push ? ' (push enabled)' : ''}`)
-      if (readAuth) this.log(`read access: ${readAuth.policy.privatePatterns.join(', ')} need${readAuth.policy.privatePatterns.length === 1 ? 's' : ''} a user of ${flags['read-auth']}; the rest is public`)
+      if (readAuth) this.log(flags.private?.length ? `read access: a user of ${flags['read-auth']} for ${flags.private.join(', ')}; the rest is public` : `read access: every repository needs a user of ${flags['read-auth']}`)
       for (const upstream of proxy?.upstreams ?? []) this.log(`proxy: ${hostPort}/${upstream.name}/NAME:TAG pulls ${upstream.url}/NAME:TAG`)
       const [name, repo] = Object.entries(tree.index.repositories)[0] ?? []
       const tag = repo ? Object.keys(repo.tags).sort()[0] : undefined
