@@ -20,4 +20,6 @@ export const SHARED_FLAGS = {
   'api-token': Flags.string({description: 'Cloudflare API token (default: CLOUDFLARE_API_TOKEN; prefer the environment)', helpGroup: 'CLOUDFLARE'}),
   cors: CORS_FLAG,
   checksums: Flags.option({description: 'SDK request/response checksums (when-supported breaks R2 and some S3-compatible servers)', options: ['when-required', 'when-supported'] as const, default: 'when-required' as const, helpGroup: 'S3, R2, SCALEWAY'})(),
+  'auth-file': Flags.string({description: 'htpasswd file of the users who may read private repositories (bcrypt only: htpasswd -B); the host gets a copy outside the served files. Enforced by nginx and apache; the S3 family and netlify refuse it, saying why', helpGroup: 'ACCESS CONTROL'}),
+  private: Flags.string({description: 'repositories that need credentials, a glob of names (team/**, *: any characters but /, **: any); repeatable; without it, with --auth-file, the whole registry', multiple: true, helpGroup: 'ACCESS CONTROL'}),
 }

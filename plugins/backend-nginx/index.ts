@@ -9,7 +9,8 @@ import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} fro
 import type {RegistryObject} from '../../src/tree/model.js'
 import type {RegistryTree} from '../../src/tree/registry-tree.js'
 import {defineBackend} from '../plugin.js'
-import {nginxMaps, nginxServer, nginxStandalone} from './config.js'
+import {deployAccessPolicy, installHtpasswd, privateOnlyDigests} from '../../src/config/access.js'
+import {nginxAccessMaps, nginxAccessServer, nginxMaps, nginxServer, nginxStandalone} from './config.js'
 
 /** The configuration files nginx reads when it starts or reloads (not per request, unlike the objects). */
 const LOADED_CONFIG = ['registry-maps.conf', 'registry.conf', 'nginx.conf']
@@ -32,12 +33,12 @@ class NginxBackend extends LocalHostBackend {
   private firstDeploy = false
   notes: string[] = []
 
-  constructor(target: string, private readonly reload: boolean, configFiles: (tree: RegistryTree, routed: readonly RegistryObject[]) => HostConfigFile[]) {
+  constructor(target: string, private readonly reload: boolean, configFiles: (tree: RegistryTree, routed: readonly RegistryObject[]) => Promise<HostConfigFile[]>) {
     super('nginx', target, {serverSideCopy: true, caseSensitiveTags: true}, {
       roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
       storageKeyOf: staticStorageKey,
       configFiles: async (tree, routed) => {
-        const files = configFiles(tree, routed)
+        const files = await configFiles(tree, routed)
         await this.compare(files)
         return files
       },
@@ -108,11 +109,12 @@ export const nginxBackend = defineBackend({
     'server-root': Flags.string({description: 'root the configuration serves from (default: the target directory; any string, e.g. $registry_root)'}),
     reload: Flags.boolean({description: 'after the deploy, reload the nginx started with this nginx.conf (nginx -p DEST -c nginx.conf -s reload), so that it serves the tags as deployed'}),
   },
-  uses: ['dest', 'cors'],
-  paths: ['dest'],
+  uses: ['dest', 'cors', 'auth-file', 'private'],
+  paths: ['dest', 'auth-file'],
   async create(flags) {
     if (typeof flags.dest !== 'string') throw new RegError('--backend nginx needs --dest DIR', 'e.g. reg deploy ./dist --backend nginx --dest /srv/registry')
     const target = path.resolve(flags.dest)
+    const access = await deployAccessPolicy(flags)
     if (flags.listen !== undefined) checkListen(flags.listen)
     const settings = {
       serverRoot: typeof flags['server-root'] === 'string' ? flags['server-root'] : target,
@@ -120,11 +122,15 @@ export const nginxBackend = defineBackend({
       serverName: String(flags['server-name'] ?? '_'),
       cors: parseCorsOrigin(flags.cors),
     }
-    return new NginxBackend(target, Boolean(flags.reload), (tree, routed) => [
-      ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-      {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed))},
-      {path: 'registry.conf', content: nginxServer(tree.index, settings)},
-      {path: 'nginx.conf', content: nginxStandalone(settings)},
-    ])
+    return new NginxBackend(target, Boolean(flags.reload), async (tree, routed) => {
+      // The users go beside the served directory before the configuration that reads them.
+      const htpasswd = access ? await installHtpasswd(access, target) : undefined
+      return [
+        ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
+        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed), access && nginxAccessMaps(privateOnlyDigests(access, tree.index.objects)))},
+        {path: 'registry.conf', content: nginxServer(tree.index, settings, access && htpasswd ? nginxAccessServer(access, htpasswd) : '')},
+        {path: 'nginx.conf', content: nginxStandalone(settings)},
+      ]
+    })
   },
 })

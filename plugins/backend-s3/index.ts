@@ -7,7 +7,7 @@ import {type BackendFlags, defineBackend} from '../plugin.js'
 import type {S3Settings} from './s3-backend.js'
 
 /** The shared flags every S3-family backend reads (s3 and its presets, r2 and scaleway). */
-export const S3_FAMILY_FLAGS = ['bucket', 'key-prefix', 'storage-class', 'dedupe', 'checksums', 'cors'] as const
+export const S3_FAMILY_FLAGS = ['bucket', 'key-prefix', 'storage-class', 'dedupe', 'checksums', 'cors', 'auth-file', 'private'] as const
 
 /**
  * The bucket policy that makes a bucket a public registry where ACLs are refused. `s3:ListBucket`
@@ -26,6 +26,16 @@ export function publicReadPolicy(bucket: string): object {
   }
 }
 
+/** A bucket answers every request it is allowed to: access control is refused, with what can do it instead. */
+export function refuseAccessControl(provider: string, flags: {'auth-file'?: string; private?: string[]}): void {
+  if (flags['auth-file'] === undefined && !flags.private?.length) return
+  throw new RegError(
+    `--backend ${provider} cannot enforce --auth-file/--private: a bucket serves each object to whoever may read it and checks no passwords, so private repositories would be public`,
+    'put the Cloudflare Worker backend in front of the bucket (--backend cloudflare --basic-auth: it checks users kept as a Worker secret), or deploy to nginx, Apache or reg serve --read-auth. CloudFront signed cookies or signed URLs are no alternative: docker, podman, skopeo and containerd send neither',
+    'AUTH_UNSUPPORTED',
+  )
+}
+
 function keyPrefix(value: string | undefined): string {
   const prefix = value ? value.replace(/^\/+/, '') : ''
   return prefix && !prefix.endsWith('/') ? `${prefix}/` : prefix
@@ -35,6 +45,7 @@ type Where = Pick<S3Settings, 'region' | 'endpoint' | 'forcePathStyle' | 'acl'>
 
 /** An S3-family backend from the flags the family shares and where its provider is. Loads the AWS SDK. */
 export async function createS3Backend(provider: string, flags: BackendFlags<object, (typeof S3_FAMILY_FLAGS)[number]>, where: Where): Promise<Backend> {
+  refuseAccessControl(provider, flags)
   if (!flags.bucket) throw new RegError(`--backend ${provider} needs --bucket NAME`, `e.g. reg deploy ./dist --backend ${provider} --bucket my-registry (the bucket must exist)`)
   const cors = parseCorsOrigin(flags.cors)
   const {S3Backend} = await import('./s3-backend.js')

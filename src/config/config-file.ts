@@ -24,7 +24,7 @@ export interface RegConfig {
 }
 
 /** A named deploy target: a backend and its flags, as `reg deploy` spells them (no secrets). */
-export type DeployTarget = {backend: string} & Record<string, string | number | boolean>
+export type DeployTarget = {backend: string} & Record<string, string | number | boolean | string[]>
 
 export interface LoadedConfig {
   file: string
