@@ -1,10 +1,9 @@
 import {randomBytes} from 'node:crypto'
 import {mkdir, rename, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
-import {errnoCode, RegError} from '../core/errors.js'
-import {MAX_DOCUMENT_BYTES, readFileBounded} from '../core/limits.js'
+import {RegError} from '../core/errors.js'
 import {quoted} from '../core/quote.js'
-import {parseHtpasswd} from '../server/push.js'
+import {readHtpasswd} from '../server/push.js'
 import type {RegistryObject} from '../tree/model.js'
 
 /**
@@ -57,14 +56,7 @@ export function accessPolicy(users: ReadonlyMap<string, string>, privatePatterns
  * and the `--private` globs. `flag` names the option in messages.
  */
 export async function readAccessPolicy(authFile: string, privatePatterns: readonly string[] | undefined, flag = '--auth-file'): Promise<AccessPolicy> {
-  let text: string
-  try {
-    text = (await readFileBounded(authFile, MAX_DOCUMENT_BYTES, `${flag} ${authFile}`)).toString('utf8')
-  } catch (error) {
-    if (errnoCode(error) === 'ENOENT') throw new RegError(`${flag} ${authFile}: no such file`, 'create it with `htpasswd -B -c FILE USER` (bcrypt)')
-    throw error
-  }
-  const users = parseHtpasswd(text, authFile)
+  const users = await readHtpasswd(authFile, flag)
   if (users.size === 0) throw new RegError(`${flag} ${authFile} has no users`, 'add one with `htpasswd -B FILE USER`: with no users nobody could read the private repositories')
   return accessPolicy(users, privatePatterns)
 }
