@@ -53,7 +53,7 @@ interface PagesDeployment {
 export class PagesBackend implements Backend {
   readonly name = 'cloudflare-pages'
   // Tags are static rules, matched exactly; `v1` and `V1` are still refused, as on every header-file host.
-  readonly capabilities = {serverSideCopy: true, caseSensitiveTags: false}
+  readonly capabilities = {serverSideCopy: true, caseSensitiveTags: false, stagesDeploy: true}
   readonly location: string
   private readonly staged = new Map<string, StagedFile>()
   private config?: ReturnType<typeof pagesConfig>

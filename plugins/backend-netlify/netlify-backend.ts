@@ -106,7 +106,7 @@ function pullHint(tree: RegistryTree, url: string): string[] {
 export class NetlifyBackend implements Backend {
   readonly name = 'netlify'
   // Netlify matches paths case-insensitively: tags equal but for case are refused by the plan.
-  readonly capabilities = {serverSideCopy: true, caseSensitiveTags: false}
+  readonly capabilities = {serverSideCopy: true, caseSensitiveTags: false, stagesDeploy: true}
   readonly location: string
   private readonly api: NetlifyAPI
   private site?: NetlifySite

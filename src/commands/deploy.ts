@@ -49,7 +49,7 @@ export default class Deploy extends RegCommand {
         observer: {
           phaseStart: (phase, steps) => {
             progress.addTotal(steps.reduce((sum, s) => sum + stepBytes(s), 0))
-            if (!given.json) progress.log(phaseLine(phase, steps), (l) => this.log(l))
+            if (!given.json) progress.log(phaseLine(phase, steps, backend.capabilities.stagesDeploy === true), (l) => this.log(l))
           },
           stepDone: (step) => progress.tick(stepBytes(step)),
           retry: (step, attempt, error) => {

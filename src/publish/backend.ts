@@ -13,6 +13,11 @@ export interface BackendCapabilities {
    * deploy time (tags are files there).
    */
   caseSensitiveTags?: boolean | 'destination-file-system'
+  /**
+   * puts only stage files into a deploy that goes live whole in `finish` (Netlify, Pages), where the
+   * host then asks for the contents it lacks: said so in what a deploy reports, never "upload".
+   */
+  stagesDeploy?: boolean
 }
 
 /** What is deployed under a storage key, from one listing. `digest` is known when the host or our state file keeps it. */

@@ -44,6 +44,8 @@ export interface DeployReport {
   backend: string
   location: string
   dryRun: boolean
+  /** the host stages a whole deploy (its puts are files listed, not uploads: `stagesDeploy`) */
+  staged: boolean
   /** counts of objects (one per storage key on the host) and their bytes */
   plan: {uploads: number; copies: number; redirects: number; deletes: number; unchanged: number; bytesToUpload: number; bytesToCopy: number; bytesToDelete: number}
   /** `--dry-run` only: every step, phase by phase */
@@ -137,7 +139,7 @@ async function publishTree(tree: RegistryTree, backend: Backend, options: Deploy
   const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, caseSensitiveTags})
   const count = (action: string) => plan.steps.filter((s) => s.action === action).length
   const report: DeployReport = {
-    backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun),
+    backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun), staged: backend.capabilities.stagesDeploy === true,
     plan: {uploads: count('put'), copies: count('copy'), redirects: count('redirect'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete},
     messages: [],
   }
