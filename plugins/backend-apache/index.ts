@@ -4,6 +4,7 @@ import {errnoCode, RegError} from '../../src/core/errors.js'
 import {LocalHostBackend} from '../../src/publish/local-host.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
 import {defineBackend} from '../plugin.js'
+import {PAGE_ROOTS, ROOT_PAGE, ROOT_PAGE_STORED} from '../../src/page/documents.js'
 import {apacheConfigFiles} from './config.js'
 
 /** Every `v2/<name>/manifests/.htaccess` under the target: the ones a repository that left no longer needs are removed. */
@@ -39,8 +40,8 @@ export const apacheBackend = defineBackend({
     if (typeof flags.dest !== 'string') throw new RegError('--backend apache needs --dest DIR', 'e.g. reg deploy ./dist --backend apache --dest /var/www/registry (the DocumentRoot)')
     const target = path.resolve(flags.dest)
     return new LocalHostBackend('apache', target, {serverSideCopy: true, caseSensitiveTags: true}, {
-      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
-      storageKeyOf: staticStorageKey,
+      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`, ...PAGE_ROOTS],
+      storageKeyOf: (object) => (object.class === 'page' && object.path === ROOT_PAGE ? ROOT_PAGE_STORED : staticStorageKey(object)),
       configFiles: (tree, routed) => [
         ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
         ...apacheConfigFiles(tree.index, tagRoutes(routed)),

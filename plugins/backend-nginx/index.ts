@@ -4,6 +4,7 @@ import {RegError} from '../../src/core/errors.js'
 import {LocalHostBackend} from '../../src/publish/local-host.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
 import {defineBackend} from '../plugin.js'
+import {PAGE_ROOTS, ROOT_PAGE, ROOT_PAGE_STORED} from '../../src/page/documents.js'
 import {nginxMaps, nginxServer, nginxStandalone} from './config.js'
 
 /** nginx's `listen`: PORT, ADDRESS:PORT, [IPv6]:PORT or unix:PATH; the value goes into nginx.conf as is. */
@@ -40,8 +41,8 @@ export const nginxBackend = defineBackend({
       serverName: String(flags['server-name'] ?? '_'),
     }
     return new LocalHostBackend('nginx', target, {serverSideCopy: true, caseSensitiveTags: true}, {
-      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
-      storageKeyOf: staticStorageKey,
+      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`, ...PAGE_ROOTS],
+      storageKeyOf: (object) => (object.class === 'page' && object.path === ROOT_PAGE ? ROOT_PAGE_STORED : staticStorageKey(object)),
       configFiles: (tree, routed) => [
         ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
         {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed))},

@@ -8,6 +8,7 @@ import {RegError} from '../../src/core/errors.js'
 import {type RetryVerdict, serverDelayMs} from '../../src/core/retry.js'
 import type {Backend, BackendCapabilities, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import type {RegistryObject} from '../../src/tree/model.js'
+import {PAGE_ROOTS, ROOT_PAGE} from '../../src/page/documents.js'
 
 export interface S3Settings {
   bucket: string
@@ -120,6 +121,7 @@ export class S3Backend implements Backend {
     const objects = await this.list(`${this.settings.keyPrefix}v2/`, signal)
     // v2/index.json goes with v2/ (written together): not an object of its own.
     objects.delete(`${this.settings.keyPrefix}v2/index.json`)
+    for (const [key, object] of await this.listPage(signal)) objects.set(key, object)
     if (this.settings.dedupe === 'redirect') {
       for (const [key, object] of objects) {
         const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(key)?.[1]
@@ -128,6 +130,36 @@ export class S3Backend implements Backend {
       for (const [key, object] of await this.list(`${this.settings.keyPrefix}_blobs/`, signal)) objects.set(key, object)
     }
     return {objects}
+  }
+
+  /**
+   * The catalog page's keys (reg build --page): its index.html and its directories, listed only
+   * when the top level (one listing, by delimiter) shows they exist. Website hosting (or a CDN's
+   * default root object) serves `/` and each directory from its index.html.
+   */
+  private async listPage(signal?: AbortSignal): Promise<Map<string, RemoteObject>> {
+    const prefix = this.settings.keyPrefix
+    const found = new Map<string, RemoteObject>()
+    const directories = new Set<string>()
+    let ContinuationToken: string | undefined
+    try {
+      do {
+        const page = await this.client.send(new ListObjectsV2Command({Bucket: this.settings.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken}), {abortSignal: signal})
+        for (const item of page.Contents ?? []) {
+          if (item.Key !== `${prefix}${ROOT_PAGE}`) continue
+          const etag = item.ETag?.replaceAll('"', '')
+          found.set(item.Key, {key: item.Key, size: item.Size ?? 0, md5: etag && /^[a-f0-9]{32}$/.test(etag) ? etag : undefined})
+        }
+        for (const common of page.CommonPrefixes ?? []) if (common.Prefix) directories.add(common.Prefix)
+        ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
+      } while (ContinuationToken)
+    } catch (error) {
+      throw explainS3Error(error, this.settings)
+    }
+    for (const root of PAGE_ROOTS) {
+      if (directories.has(`${prefix}${root}/`)) for (const [key, object] of await this.list(`${prefix}${root}/`, signal)) found.set(key, object)
+    }
+    return found
   }
 
   async putObject(key: string, object: RegistryObject, file: string, signal?: AbortSignal): Promise<void> {
