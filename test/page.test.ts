@@ -217,3 +217,58 @@ describe('catalog page', () => {
     }
   })
 })
+
+describe('catalog page of a larger registry: what the script loads', () => {
+  let browser: Browser
+  let serve: RunningServer
+
+  before(async () => {
+    requireTool('chromium')
+    const work = await tempDir('reg-page-large-')
+    const layout = path.join(work, 'src-labelled')
+    await writeLabelledLayout(layout, {'org.opencontainers.image.description': HOSTILE}, '1')
+    const names = Array.from({length: 130}, (_, i) => `oci:${layout}:1=many/r${String(i).padStart(3, '0')}:1`)
+    const tags = Array.from({length: 120}, (_, i) => `oci:${layout}:1=big/tags:t${String(i).padStart(3, '0')}`)
+    const built = await runReg(['build', '--page', '-o', path.join(work, 'tree'), ...names, ...tags])
+    assert.equal(built.code, 0, built.stderr)
+    browser = await chromium.launch({executablePath: CHROMIUM, args: ['--no-sandbox']})
+    serve = await startRegistryServer(path.join(work, 'tree'), {port: 0})
+  })
+
+  after(async () => {
+    await browser?.close()
+    await serve?.close()
+    await removeTempDirs()
+  })
+
+  it('searches every repository (loaded in pieces) and pages through older tags, newest first', async () => {
+    const {page, errors, requests, close} = await openPage(browser, serve.url)
+    try {
+      await page.goto(`${serve.url}/`)
+      assert.equal(await page.locator('#repositories > li').count(), 100)
+      await page.fill('#search', 'r12')
+      await page.waitForFunction(() => document.querySelectorAll('#repositories > li').length === 10)
+      assert.deepEqual(await visibleRepositories(page), Array.from({length: 10}, (_, i) => `many/r12${i}`))
+      assert.ok(requests.some((url) => url.endsWith('/r/-/repositories-0.json')), 'the list came from its data file')
+      assert.ok((await page.locator('#repositories > li').first().textContent())?.includes(HOSTILE))
+      assert.equal(await page.locator('img').count(), 0)
+      await page.fill('#search', '')
+      await page.selectOption('#namespace', 'big')
+      await page.waitForFunction(() => document.querySelectorAll('#repositories > li').length === 1)
+      await page.click('#repositories a')
+      await page.waitForSelector('#tags')
+      assert.equal(await page.locator('#tags > li').count(), 50)
+      await page.click('#more')
+      await page.waitForFunction(() => document.querySelectorAll('#tags > li').length === 120)
+      const order = await page.locator('#tags > li').evaluateAll((items) => items.map((li) => (li as HTMLElement).dataset.tag))
+      assert.deepEqual(order, Array.from({length: 120}, (_, i) => `t${String(119 - i).padStart(3, '0')}`))
+      assert.equal(await page.locator('#more').isHidden(), true)
+      assert.equal(await page.locator('#tags li[data-tag="t000"] code').first().textContent(), `docker pull ${serve.url.replace('http://', '')}/big/tags:t000`)
+      assert.equal(await page.evaluate(() => (window as unknown as {__pwned?: number}).__pwned), undefined)
+      assert.deepEqual(errors, [])
+      assert.deepEqual(requests.filter((url) => !url.startsWith(`${serve.url}/`)), [], 'no request leaves the host')
+    } finally {
+      await close()
+    }
+  })
+})

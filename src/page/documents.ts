@@ -77,7 +77,6 @@ interface Attachment {
 interface PlatformEntry {
   platform: string
   size: number
-  digest: string
 }
 
 /** One tag as the page shows it (and as the data files hold it). */
@@ -103,7 +102,7 @@ type State = Pick<TreeState, 'repositories' | 'manifests' | 'blobs' | 'settings'
 function attachmentKind(artifactType: string): string {
   const type = artifactType.toLowerCase()
   if (/sbom|spdx|cyclonedx|syft/.test(type)) return 'SBOM'
-  if (/signature|\.sig\b|cosign\.artifact\.sig|notary/.test(type)) return 'signature'
+  if (/signature|\.sig\b|cosign\.artifact\.sig|notary|sigstore/.test(type)) return 'signature'
   if (/in-toto|attestation|provenance|slsa|\.att\b/.test(type)) return 'attestation'
   return 'attached'
 }
@@ -181,7 +180,7 @@ class RepositoryView {
     for (const image of images) {
       const child = this.state.manifests[image]
       created = laterOf(created, child.config?.created)
-      if (platforms.length < PLATFORMS_LISTED) platforms.push({platform: formatPlatform(child.platform) ?? '', size: child.kind === 'image' ? imageSize(this.state, child) : 0, digest: image})
+      if (platforms.length < PLATFORMS_LISTED) platforms.push({platform: formatPlatform(child.platform) ?? '', size: child.kind === 'image' ? imageSize(this.state, child) : 0})
       if (image !== digest) for (const a of attachments.get(image) ?? []) if (!attached.some((b) => b.kind === a.kind && b.type === a.type)) attached.push(a)
     }
     return {
