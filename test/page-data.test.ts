@@ -2,12 +2,16 @@
 // stable where the state did not change (what an incremental deploy relies on), escaped, and with
 // what the referrers say.
 import assert from 'node:assert/strict'
-import {describe, it} from 'node:test'
+import {readdir, stat, unlink, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+import {after, describe, it} from 'node:test'
+import {sha256} from '../src/core/digest.js'
 import {escapeHtml, pageDocuments} from '../src/page/documents.js'
 import {summarizeConfig} from '../src/page/config-summary.js'
 import {dict, type ManifestRecord, type TreeState} from '../src/tree/model.js'
 import {parseTreeIndex} from '../src/tree/registry-tree.js'
-import {deriveTree} from '../src/tree/registry-tree.js'
+import {deriveTree, RegistryTree} from '../src/tree/registry-tree.js'
+import {EXAMPLE_LAYOUT, removeTempDirs, runReg, tempDir} from './support.js'
 
 const hex = (n: number, salt: string) => (salt + n.toString(16)).padStart(64, '0').slice(-64)
 const digest = (n: number, salt: string) => `sha256:${hex(n, salt)}`
@@ -117,5 +121,22 @@ describe('catalog page files', () => {
     assert.ok(pageObjects.every((o) => o.headers['Cache-Control'] === (o.class === 'page-asset' ? 'public, max-age=31536000, immutable' : 'public, max-age=60')))
     // without the setting, no page
     assert.deepEqual(pageDocuments({...state, settings: {tagMaxAge: 60}}), [])
+  })
+
+  after(() => removeTempDirs())
+
+  it('a tree whose page another version of reg wrote gets this version\'s files when loaded; a page file of the wrong size is damage', async () => {
+    const tree = path.join(await tempDir('reg-page-load-'), 'tree')
+    const built = await runReg(['build', '--page', '-o', tree, `oci:${EXAMPLE_LAYOUT}`])
+    assert.equal(built.code, 0, built.stderr)
+    const {documents} = deriveTree((await RegistryTree.load(tree)).index)
+    const pageFiles = documents.filter((d) => d.class.startsWith('page')).map((d) => path.join(tree, 'blobs/sha256', sha256(d.bytes).slice(7)))
+    for (const file of pageFiles) await unlink(file)
+    const before = (await readdir(path.join(tree, 'blobs/sha256'))).length
+    await RegistryTree.load(tree)
+    for (const file of pageFiles) assert.ok((await stat(file)).isFile())
+    assert.equal((await readdir(path.join(tree, 'blobs/sha256'))).length, before + pageFiles.length)
+    await writeFile(pageFiles[0], 'short')
+    await assert.rejects(RegistryTree.load(tree), /is damaged: the store has no/)
   })
 })

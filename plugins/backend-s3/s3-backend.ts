@@ -133,32 +133,17 @@ export class S3Backend implements Backend {
   }
 
   /**
-   * The catalog page's keys (reg build --page): its index.html and its directories, listed only
-   * when the top level (one listing, by delimiter) shows they exist. Website hosting (or a CDN's
-   * default root object) serves `/` and each directory from its index.html.
+   * The catalog page's keys (reg build --page): its index.html and, when that is there (it goes up
+   * with the rest of the page), its directories. A bucket without the page costs one small listing.
+   * Website hosting (or a CDN's default root object) serves `/` and each directory from its index.html.
    */
   private async listPage(signal?: AbortSignal): Promise<Map<string, RemoteObject>> {
     const prefix = this.settings.keyPrefix
+    const root = (await this.list(`${prefix}${ROOT_PAGE}`, signal)).get(`${prefix}${ROOT_PAGE}`)
     const found = new Map<string, RemoteObject>()
-    const directories = new Set<string>()
-    let ContinuationToken: string | undefined
-    try {
-      do {
-        const page = await this.client.send(new ListObjectsV2Command({Bucket: this.settings.bucket, Prefix: prefix, Delimiter: '/', ContinuationToken}), {abortSignal: signal})
-        for (const item of page.Contents ?? []) {
-          if (item.Key !== `${prefix}${ROOT_PAGE}`) continue
-          const etag = item.ETag?.replaceAll('"', '')
-          found.set(item.Key, {key: item.Key, size: item.Size ?? 0, md5: etag && /^[a-f0-9]{32}$/.test(etag) ? etag : undefined})
-        }
-        for (const common of page.CommonPrefixes ?? []) if (common.Prefix) directories.add(common.Prefix)
-        ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
-      } while (ContinuationToken)
-    } catch (error) {
-      throw explainS3Error(error, this.settings)
-    }
-    for (const root of PAGE_ROOTS) {
-      if (directories.has(`${prefix}${root}/`)) for (const [key, object] of await this.list(`${prefix}${root}/`, signal)) found.set(key, object)
-    }
+    if (!root) return found
+    found.set(root.key, root)
+    for (const directory of PAGE_ROOTS) for (const [key, object] of await this.list(`${prefix}${directory}/`, signal)) found.set(key, object)
     return found
   }
 

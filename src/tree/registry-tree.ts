@@ -30,7 +30,7 @@ export class RegistryTree {
   /**
    * The tree in `dir`: its state read and checked, its objects derived (never read: an index can
    * name no object its state does not imply). The generated documents were written into the store
-   * with the state; one missing means the tree is damaged.
+   * with the state; one missing means the tree is damaged (but for the catalog page's: see below).
    */
   static async load(dir: string): Promise<RegistryTree> {
     const state = await readTreeIndex(dir)
@@ -39,9 +39,17 @@ export class RegistryTree {
     const store = new BlobStore(dir)
     for (const doc of documents) {
       const digest = sha256(doc.bytes)
-      if ((await store.sizeOf(digest)) !== doc.bytes.length) {
-        throw new RegError(`${path.join(dir, TREE_INDEX_FILE)} is damaged: the store has no ${doc.path} document (${digest})`, 'rebuild the tree with --clean; reg refuses to serve from an index it cannot trust')
+      const size = await store.sizeOf(digest)
+      if (size === doc.bytes.length) continue
+      if (size === undefined && (doc.class === 'page' || doc.class === 'page-asset' || doc.class === 'page-data')) {
+        // The catalog page is reg's rendering of the checked state, and changes with reg's version:
+        // a tree built by another version gets this version's files, content-addressed like any.
+        await store.writeBytes(doc.bytes).catch((error: unknown) => {
+          throw new RegError(`${dir}: cannot write its catalog page for this version of reg (${errnoCode(error) ?? 'error'})`, 'rebuild the tree with this version (reg build -o DIR), or serve it from where it is writable')
+        })
+        continue
       }
+      throw new RegError(`${path.join(dir, TREE_INDEX_FILE)} is damaged: the store has no ${doc.path} document (${digest})`, 'rebuild the tree with --clean; reg refuses to serve from an index it cannot trust')
     }
     return new RegistryTree(dir, index)
   }
