@@ -31,7 +31,7 @@ Without SOURCE, the sources, out, prefix, tagMaxAge, platform, withReferrers, pa
     prefix: Flags.string({description: 'namespace prepended to every repository name'}),
     clean: Flags.boolean({description: 'start a fresh tree instead of adding to the existing one'}),
     'tag-max-age': Flags.integer({description: 'Cache-Control max-age (seconds) of tags and lists', min: 0}),
-    page: Flags.boolean({description: 'also publish a catalog web page at / (repositories, tags, platforms, sizes, pull commands); --no-page removes it (default: as the tree was, or the config file\'s page)', allowNo: true}),
+    page: Flags.boolean({description: 'also publish a catalog web page at / (repositories, tags, platforms, sizes, pull commands); --no-page removes it (default: the config file\'s page, else as the tree was)', allowNo: true}),
     'public-url': Flags.string({description: 'the registry\'s public URL (https://registry.example.com): the host of the page\'s pull commands (default: the host the page is viewed on)'}),
     json: Flags.boolean({description: 'print a JSON summary'}),
     creds: Flags.string({description: '[docker://] registry credentials USER:PASS (else REG_USERNAME/REG_PASSWORD, ~/.docker/config.json, containers auth.json)', helpGroup: 'REGISTRY SOURCES'}),
