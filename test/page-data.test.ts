@@ -61,6 +61,7 @@ describe('catalog page files', () => {
     // the root page lists the first 100 repositories; all of them are in its data pieces
     const root = documents.find((d) => d.path === 'index.html')!.bytes.toString()
     assert.equal(root.match(/<li data-name=/g)?.length, 100)
+    assert.equal(root.match(/<option value="ns\d+">/g)?.length, 10)
     const names = documents.filter((d) => d.path.startsWith('r/-/repositories-')).flatMap((d) => (JSON.parse(d.bytes.toString()) as {repositories: Array<{name: string}>}).repositories.map((r) => r.name))
     assert.equal(names.length, 2000)
     t.diagnostic(`100,001 tags + 2,000 repositories: ${documents.length} page files, ${total} bytes, the largest ${largest} bytes`)
@@ -111,8 +112,9 @@ describe('catalog page files', () => {
     state.repositories[name].untagged = [referrer(1, 'application/vnd.dev.sigstore.bundle.v0.3+json'), referrer(2, 'application/spdx+json'), referrer(3, 'application/vnd.cncf.notary.signature')].sort()
     const {index, documents} = deriveTree(state)
     const html = documents.find((d) => d.path === `r/${name}/-/index.html`)!.bytes.toString()
+    // one badge per kind, named by the first artifact type (in digest order) of that kind
     assert.deepEqual([...html.matchAll(/<span class="badge" title="([^"]+)">([^<]+)</g)].map((m) => `${m[2]} ${m[1]}`).sort(),
-      ['SBOM application/spdx+json', 'signature application/vnd.cncf.notary.signature', 'signature application/vnd.dev.sigstore.bundle.v0.3+json'])
+      ['SBOM application/spdx+json', 'signature application/vnd.dev.sigstore.bundle.v0.3+json'])
     assert.ok(html.includes(`docker pull <span class="host">registry.example.com:8443</span>/${name}:v0`))
     assert.ok(html.includes('data-host="registry.example.com:8443"'))
     // the page's objects: outside /v2/, their class's headers

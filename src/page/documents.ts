@@ -48,6 +48,8 @@ const TAGS_PER_CHUNK = 500
 const CHUNK_BYTES = 256 * 1024
 /** platforms listed per tag; an index may hold thousands */
 const PLATFORMS_LISTED = 64
+/** namespaces offered by the filter (the most populated); the search box finds the others */
+const NAMESPACES_LISTED = 200
 
 const HTML_ESCAPES: Record<string, string> = {'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}
 
@@ -156,8 +158,9 @@ class RepositoryView {
   private attachments(repository: TreeState['repositories'][string]): Map<string, Attachment[]> {
     const bySubject = new Map<string, Attachment[]>()
     const add = (subject: string, attachment: Attachment) => {
+      // One badge per kind (the first artifact type names it): a subject may have thousands of referrers.
       const listed = bySubject.get(subject) ?? []
-      if (!listed.some((a) => a.kind === attachment.kind && a.type === attachment.type)) listed.push(attachment)
+      if (!listed.some((a) => a.kind === attachment.kind)) listed.push(attachment)
       bySubject.set(subject, listed)
     }
     for (const digest of [...Object.values(repository.tags), ...(repository.untagged ?? [])]) {
@@ -181,7 +184,7 @@ class RepositoryView {
       const child = this.state.manifests[image]
       created = laterOf(created, child.config?.created)
       if (platforms.length < PLATFORMS_LISTED) platforms.push({platform: formatPlatform(child.platform) ?? '', size: child.kind === 'image' ? imageSize(this.state, child) : 0})
-      if (image !== digest) for (const a of attachments.get(image) ?? []) if (!attached.some((b) => b.kind === a.kind && b.type === a.type)) attached.push(a)
+      if (image !== digest) for (const a of attachments.get(image) ?? []) if (!attached.some((b) => b.kind === a.kind)) attached.push(a)
     }
     return {
       tag, digest, ...(created ? {created} : {}), platforms,
@@ -314,7 +317,8 @@ function rootPage(entries: RepositoryEntry[], chunks: number, host: string | und
   }
   const shown = entries.slice(0, REPOSITORIES_RENDERED)
   const items = shown.map((entry) => `<li data-name="${escapeHtml(entry.name)}"><div class="row"><a class="repo-name" href="${escapeHtml(repositoryPagePath(entry.name))}">${escapeHtml(entry.name)}</a><span class="muted">${entry.tags} ${entry.tags === 1 ? 'tag' : 'tags'}</span>${entry.updated ? `<span class="muted">updated ${escapeHtml(when(entry.updated))}</span>` : ''}</div>${entry.description ? `<div class="muted">${escapeHtml(entry.description)}</div>` : ''}</li>`)
-  const options = [...namespaces].sort(([a], [b]) => (a < b ? -1 : 1)).map(([ns, count]) => `<option value="${escapeHtml(ns)}">${escapeHtml(ns)}/ (${count})</option>`)
+  const listed = [...namespaces].sort(([a, x], [b, y]) => y - x || (a < b ? -1 : 1)).slice(0, NAMESPACES_LISTED)
+  const options = listed.sort(([a], [b]) => (a < b ? -1 : 1)).map(([ns, count]) => `<option value="${escapeHtml(ns)}">${escapeHtml(ns)}/ (${count})</option>`)
   const content = `<header>
 <h1>Registry</h1>
 <p class="muted">${entries.length} ${entries.length === 1 ? 'repository' : 'repositories'}. Pull: <code>docker pull ${hostText(host)}/NAME:TAG</code></p>
