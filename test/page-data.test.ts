@@ -54,9 +54,9 @@ describe('catalog page files', () => {
     assert.equal(new Set(listed).size, 100_001)
     assert.deepEqual(listed.slice(0, 2), ['v0', 'v1'])
     assert.equal(listed.at(-1), 'v100000')
-    // the repository's page shows the newest 50, newest first
+    // the repository's page shows the newest 25, newest first
     const html = crowded.find((d) => d.class === 'page')!.bytes.toString()
-    assert.equal(html.match(/<li data-tag=/g)?.length, 50)
+    assert.equal(html.match(/<li data-tag=/g)?.length, 25)
     assert.ok(html.indexOf('data-tag="v100000"') < html.indexOf('data-tag="v99999"'))
     // the root page lists the first 100 repositories; all of them are in its data pieces
     const root = documents.find((d) => d.path === 'index.html')!.bytes.toString()
@@ -140,5 +140,23 @@ describe('catalog page files', () => {
     assert.equal((await readdir(path.join(tree, 'blobs/sha256'))).length, before + pageFiles.length)
     await writeFile(pageFiles[0], 'short')
     await assert.rejects(RegistryTree.load(tree), /is damaged: the store has no/)
+  })
+
+  it('page and publicUrl from the config file; the flags win; the setting stays with the tree; a bad URL is refused', async () => {
+    const dir = await tempDir('reg-page-config-')
+    await writeFile(path.join(dir, 'reg.config.json'), JSON.stringify({out: './tree', page: true, publicUrl: 'https://registry.example.com', sources: [`oci:${EXAMPLE_LAYOUT}`]}))
+    const config = ['--config', path.join(dir, 'reg.config.json')]
+    assert.equal((await runReg(['build', ...config])).code, 0)
+    const settings = async () => (await RegistryTree.load(path.join(dir, 'tree'))).index.settings
+    assert.deepEqual(await settings(), {tagMaxAge: 60, page: true, publicUrl: 'https://registry.example.com'})
+    assert.equal((await runReg(['build', ...config, '--no-page', '--public-url', 'http://127.0.0.1:5000'])).code, 0)
+    assert.deepEqual(await settings(), {tagMaxAge: 60, publicUrl: 'http://127.0.0.1:5000'})
+    // without the config file, the tree's own setting holds
+    assert.equal((await runReg(['build', '--page', '-o', path.join(dir, 'tree'), `oci:${EXAMPLE_LAYOUT}`])).code, 0)
+    assert.equal((await runReg(['build', '-o', path.join(dir, 'tree'), `oci:${EXAMPLE_LAYOUT}`])).code, 0)
+    assert.equal((await settings()).page, true)
+    const refused = await runReg(['build', '-o', path.join(dir, 'tree'), '--public-url', 'ftp://x', `oci:${EXAMPLE_LAYOUT}`])
+    assert.notEqual(refused.code, 0)
+    assert.match(refused.stderr, /--public-url "ftp:\/\/x" is not an http:\/\/ or https:\/\/ URL/)
   })
 })

@@ -257,7 +257,7 @@ describe('catalog page of a larger registry: what the script loads', () => {
       await page.waitForFunction(() => document.querySelectorAll('#repositories > li').length === 1)
       await page.click('#repositories a')
       await page.waitForSelector('#tags')
-      assert.equal(await page.locator('#tags > li').count(), 50)
+      assert.equal(await page.locator('#tags > li').count(), 25)
       await page.click('#more')
       await page.waitForFunction(() => document.querySelectorAll('#tags > li').length === 120)
       const order = await page.locator('#tags > li').evaluateAll((items) => items.map((li) => (li as HTMLElement).dataset.tag))

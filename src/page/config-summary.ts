@@ -1,7 +1,8 @@
 import {MAX_DOCUMENT_BYTES, readFileBounded} from '../core/limits.js'
 import {CONFIG_MEDIA_TYPES} from '../core/media-types.js'
 import type {BlobStore} from '../tree/blob-store.js'
-import {dict, type ImageConfigSummary, type TreeState} from '../tree/model.js'
+import {mapLimit} from '../core/concurrency.js'
+import {dict, type ImageConfigSummary, type ManifestRecord, type TreeState} from '../tree/model.js'
 
 /**
  * The labels the page shows, and nothing else: an image's config may carry thousands of labels of
@@ -19,6 +20,8 @@ export const PAGE_LABELS = [
   'org.opencontainers.image.vendor',
 ] as const
 const LABEL_CHARS = 500
+/** config files read at once */
+const CONFIG_READS = 32
 /** an RFC 3339 time as configs write it (`2026-01-01T00:00:00Z`, fractions, offsets) */
 const CREATED = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/
 
@@ -51,23 +54,21 @@ export function summarizeConfig(config: unknown): ImageConfigSummary {
  * summary: the page shows less, the build goes on.
  */
 export async function summarizeConfigs(store: BlobStore, index: Pick<TreeState, 'manifests' | 'blobs'>): Promise<void> {
-  const byConfig = new Map<string, ImageConfigSummary>()
+  const waiting = new Map<string, ManifestRecord[]>()
   for (const record of Object.values(index.manifests)) {
     if (record.kind !== 'image' || record.config !== undefined) continue
     const config = record.blobs[0]
-    if (config === undefined || !CONFIG_MEDIA_TYPES.has(index.blobs[config]?.mediaType ?? '')) {
-      record.config = {}
-      continue
-    }
-    let summary = byConfig.get(config)
-    if (summary === undefined) {
-      try {
-        summary = summarizeConfig(JSON.parse((await readFileBounded(store.pathOf(config), MAX_DOCUMENT_BYTES, `config ${config}`)).toString('utf8')))
-      } catch {
-        summary = {}
-      }
-      byConfig.set(config, summary)
-    }
-    record.config = summary
+    if (config === undefined || !CONFIG_MEDIA_TYPES.has(index.blobs[config]?.mediaType ?? '')) record.config = {}
+    else waiting.set(config, [...(waiting.get(config) ?? []), record])
   }
+  // Small files, many of them (20,000 at 100,000 tags): read a few dozen at a time.
+  await mapLimit([...waiting], CONFIG_READS, async ([config, records]) => {
+    let summary: ImageConfigSummary
+    try {
+      summary = summarizeConfig(JSON.parse((await readFileBounded(store.pathOf(config), MAX_DOCUMENT_BYTES, `config ${config}`)).toString('utf8')))
+    } catch {
+      summary = {}
+    }
+    for (const record of records) record.config = summary
+  })
 }

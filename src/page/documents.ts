@@ -42,7 +42,7 @@ export const PAGE_PATTERNS = {
 
 const REPOSITORIES_RENDERED = 100
 const REPOSITORIES_PER_CHUNK = 1000
-const TAGS_RENDERED = 50
+const TAGS_RENDERED = 25
 const TAGS_PER_CHUNK = 500
 /** a data piece ends early when it reaches this many bytes (tags of indexes with many platforms) */
 const CHUNK_BYTES = 256 * 1024
