@@ -58,7 +58,7 @@ describe('access control with real servers and clients (--auth-file/--read-auth,
     privateImage = await writeTinyOciLayout(path.join(work, 'private-layout'), {'secret.txt': 'private layer\n'}, '1')
     publicImage = await writeTinyOciLayout(path.join(work, 'public-layout'), {'hello.txt': 'public layer\n'}, '1')
     tree = path.join(work, 'tree')
-    const built = await runReg(['build', `oci:${path.join(work, 'private-layout')}:1=team/app:1`, `oci:${path.join(work, 'public-layout')}:1=pub/app:1`, '-o', tree])
+    const built = await runReg(['build', `oci:${path.join(work, 'private-layout')}:1=team/app:1`, `oci:${path.join(work, 'public-layout')}:1=pub/app:1`, '-o', tree, '--page'])
     assert.equal(built.code, 0, built.stderr)
     htpasswd = await writeHtpasswd(path.join(work, 'users.htpasswd'), USER, PASSWORD)
     containerd = await startContainerd(path.join(work, 'containerd'))
@@ -106,6 +106,12 @@ describe('access control with real servers and clients (--auth-file/--read-auth,
     }
     assert.equal(await status(`${url}/v2/pub/app/manifests/${privateImage.manifestDigest}`) === 200, false, `${name}: the private manifest by digest under a public name`)
     assert.equal(await status(`${url}/v2/pub/app/manifests/1`), 200, `${name}: public manifest, anonymously`)
+
+    // The catalog page lists every repository: like the catalog, it needs a user whenever anything is private.
+    for (const page of ['/', '/index.html', '/r/team/app/-/index.html', '/r/pub/app/-/index.html']) {
+      assert.equal(await status(`${url}${page}`), 401, `${name}: anonymous ${page}`)
+      assert.equal(await status(`${url}${page}`, good), 200, `${name}: ${page} with a user`)
+    }
 
     // skopeo
     const inspect = async (ref: string, creds?: string) => (JSON.parse(await run('skopeo', ['inspect', '--tls-verify=false', ...(creds ? ['--creds', creds] : []), `docker://${hostPort}/${ref}`])) as {Digest: string}).Digest

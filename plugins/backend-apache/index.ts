@@ -6,6 +6,7 @@ import {LocalHostBackend} from '../../src/publish/local-host.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
 import {defineBackend} from '../plugin.js'
 import {deployAccessPolicy, installHtpasswd, privateOnlyDigests} from '../../src/config/access.js'
+import {PAGE_ROOTS, ROOT_PAGE, ROOT_PAGE_STORED} from '../../src/page/documents.js'
 import {apacheAccess, apacheConfigFiles} from './config.js'
 
 /** Every `v2/<name>/manifests/.htaccess` under the target: the ones a repository that left no longer needs are removed. */
@@ -43,8 +44,8 @@ export const apacheBackend = defineBackend({
     const cors = parseCorsOrigin(flags.cors)
     const access = await deployAccessPolicy(flags)
     return new LocalHostBackend('apache', target, {serverSideCopy: true, caseSensitiveTags: true}, {
-      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
-      storageKeyOf: staticStorageKey,
+      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`, ...PAGE_ROOTS],
+      storageKeyOf: (object) => (object.class === 'page' && object.path === ROOT_PAGE ? ROOT_PAGE_STORED : staticStorageKey(object)),
       configFiles: async (tree, routed) => {
         // The users go beside the DocumentRoot before the .htaccess that reads them.
         const htpasswd = access ? await installHtpasswd(access, target) : undefined

@@ -3,6 +3,7 @@ import {API_VERSION_HEADER} from '../../src/tree/objects.js'
 import {cacheControls, DIGEST_PATTERN, escapeRegex, ERRORS_DIR, MANIFEST_EXTENSIONS, STORE_DIR, TAG_PATTERN, type TagRoute} from '../../src/publish/static-host.js'
 import type {TreeIndex} from '../../src/tree/model.js'
 import {AUTH_REALM, type AccessPolicy, REPOSITORY_URL_SUFFIX} from '../../src/config/access.js'
+import {PAGE_PATTERNS, ROOT_PAGE, ROOT_PAGE_STORED} from '../../src/page/documents.js'
 
 export interface NginxSettings {
   serverRoot: string
@@ -191,9 +192,56 @@ location ^~ /${ERRORS_DIR}/ {
     ${API}
 }
 
+${nginxPageLocations(index)}
 # Nothing else is served: not the store, not the configuration, not the state file.
 location / {
     return 404;
+}
+`
+}
+
+/**
+ * The catalog page's locations (reg build --page), none without it: `/` is its index.html (kept at
+ * ROOT_PAGE_STORED); HTML
+ * and data short-lived like tags, the hashed stylesheet and script immutable. All outside /v2/.
+ */
+export function nginxPageLocations(index: Pick<TreeIndex, 'settings'>): string {
+  if (!index.settings.page) return ''
+  const cache = cacheControls(index)
+  const html = `types {}
+    default_type text/html;
+    charset utf-8;
+    add_header Cache-Control "${cache.mutable}";`
+  return `# The catalog page (reg build --page).
+location = / {
+    ${html}
+    try_files /${ROOT_PAGE_STORED} =404;
+}
+
+location = /${ROOT_PAGE} {
+    ${html}
+    try_files /${ROOT_PAGE_STORED} =404;
+}
+
+location ~ "^/${PAGE_PATTERNS.repository}$" {
+    ${html}
+    index ${ROOT_PAGE};
+}
+
+location ~ "^/${PAGE_PATTERNS.data}$" {
+    types {}
+    default_type application/json;
+    add_header Cache-Control "${cache.mutable}";
+}
+
+location ~ "^/${PAGE_PATTERNS.asset}$" {
+    types {
+        text/css css;
+        text/javascript js;
+    }
+    charset utf-8;
+    charset_types text/css text/javascript;
+    add_header Cache-Control "${cache.immutable}";
 }
 `
 }
@@ -262,7 +310,8 @@ export function nginxAccessServer(policy: Pick<AccessPolicy, 'namePattern'>, htp
   return `
 # Access control (reg deploy --auth-file/--private): the users are in ${htpasswd}, outside the served files.
 set $reg_auth off;
-if ($uri ~ "^/v2/(_catalog)?$") {
+# The ping, the catalog and the catalog page (it lists every repository): one file cannot answer two audiences.
+if ($uri ~ "^/v2/(_catalog)?$|^/(index\\.html)?$|^/r/") {
     set $reg_auth "${AUTH_REALM}";
 }
 if ($uri ~* "^/v2/(${policy.namePattern})${REPOSITORY_URL_SUFFIX}") {

@@ -10,6 +10,7 @@ import type {RegistryObject} from '../../src/tree/model.js'
 import type {RegistryTree} from '../../src/tree/registry-tree.js'
 import {defineBackend} from '../plugin.js'
 import {deployAccessPolicy, installHtpasswd, privateOnlyDigests} from '../../src/config/access.js'
+import {PAGE_ROOTS, ROOT_PAGE, ROOT_PAGE_STORED} from '../../src/page/documents.js'
 import {nginxAccessMaps, nginxAccessServer, nginxMaps, nginxServer, nginxStandalone} from './config.js'
 
 /** The configuration files nginx reads when it starts or reloads (not per request, unlike the objects). */
@@ -35,8 +36,8 @@ class NginxBackend extends LocalHostBackend {
 
   constructor(target: string, private readonly reload: boolean, configFiles: (tree: RegistryTree, routed: readonly RegistryObject[]) => Promise<HostConfigFile[]>) {
     super('nginx', target, {serverSideCopy: true, caseSensitiveTags: true}, {
-      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
-      storageKeyOf: staticStorageKey,
+      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`, ...PAGE_ROOTS],
+      storageKeyOf: (object) => (object.class === 'page' && object.path === ROOT_PAGE ? ROOT_PAGE_STORED : staticStorageKey(object)),
       configFiles: async (tree, routed) => {
         const files = await configFiles(tree, routed)
         await this.compare(files)

@@ -10,6 +10,7 @@ import {publicReadPolicy} from './index.js'
 import {type RetryVerdict, serverDelayMs} from '../../src/core/retry.js'
 import type {Backend, BackendCapabilities, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import type {RegistryObject} from '../../src/tree/model.js'
+import {PAGE_ROOTS, ROOT_PAGE} from '../../src/page/documents.js'
 
 export interface S3Settings {
   bucket: string
@@ -142,6 +143,7 @@ export class S3Backend implements Backend {
     const objects = await this.list(`${this.settings.keyPrefix}v2/`, signal)
     // v2/index.json goes with v2/ (written together): not an object of its own.
     objects.delete(`${this.settings.keyPrefix}v2/index.json`)
+    for (const [key, object] of await this.listPage(signal)) objects.set(key, object)
     if (this.settings.dedupe === 'redirect') {
       for (const [key, object] of objects) {
         const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(key)?.[1]
@@ -150,6 +152,21 @@ export class S3Backend implements Backend {
       for (const [key, object] of await this.list(`${this.settings.keyPrefix}_blobs/`, signal)) objects.set(key, object)
     }
     return {objects}
+  }
+
+  /**
+   * The catalog page's keys (reg build --page): its index.html and, when that is there (it goes up
+   * with the rest of the page), its directories. A bucket without the page costs one small listing.
+   * Website hosting (or a CDN's default root object) serves `/` and each directory from its index.html.
+   */
+  private async listPage(signal?: AbortSignal): Promise<Map<string, RemoteObject>> {
+    const prefix = this.settings.keyPrefix
+    const root = (await this.list(`${prefix}${ROOT_PAGE}`, signal)).get(`${prefix}${ROOT_PAGE}`)
+    const found = new Map<string, RemoteObject>()
+    if (!root) return found
+    found.set(root.key, root)
+    for (const directory of PAGE_ROOTS) for (const [key, object] of await this.list(`${prefix}${directory}/`, signal)) found.set(key, object)
+    return found
   }
 
   async putObject(key: string, object: RegistryObject, file: string, signal?: AbortSignal): Promise<void> {

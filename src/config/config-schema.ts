@@ -29,6 +29,8 @@ export function configSchema(): object {
       tagMaxAge: {type: 'integer', minimum: 0, description: 'Cache-Control max-age of tags and lists, seconds (reg build --tag-max-age)'},
       platform: {type: 'string', pattern: '^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$', description: 'docker:// sources: keep one platform, os/arch[/variant]'},
       withReferrers: {type: 'boolean', description: 'docker:// sources: also copy what is attached to each image, cosign\'s sha256-<hex>.sig/.att/.sbom tags and OCI 1.1 referrers (reg build --with-referrers)'},
+      page: {type: 'boolean', description: 'also publish a catalog web page at / beside /v2/ (reg build --page); on in new configs'},
+      publicUrl: {type: 'string', pattern: '^https?://', description: 'the registry\'s public URL, the host of the page\'s pull commands (reg build --public-url); default: the host the page is viewed on'},
       sources: {
         type: 'array',
         minItems: 1,

@@ -22,6 +22,8 @@ export interface BuildFlags {
   'plain-http'?: boolean
   insecure?: boolean
   'with-referrers'?: boolean
+  page?: boolean
+  'public-url'?: string
 }
 
 export async function resolveBuild(sourceArgs: readonly string[], flags: BuildFlags): Promise<{specs: SourceSpec[]; options: BuildOptions & {out: string}}> {
@@ -35,6 +37,7 @@ export async function resolveBuild(sourceArgs: readonly string[], flags: BuildFl
       out: flags.out ?? (loaded && config.out ? resolveFromConfig(loaded, config.out) : './dist'),
       prefix: flags.prefix ?? config.prefix, clean: flags.clean, tagMaxAge: flags['tag-max-age'] ?? config.tagMaxAge,
       withReferrers: flags['with-referrers'] ?? config.withReferrers,
+      page: flags.page ?? config.page, publicUrl: flags['public-url'] ?? config.publicUrl,
       sources: {creds: flags.creds, platform: flags.platform ?? config.platform, plainHttp: flags['plain-http'], insecure: flags.insecure},
     },
   }

@@ -56,7 +56,8 @@ export class ReadAuth {
 
   /** The API root, and every URL under a private repository's name (any spelling of it). */
   private needsUser(route: Route): boolean {
-    if (route.class === 'api-root') return true
+    // The catalog page lists every repository, whatever the reader: it needs a user, as on static hosts.
+    if (route.class === 'api-root' || route.class === 'page') return true
     return route.name !== undefined && this.options.policy.isPrivate(route.name)
   }
 

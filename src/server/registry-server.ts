@@ -51,6 +51,7 @@ export class RegistryServer {
       upload: {POST: present(push?.startUpload)},
       'upload-session': {GET: present(push?.uploadStatus), PATCH: present(push?.appendUpload), PUT: present(push?.finishUpload), DELETE: present(push?.cancelUpload)},
       referrers: {GET: [tree.referrers]},
+      page: {GET: [tree.object]},
       unknown: {},
     }
     this.proxiedRoutes = proxy ? {
