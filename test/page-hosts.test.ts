@@ -129,5 +129,15 @@ describe('catalog page on Apache, _headers hosts, S3 and a directory', () => {
       assert.equal(sha(await readFile(path.join(out, object.path))), object.digest, object.path)
     }
     await access(path.join(out, 'index.html'))
+    // A deploy of the same tree sends nothing (index.html included); without the page, --prune removes it all.
+    const again = await runReg(['deploy', tree.dir, '--backend', 'dir', '--dest', out, '--json'])
+    assert.equal(again.code, 0, again.stderr)
+    const plan = (JSON.parse(again.stdout) as {plan: {uploads: number; copies: number}}).plan
+    assert.deepEqual([plan.uploads, plan.copies], [0, 0])
+    const plain = path.join(work, 'dir-tree-without-page')
+    assert.equal((await runReg(['build', `oci:${EXAMPLE_LAYOUT}`, '-o', plain, '--no-page'])).code, 0)
+    const pruned = await runReg(['deploy', plain, '--backend', 'dir', '--dest', out, '--prune'])
+    assert.equal(pruned.code, 0, pruned.stderr)
+    await assert.rejects(access(path.join(out, 'index.html')), /ENOENT/)
   })
 })

@@ -76,7 +76,7 @@ export class LocalFileTarget {
   /** each directory this run made (or found), made once: tens of thousands of files share a few thousand directories */
   private readonly directories = new Map<string, Promise<void>>()
 
-  /** `roots`: the top-level directories of OUT that hold deployed objects (and nothing else). */
+  /** `roots`: the top-level directories of OUT that hold deployed objects (and nothing else), or single files (`index.html`). */
   constructor(readonly root: string, private readonly roots: readonly string[]) {}
 
   fileOf(key: string): string {
@@ -95,12 +95,18 @@ export class LocalFileTarget {
     // Every directory is read, then every file's size looked up, each with many calls in flight: a
     // deployed tree holds tens of thousands of files, and one awaited call at a time takes seconds.
     const listings = new Map<string, Dirent[]>()
+    /** roots that are files, not directories */
+    const rootFiles: string[] = []
     for (let level = [...this.roots]; level.length > 0;) {
       const read = await mapLimit(level, DESCRIBE_CONCURRENCY, async (relative) => {
         try {
           return await readdir(path.join(this.root, relative), {withFileTypes: true})
         } catch (error) {
           if (errnoCode(error) === 'ENOENT') return []
+          if (errnoCode(error) === 'ENOTDIR' && this.roots.includes(relative)) {
+            rootFiles.push(relative)
+            return []
+          }
           throw error
         }
       })
@@ -113,7 +119,6 @@ export class LocalFileTarget {
       level = next
     }
     // Files in the order of a depth-first walk, as listed.
-    const keys: string[] = []
     const collect = (relative: string): void => {
       for (const entry of listings.get(relative) ?? []) {
         const key = `${relative}/${entry.name}`
@@ -121,6 +126,7 @@ export class LocalFileTarget {
         else if (entry.isFile()) keys.push(key)
       }
     }
+    const keys: string[] = [...rootFiles]
     for (const root of this.roots) collect(root)
     // A name that is no longer a regular file is left out: absent, it is written again (and replaced).
     const sizes = await mapLimit(keys, DESCRIBE_CONCURRENCY, async (key) => {
