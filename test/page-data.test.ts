@@ -11,7 +11,9 @@ import {summarizeConfig} from '../src/page/config-summary.js'
 import {dict, type ManifestRecord, type TreeState} from '../src/tree/model.js'
 import {parseTreeIndex} from '../src/tree/registry-tree.js'
 import {deriveTree, RegistryTree} from '../src/tree/registry-tree.js'
-import {EXAMPLE_LAYOUT, removeTempDirs, runReg, tempDir} from './support.js'
+import {EXAMPLE_LAYOUT, removeTempDirs, runReg, startServe, tempDir, writeTinyOciLayout} from './support.js'
+import {run} from './clients.js'
+import {requireTool} from './static-hosts.js'
 
 const hex = (n: number, salt: string) => (salt + n.toString(16)).padStart(64, '0').slice(-64)
 const digest = (n: number, salt: string) => `sha256:${hex(n, salt)}`
@@ -158,5 +160,21 @@ describe('catalog page files', () => {
     const refused = await runReg(['build', '-o', path.join(dir, 'tree'), '--public-url', 'ftp://x', `oci:${EXAMPLE_LAYOUT}`])
     assert.notEqual(refused.code, 0)
     assert.match(refused.stderr, /--public-url "ftp:\/\/x" is not an http:\/\/ or https:\/\/ URL/)
+  })
+
+  it('an image pushed into a tree with the page gets its created time from its config, as a built one', async () => {
+    requireTool('skopeo')
+    const work = await tempDir()
+    const tree = path.join(work, 'tree')
+    assert.equal((await runReg(['build', `oci:${EXAMPLE_LAYOUT}`, '-o', tree, '--page'])).code, 0)
+    const pushed = await writeTinyOciLayout(path.join(work, 'layout'), {'pushed.txt': 'pushed\n'}, '1')
+    const server = await startServe(tree, ['--push'])
+    try {
+      await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${path.join(work, 'layout')}:1`, `docker://${server.hostPort}/team/pushed:1`])
+    } finally {
+      await server.stop()
+    }
+    const loaded = await RegistryTree.load(tree)
+    assert.equal(loaded.index.manifests[pushed.manifestDigest]?.config?.created, '2026-01-01T00:00:00Z')
   })
 })

@@ -19,6 +19,8 @@ export function phaseOf(object: RegistryObject): Phase {
     case 'blob': return 'blobs'
     case 'digest-manifest': return object.isIndex ? 'indexes' : 'manifests'
     case 'referrers': return 'referrers'
+    // The catalog page's stylesheet and script go live before a page that names them (hashed names).
+    case 'page-asset': return 'manifests'
     default: return 'tags'
   }
 }

@@ -5,6 +5,7 @@ import type {Readable} from 'node:stream'
 import type {ImageSource} from '../core/image-source.js'
 import type {Descriptor} from '../core/manifest.js'
 import {BlobStore} from '../tree/blob-store.js'
+import {summarizeConfigs} from '../page/config-summary.js'
 import {finalizeIndex, writeTreeFiles} from '../tree/finalize.js'
 import {GraphIngester} from '../tree/ingest.js'
 import {emptyIndex, repositoryRecord, type TreeIndex} from '../tree/model.js'
@@ -92,6 +93,8 @@ export class TreeWriter {
       const index = (await this.readIndex()) ?? emptyIndex()
       await this.store.init()
       await new GraphIngester(this.store, index).ingest(new StoreSource(this.store), descriptor, label)
+      // The catalog page shows each image's created time and labels: read from its config, as a build does.
+      if (index.settings.page) await summarizeConfigs(this.store, index)
       if (place(index)) await writeTreeFiles(this.dir, await finalizeIndex(this.store, index, {collectGarbage: false}))
     })
   }
