@@ -31,11 +31,15 @@ const NOT_RUN: Array<[RegExp, string]> = [
   [/^docker (push|pull) /, 'needs a Docker engine (none here); skopeo and ctr pulls are tested elsewhere'],
   [/^reg deploy dist --backend (s3|r2|scaleway) /, 'needs a cloud account; the S3 tests run it against s3rver'],
   [/^NETLIFY_AUTH_TOKEN=\S+ reg deploy dist --backend netlify /, 'needs a Netlify account; the Netlify tests run it against a fake API'],
+  [/^CLOUDFLARE_API_TOKEN=\S+ reg deploy dist --backend cloudflare(-pages)? /, 'needs a Cloudflare account; the Cloudflare tests run it against wrangler and a fake API'],
 ]
+
+/** Optional flags that act on a server the example assumes is running (tested with one in test/serving.test.ts). */
+const NEEDS_A_RUNNING_SERVER = new Set(['--reload'])
 
 /** `[--flag value]` kept when its value is an example value, dropped when it is a placeholder (PATH, TEXT). */
 function concreteArgs(command: string): string[] {
-  const kept = command.replace(/\[(--[a-z-]+)(?: ([^\]]+))?\]/g, (_all, flag: string, value?: string) => (value === undefined ? flag : /^[A-Z]+$/.test(value) ? '' : `${flag} ${value}`))
+  const kept = command.replace(/\[(--[a-z-]+)(?: ([^\]]+))?\]/g, (_all, flag: string, value?: string) => (NEEDS_A_RUNNING_SERVER.has(flag) ? '' : value === undefined ? flag : /^[A-Z]+$/.test(value) ? '' : `${flag} ${value}`))
   return kept.split(/\s+/).filter(Boolean)
 }
 
@@ -112,10 +116,10 @@ describe('the README\'s examples run without a warning', () => {
       'reg deploy ./dist --backend dir --dest ./public',
       'reg serve ./dist --proxy hub=https://registry-1.docker.io --proxy ghcr=https://ghcr.io --proxy-ttl 5m',
       'reg deploy dist --backend dir --dest ./public',
-      'reg deploy dist --backend nginx --dest /srv/registry [--listen 0.0.0.0:80] [--server-name registry.example.com] [--server-root PATH]',
+      'reg deploy dist --backend nginx --dest /srv/registry [--listen 0.0.0.0:80] [--server-name registry.example.com] [--server-root PATH] [--reload]',
       'reg deploy dist --backend apache --dest /var/www/registry',
     ])
-    assert.equal(notRun.length, 7, notRun.join('\n'))
+    assert.equal(notRun.length, 9, notRun.join('\n'))
     // What the nginx example wrote is what its flags said.
     const nginxConf = await readFile(path.join(paths.get('/srv/registry') ?? '', 'nginx.conf'), 'utf8')
     assert.match(nginxConf, /listen 0\.0\.0\.0:80;/)

@@ -34,9 +34,11 @@ export interface RunningWrangler {
 /** `wrangler ARGS` in `cwd` (its own state there), on a free port of 127.0.0.1, once it says it is ready. */
 export async function startWrangler(args: string[], cwd: string): Promise<RunningWrangler> {
   const port = await freePort()
+  // Its own inspector port too: the default (9229) is shared by every wrangler started at once.
+  const inspectorPort = await freePort()
   const home = path.join(cwd, '.home')
   await mkdir(home, {recursive: true})
-  const child = spawn(wranglerNode(), [path.join(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'), ...args, '--ip', '127.0.0.1', '--port', String(port)], {
+  const child = spawn(wranglerNode(), [path.join(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'), ...args, '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort)], {
     cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
     env: {
       ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false', HOME: home, XDG_CONFIG_HOME: path.join(home, '.config'),
