@@ -3,6 +3,7 @@ import path from 'node:path'
 import {errnoCode, RegError} from '../../src/core/errors.js'
 import {LocalHostBackend} from '../../src/publish/local-host.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
+import {offloadRedirects} from '../../src/publish/offload.js'
 import {defineBackend} from '../plugin.js'
 import {apacheConfigFiles} from './config.js'
 
@@ -43,7 +44,7 @@ export const apacheBackend = defineBackend({
       storageKeyOf: staticStorageKey,
       configFiles: (tree, routed) => [
         ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-        ...apacheConfigFiles(tree.index, tagRoutes(routed)),
+        ...apacheConfigFiles(tree.index, tagRoutes(routed), offloadRedirects(routed)),
       ],
       staleConfigFiles: async (current) => {
         const wanted = new Set(current.map((c) => c.path))

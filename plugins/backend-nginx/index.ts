@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {RegError} from '../../src/core/errors.js'
 import {LocalHostBackend} from '../../src/publish/local-host.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
+import {offloadRedirects} from '../../src/publish/offload.js'
 import {defineBackend} from '../plugin.js'
 import {nginxMaps, nginxServer, nginxStandalone} from './config.js'
 
@@ -44,7 +45,7 @@ export const nginxBackend = defineBackend({
       storageKeyOf: staticStorageKey,
       configFiles: (tree, routed) => [
         ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed))},
+        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed), offloadRedirects(routed))},
         {path: 'registry.conf', content: nginxServer(tree.index, settings)},
         {path: 'nginx.conf', content: nginxStandalone(settings)},
       ],

@@ -14,7 +14,14 @@ const SOURCE = `^(${TRANSPORTS.join('|')}):`
  * this, written out for editors (a test keeps it equal).
  */
 export function configSchema(): object {
-  const settings = Object.fromEntries(TARGET_SETTINGS.map((name) => [name, flagSchema(DEPLOY_FLAGS[name])]))
+  // A repeatable flag is a list in a target.
+  const settingSchema = (flag: (typeof DEPLOY_FLAGS)[string]) => {
+    const schema = flagSchema(flag)
+    if (!(flag as {multiple?: boolean}).multiple) return schema
+    const {description, ...items} = schema as {description?: string}
+    return {type: 'array', items, description}
+  }
+  const settings = Object.fromEntries(TARGET_SETTINGS.map((name) => [name, settingSchema(DEPLOY_FLAGS[name])]))
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
     $id: CONFIG_SCHEMA_ID,

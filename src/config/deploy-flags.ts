@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BACKENDS} from '../../plugins/index.js'
+import {OFFLOAD_CLIENT_NAMES} from '../publish/offload.js'
 
 /** `reg deploy`'s own flags; the backends' flags are joined to them (a name in both is refused). */
 const OWN_FLAGS = {
@@ -12,10 +13,12 @@ const OWN_FLAGS = {
   concurrency: Flags.integer({description: 'objects in flight at once', default: 8, min: 1}),
   retries: Flags.integer({description: 'retries per object on transient errors', default: 4, min: 0}),
   json: Flags.boolean({description: 'print a JSON summary'}),
+  offload: Flags.string({description: 'serve the blobs found at this location (with the right size and digest) by a redirect there instead of uploading them: docker://HOST/NAME, https://HOST/NAME (a static registry) or a URL with {digest} or {hex}; repeatable', multiple: true}),
+  'offload-clients': Flags.string({description: 'the clients that must be able to pull (default: all); a location that asks for a token is refused unless every client named can follow it', multiple: true, delimiter: ',', options: OFFLOAD_CLIENT_NAMES}),
 }
 
 /** Flags of `reg deploy` a config file's target may set too (the rest a run decides, or is a secret). */
-export const TARGET_SETTINGS = ['name-prefix', 'prune', 'concurrency', 'retries'] as const
+export const TARGET_SETTINGS = ['name-prefix', 'prune', 'concurrency', 'retries', 'offload', 'offload-clients'] as const
 
 /** Every flag of `reg deploy`, for the command, the Action and the config schema. */
 export const DEPLOY_FLAGS = BACKENDS.flagsBeside(OWN_FLAGS)

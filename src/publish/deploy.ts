@@ -6,6 +6,7 @@ import {DEFAULT_RETRY, withRetries} from '../core/retry.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, HostDeployReport} from './backend.js'
 import {isCaseSensitiveDirectory} from './local-files.js'
+import {type OffloadResult, planOffload} from './offload.js'
 import {createPublishPlan, type Phase, type PublishPlan, type PublishStep} from './plan.js'
 import {actionName, interrupted, type PublishObserver, type PublishResult, retryClassifier, runPublishPlan} from './run.js'
 
@@ -19,6 +20,10 @@ export interface DeployOptions {
   observer?: PublishObserver
   /** Ctrl-C: stops the deploy between steps and inside the backend's calls */
   signal?: AbortSignal
+  /** `--offload`: locations blobs are served from instead of this host */
+  offload?: readonly string[]
+  /** `--offload-clients`: the clients that must be able to pull (default: all) */
+  offloadClients?: readonly string[]
 }
 
 /** One step of the plan as `--dry-run` shows it. `upload` is the plan's put (bytes from the tree). */
@@ -46,6 +51,8 @@ export interface DeployReport {
   result?: PublishResult
   /** atomic hosts: what the final deploy uploaded and where it is live */
   host?: HostDeployReport
+  /** `--offload`: what each location serves, who can follow it, and the blobs uploaded instead */
+  offload?: Omit<OffloadResult, 'offloaded'>
 }
 
 /** `reg deploy`: tree → plan (against one listing of the host) → ordered, retried publish (host configuration and prune are phases of it) → finish. */
@@ -116,12 +123,16 @@ async function publishTree(tree: RegistryTree, backend: Backend, options: Deploy
   const caseSensitiveTags = declared === 'destination-file-system'
     ? backend.localDirectory !== undefined && (await isCaseSensitiveDirectory(backend.localDirectory))
     : declared === true
-  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, caseSensitiveTags})
+  const offload = options.offload?.length
+    ? await planOffload(tree, backend, {locations: options.offload, clients: options.offloadClients, concurrency: options.concurrency, dryRun: options.dryRun, signal: options.signal})
+    : undefined
+  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, caseSensitiveTags, offloaded: offload?.offloaded})
   const count = (action: string) => plan.steps.filter((s) => s.action === action).length
   const report: DeployReport = {
     backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun),
     plan: {uploads: count('put'), copies: count('copy'), redirects: count('redirect'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete},
   }
+  if (offload) report.offload = {locations: offload.locations, rejected: offload.rejected, bytesVerified: offload.bytesVerified}
   if (options.dryRun) return {...report, steps: plan.steps.map(stepReport)}
   report.result = await runPublishPlan(plan, backend, tree, {concurrency: options.concurrency, retries: options.retries, observer: options.observer, signal: options.signal})
   const host = await backend.finish?.(tree, options.signal)

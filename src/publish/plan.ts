@@ -4,6 +4,7 @@ import {RegError} from '../core/errors.js'
 import type {RegistryObject} from '../tree/model.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, RemoteObject, RemoteState} from './backend.js'
+import {offloadedObject} from './offload.js'
 
 /**
  * Publish phases, in order: a client must never see a tag whose content is missing, so what a URL
@@ -36,6 +37,8 @@ export interface PlanOptions {
   prune?: boolean
   /** the host's `caseSensitiveTags`, resolved (the deploy probes a destination file system); default: the capability */
   caseSensitiveTags?: boolean
+  /** blobs served from elsewhere (`reg deploy --offload`): digest → redirect target; not stored, routed by the host configuration */
+  offloaded?: ReadonlyMap<string, string>
 }
 
 export interface PublishPlan {
@@ -104,6 +107,11 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
   const wanted = new Map<string, RegistryObject>()
   const ordered = [...tree.objects].sort((a, b) => PHASES.indexOf(phaseOf(a)) - PHASES.indexOf(phaseOf(b)))
   for (const object of ordered) {
+    const offloadTo = object.class === 'blob' ? options.offloaded?.get(object.digest) : undefined
+    if (offloadTo !== undefined) {
+      routed.push(offloadedObject(object, offloadTo))
+      continue
+    }
     const key = keyOf(object)
     if (key === null) routed.push(object)
     else if (!wanted.has(key)) wanted.set(key, object)
