@@ -103,6 +103,8 @@ describe('reg deploy --offload', () => {
   /** the token-protected location: distribution behind a token server, behind a counting proxy */
   let tokenLocation: CountingProxy
   let containerd: Containerd
+  /** the scopes the token server was asked for, in order */
+  let tokenRequests: string[]
 
   before(async () => {
     for (const tool of ['skopeo', 'podman', 'ctr', 'containerd', 'nginx', 'apache2', 'docker-registry']) requireTool(tool)
@@ -131,6 +133,7 @@ describe('reg deploy --offload', () => {
     // The token-protected location: distribution with a token server that hands out anonymous tokens.
     const token = await startTokenServer(path.join(work, 'token'), await freePort(), {anonymous: 'anonymous'})
     stops.push(() => token.stop())
+    tokenRequests = token.requests
     const realm = await startAnonymousRealm(token.realm)
     stops.push(() => realm.stop())
     const registryPort = await freePort()
@@ -242,13 +245,17 @@ describe('reg deploy --offload', () => {
     assert.deepEqual(await storedBlobs(out), ownBlobs.map((b) => b.digest).sort())
     const layer = baseBlobs[1]
     const before = tokenLocation.blobBytes(layer.digest)
+    const tokensBefore = tokenRequests.length
 
     assert.equal(await containerd.pull(`${host.hostPort}/team/app:1`), base.manifestDigest)
     assert.equal(tokenLocation.blobBytes(layer.digest), before + layer.size, 'ctr fetched the layer from the registry, with a token')
-    // containers/image follows the redirect without answering the registry's challenge: 401.
+    assert.deepEqual(tokenRequests.slice(tokensBefore), ['repository:library/base:pull'], 'ctr answered the challenge after the redirect')
+    // containers/image follows the redirect without answering the registry's challenge: 401
+    // ("unable to retrieve auth token: invalid username/password: unauthorized: authentication required").
     await assert.rejects(skopeoCopyDigest(host.hostPort, 'team/app:1', path.join(work, 'skopeo-token')), /401|unauthorized|authentication required/i)
     await assert.rejects(podmanPullDigest(path.join(work, 'podman-token'), `${host.hostPort}/team/app:1`), /401|unauthorized|authentication required/i)
     assert.equal(tokenLocation.blobBytes(layer.digest), before + layer.size, 'skopeo and podman got no byte of the layer')
+    assert.equal(tokenRequests.length, tokensBefore + 1, 'skopeo and podman never asked the realm for a token after the redirect')
     for (const blob of baseBlobs) assert.equal(host.blobBytes(blob.digest), 0)
   })
 
