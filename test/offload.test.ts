@@ -9,6 +9,8 @@ import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {type Containerd, podmanPullDigest, run, skopeoCopyDigest, startContainerd} from './clients.js'
 import {startDistribution, startTokenServer} from './distribution.js'
+import {startHeaderFileHost} from './header-file-server.js'
+import {startFakeNetlify} from './netlify-api.js'
 import {freePort, makeServable, requireTool, type RunningHost, startApache, startNginx} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir, type TinyImage, writeTinyOciLayout} from './support.js'
 
@@ -273,5 +275,28 @@ describe('reg deploy --offload', () => {
     const before = staticLocation.blobBytes(layer.digest)
     assert.equal(await skopeoCopyDigest(apache.hostPort, 'team/app:1', path.join(work, 'skopeo-apache')), base.manifestDigest)
     assert.equal(staticLocation.blobBytes(layer.digest), before + layer.size)
+  })
+
+  it('netlify: a 302 rule per offloaded blob URL, first in _redirects; nothing of those blobs is uploaded', async () => {
+    const fake = await startFakeNetlify()
+    stops.push(() => fake.stop())
+    const location = `http://${staticLocation.hostPort}/library/base`
+    const result = await runReg(['deploy', appTree, '--backend', 'netlify', '--site', fake.siteName, '--api-url', fake.apiUrl, '--json', '--offload', location], {env: {NETLIFY_AUTH_TOKEN: fake.token}})
+    assert.equal(result.code, 0, result.stderr)
+    const files = fake.publishedFiles()
+    for (const blob of baseBlobs) assert.ok(!files.has(`/_registry/blobs/${blob.digest}`), `${blob.digest} not deployed`)
+    for (const blob of ownBlobs) assert.ok(files.has(`/_registry/blobs/${blob.digest}`), `${blob.digest} deployed`)
+    const rules = (files.get('/_redirects')?.toString('utf8') ?? '').split('\n')
+    assert.deepEqual(rules.slice(1, 4), [
+      '# blobs served from elsewhere (reg deploy --offload)',
+      ...baseBlobs.map((b) => `/v2/team/app/blobs/${b.digest}  http://${staticLocation.hostPort}/v2/library/base/blobs/${b.digest}  302`).sort(),
+    ])
+    const host = await startHeaderFileHost(files, 'request-path')
+    stops.push(() => host.stop())
+    const layer = baseBlobs[1]
+    const before = staticLocation.blobBytes(layer.digest)
+    assert.equal(await skopeoCopyDigest(host.hostPort, 'team/app:1', path.join(work, 'skopeo-netlify')), base.manifestDigest)
+    assert.equal(staticLocation.blobBytes(layer.digest), before + layer.size)
+    assert.ok(host.log.filter((r) => r.path.endsWith(layer.digest)).every((r) => r.status === 302))
   })
 })
