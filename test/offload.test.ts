@@ -11,6 +11,7 @@ import {type Containerd, podmanPullDigest, run, skopeoCopyDigest, startContainer
 import {startDistribution, startTokenServer} from './distribution.js'
 import {startHeaderFileHost} from './header-file-server.js'
 import {startFakeNetlify} from './netlify-api.js'
+import {S3_BUCKET, S3_CREDENTIALS, startS3rver} from './s3rver.js'
 import {freePort, makeServable, requireTool, type RunningHost, startApache, startNginx} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir, type TinyImage, writeTinyOciLayout} from './support.js'
 
@@ -281,7 +282,7 @@ describe('reg deploy --offload', () => {
     const fake = await startFakeNetlify()
     stops.push(() => fake.stop())
     const location = `http://${staticLocation.hostPort}/library/base`
-    const result = await runReg(['deploy', appTree, '--backend', 'netlify', '--site', fake.siteName, '--api-url', fake.apiUrl, '--json', '--offload', location], {env: {NETLIFY_AUTH_TOKEN: fake.token}})
+    const result = await runReg(['deploy', appTree, '--backend', 'netlify', '--site', fake.siteName, '--api-url', fake.apiUrl, '--json', '--offload', location], {env: {NETLIFY_AUTH_TOKEN: fake.token, XDG_CACHE_HOME: path.join(work, 'cache')}})
     assert.equal(result.code, 0, result.stderr)
     const files = fake.publishedFiles()
     for (const blob of baseBlobs) assert.ok(!files.has(`/_registry/blobs/${blob.digest}`), `${blob.digest} not deployed`)
@@ -298,5 +299,36 @@ describe('reg deploy --offload', () => {
     assert.equal(await skopeoCopyDigest(host.hostPort, 'team/app:1', path.join(work, 'skopeo-netlify')), base.manifestDigest)
     assert.equal(staticLocation.blobBytes(layer.digest), before + layer.size)
     assert.ok(host.log.filter((r) => r.path.endsWith(layer.digest)).every((r) => r.status === 302))
+  })
+
+  it('s3 (website endpoint): a redirect object per offloaded blob URL, answered 301 to the location', async () => {
+    const s3 = await startS3rver(path.join(work, 's3rver'), await freePort(), {website: true})
+    stops.push(() => s3.stop())
+    const location = `http://${staticLocation.hostPort}/library/base`
+    const env = {...S3_CREDENTIALS, XDG_CACHE_HOME: path.join(work, 'cache')}
+    const deploy = () => runReg(['deploy', appTree, '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style', '--json', '--offload', location], {env})
+    const result = await deploy()
+    assert.equal(result.code, 0, result.stderr)
+    const report = JSON.parse(result.stdout) as {plan: {redirects: number; bytesToUpload: number}; offload: {locations: Array<{blobs: number}>}}
+    assert.equal(report.plan.redirects, 2)
+    assert.equal(report.offload.locations[0].blobs, 2)
+    const xml = await (await fetch(`${s3.endpoint}/${S3_BUCKET}?list-type=2&max-keys=1000`, {headers: {'x-amz-content-sha256': 'UNSIGNED-PAYLOAD'}})).text()
+    const sizes = new Map([...xml.matchAll(/<Key>([^<]+)<\/Key>.*?<Size>(\d+)<\/Size>/gs)].map((m) => [m[1], Number(m[2])]))
+    for (const blob of baseBlobs) assert.equal(sizes.get(`v2/team/app/blobs/${blob.digest}`), 0, `${blob.digest} is a redirect object`)
+    for (const blob of ownBlobs) assert.equal(sizes.get(`v2/team/own/blobs/${blob.digest}`), blob.size)
+    const layer = baseBlobs[1]
+    // s3rver takes the bucket from the Host header as sent (fetch would lowercase it).
+    const answer = await new Promise<http.IncomingMessage>((resolve, reject) => {
+      http.get({host: '127.0.0.1', port: Number(s3.hostPort.split(':')[1]), path: `/v2/team/app/blobs/${layer.digest}`, headers: {Host: s3.hostPort}}, resolve).on('error', reject)
+    })
+    answer.resume()
+    assert.equal(answer.statusCode, 301)
+    assert.equal(answer.headers.location, `http://${staticLocation.hostPort}/v2/library/base/blobs/${layer.digest}`)
+    const before = staticLocation.blobBytes(layer.digest)
+    assert.equal(await skopeoCopyDigest(s3.hostPort, 'team/app:1', path.join(work, 'skopeo-s3')), base.manifestDigest)
+    assert.equal(staticLocation.blobBytes(layer.digest), before + layer.size)
+    // A second deploy writes the two redirect objects again (a listing cannot tell where one points) and uploads nothing.
+    const again = JSON.parse((await deploy()).stdout) as {result: {uploaded: number; copied: number; redirected: number}}
+    assert.deepEqual([again.result.uploaded, again.result.copied, again.result.redirected], [0, 0, 2])
   })
 })

@@ -6,6 +6,7 @@ import {
 import {Upload} from '@aws-sdk/lib-storage'
 import {RegError} from '../../src/core/errors.js'
 import {type RetryVerdict, serverDelayMs} from '../../src/core/retry.js'
+import {offloadTarget} from '../../src/publish/offload.js'
 import type {Backend, BackendCapabilities, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import type {RegistryObject} from '../../src/tree/model.js'
 
@@ -137,9 +138,13 @@ export class S3Backend implements Backend {
     }
   }
 
-  /** A tiny object the S3 website endpoint answers with a 301 to the shared copy. */
+  /**
+   * A tiny object the S3 website endpoint answers with a 301: to the shared copy (a key of this
+   * bucket), or to where an offloaded blob is (`reg deploy --offload`: an absolute URL, checked).
+   */
   async putRedirect(key: string, target: string, object: RegistryObject, signal?: AbortSignal): Promise<void> {
-    await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: '', ContentLength: 0, WebsiteRedirectLocation: `/${target}`}), signal)
+    const location = /^https?:\/\//.test(target) ? offloadTarget(object.digest, target) : `/${target}`
+    await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: '', ContentLength: 0, WebsiteRedirectLocation: location}), signal)
   }
 
   private async upload(key: string, object: RegistryObject, file: string, signal?: AbortSignal): Promise<void> {

@@ -47,6 +47,7 @@ const OFFLOAD_HOSTS: Readonly<Record<string, string>> = {
   nginx: 'a return 302 in registry.conf',
   apache: 'a RewriteRule [R=302] in .htaccess',
   netlify: 'a 302 rule in _redirects',
+  s3: 'a website redirect object, answered 301 by the bucket\'s website endpoint',
 }
 
 /** A redirect target: an absolute http(s) URL of characters no host configuration treats specially. */

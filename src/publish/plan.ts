@@ -105,14 +105,18 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
   let unchanged = 0
   /** what each key will hold */
   const wanted = new Map<string, RegistryObject>()
+  /** keys of offloaded blobs on a host without configuration: a redirect to the offload URL */
+  const offloadRedirects = new Map<string, string>()
   const ordered = [...tree.objects].sort((a, b) => PHASES.indexOf(phaseOf(a)) - PHASES.indexOf(phaseOf(b)))
   for (const object of ordered) {
     const offloadTo = object.class === 'blob' ? options.offloaded?.get(object.digest) : undefined
-    if (offloadTo !== undefined) {
+    // An offloaded blob: the host configuration answers it, or (hosts of objects only) a redirect object at its key.
+    if (offloadTo !== undefined && backend.writeHostConfig) {
       routed.push(offloadedObject(object, offloadTo))
       continue
     }
     const key = keyOf(object)
+    if (offloadTo !== undefined && key !== null) offloadRedirects.set(key, offloadedObject(object, offloadTo).headers.Location)
     if (key === null) routed.push(object)
     else if (!wanted.has(key)) wanted.set(key, object)
   }
@@ -126,8 +130,9 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
     refuseCaseCollisions(held, `${backend.name} (${backend.location})`)
   }
   // A host that serves some URLs by redirect stores their bytes once under the shared key.
-  const redirects = new Map<string, string>()
+  const redirects = new Map<string, string>(offloadRedirects)
   for (const [key, object] of wanted) {
+    if (offloadRedirects.has(key)) continue
     const shared = backend.sharedKeyOf?.(object)
     if (shared === undefined || shared === key) continue
     redirects.set(key, shared)
@@ -139,7 +144,8 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
     if (deployed.redirectTo !== undefined) continue
     const object = wanted.get(deployed.key)
     const digest = deployed.digest ?? (object && contentAddressed(object) ? object.digest : undefined)
-    if (digest && (!object || object.digest === digest) && !holders.has(digest)) holders.set(digest, deployed.key)
+    // (sizes agree: an empty redirect object at a blob's key is not a copy of it)
+    if (digest && (!object || (object.digest === digest && object.size === deployed.size)) && !holders.has(digest)) holders.set(digest, deployed.key)
   }
   const holds = async (deployed: RemoteObject | undefined, object: RegistryObject): Promise<boolean> =>
     deployed !== undefined && deployed.redirectTo === undefined && deployed.size === object.size && (deployed.digest === object.digest ||
