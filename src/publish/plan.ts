@@ -144,8 +144,7 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
     if (deployed.redirectTo !== undefined) continue
     const object = wanted.get(deployed.key)
     const digest = deployed.digest ?? (object && contentAddressed(object) ? object.digest : undefined)
-    // (sizes agree: an empty redirect object at a blob's key is not a copy of it)
-    if (digest && (!object || (object.digest === digest && object.size === deployed.size)) && !holders.has(digest)) holders.set(digest, deployed.key)
+    if (digest && (!object || object.digest === digest) && !holders.has(digest)) holders.set(digest, deployed.key)
   }
   const holds = async (deployed: RemoteObject | undefined, object: RegistryObject): Promise<boolean> =>
     deployed !== undefined && deployed.redirectTo === undefined && deployed.size === object.size && (deployed.digest === object.digest ||
