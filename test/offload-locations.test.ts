@@ -3,7 +3,7 @@
 // redirect, and works from a config file's target as from flags.
 import assert from 'node:assert/strict'
 import {createReadStream} from 'node:fs'
-import {readdir, readFile, stat, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, stat, writeFile} from 'node:fs/promises'
 import http from 'node:http'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
@@ -118,7 +118,7 @@ describe('reg deploy --offload (hosts and config targets)', () => {
     assert.equal(result.code, 1)
     assert.equal(result.stderr.trim(), [
       'reg: error: --offload: dir cannot answer a blob\'s URL with a redirect to another host',
-      '  hint: offload with nginx (a return 302 in registry.conf), apache (a RewriteRule [R=302] in .htaccess), netlify (a 302 rule in _redirects)',
+      '  hint: offload with nginx (a return 302 in registry.conf), apache (a RewriteRule [R=302] in .htaccess), netlify (a 302 rule in _redirects), s3 (a website redirect object, answered 301 by the bucket\'s website endpoint)',
     ].join('\n'))
     assert.deepEqual(await readdir(out).catch(() => []), [])
   })
@@ -139,5 +139,15 @@ describe('reg deploy --offload (hosts and config targets)', () => {
       assert.ok(maps.includes(`"${digest}" "${location.replace('{hex}', digest.slice(7))}";`), digest)
     }
     assert.deepEqual(await readdir(path.join(out, '_registry/blobs')).catch(() => []), [])
+  })
+
+  it('a damaged offload state is refused with what to do, and nothing is written', async () => {
+    const out = path.join(work, 'damaged-out')
+    await mkdir(out, {recursive: true})
+    await writeFile(path.join(out, '.reg-offload.json'), '{"verdicts": {"x": {"sha256:00": {"size": 1, "access": "anonymous"}}}}')
+    const result = await runReg(['deploy', tree, '--backend', 'nginx', '--dest', out, '--offload', location])
+    assert.equal(result.code, 1)
+    assert.equal(result.stderr.trim(), `reg: error: ${path.join(out, '.reg-offload.json')} is corrupt\n  hint: delete it: the next deploy checks every offloaded blob again`)
+    assert.deepEqual((await readdir(out)).sort(), ['.reg-offload.json'])
   })
 })

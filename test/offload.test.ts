@@ -198,6 +198,7 @@ describe('reg deploy --offload', () => {
     assert.equal(staticLocation.blobBytes(layer.digest), layer.size * 4)
     assert.equal(host.blobBytes(ownBlobs[1].digest), ownBlobs[1].size, 'the image\'s own layer came from the host')
 
+    assert.equal((await fetch(`http://${host.hostPort}/.reg-offload.json`)).status, 404, 'the verdicts are not served')
     // The next deploy keeps the verdicts: nothing is downloaded again.
     const again = await runReg(['deploy', appTree, '--backend', 'nginx', '--dest', out, '--json', '--offload', location])
     assert.equal(again.code, 0, again.stderr)
@@ -272,6 +273,7 @@ describe('reg deploy --offload', () => {
     await makeServable(out)
     const apache = await startApache(out, await freePort())
     stops.push(() => apache.stop())
+    assert.equal((await fetch(`${apache.url}/.reg-offload.json`)).status, 404, 'the verdicts are not served')
     const layer = baseBlobs[1]
     const before = staticLocation.blobBytes(layer.digest)
     assert.equal(await skopeoCopyDigest(apache.hostPort, 'team/app:1', path.join(work, 'skopeo-apache')), base.manifestDigest)

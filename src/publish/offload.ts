@@ -1,4 +1,4 @@
-import {mkdir, readFile, rename, writeFile} from 'node:fs/promises'
+import {mkdir, rename, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import {Writable} from 'node:stream'
@@ -6,7 +6,7 @@ import {pipeline} from 'node:stream/promises'
 import {mapLimit} from '../core/concurrency.js'
 import {digestHex, isDigest, VerifyingStream} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
-import {MAX_DOCUMENT_BYTES} from '../core/limits.js'
+import {MAX_DOCUMENT_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
 import {validateName} from '../core/reference.js'
 import {DEFAULT_UPSTREAM_TIMEOUT_SECONDS, discardBody, parseChallenges, RegistryClient} from '../sources/registry/client.js'
 import type {RegistryObject} from '../tree/model.js'
@@ -149,18 +149,19 @@ export class OffloadState {
   async load(): Promise<void> {
     let text: string
     try {
-      text = await readFile(this.file, 'utf8')
+      text = (await readFileBounded(this.file, MAX_DOCUMENT_BYTES, `the offload state ${this.file}`)).toString('utf8')
     } catch (error) {
       if (errnoCode(error) === 'ENOENT') return
+      if (error instanceof TooLargeError) throw new RegError(`${this.file} is too large for an offload state`, 'delete it: the next deploy checks every offloaded blob again')
       throw error
     }
-    if (text.length > MAX_DOCUMENT_BYTES) throw new RegError(`${this.file} is too large for an offload state`, 'delete it: the next deploy checks every offloaded blob again')
     try {
       const parsed = JSON.parse(text) as {verdicts?: unknown}
       for (const [location, byDigest] of Object.entries(parsed.verdicts as Record<string, Record<string, Verdict>>)) {
         const kept = Object.create(null) as Record<string, Verdict>
         for (const [digest, verdict] of Object.entries(byDigest)) {
-          if (isDigest(digest) && Number.isSafeInteger(verdict.size) && (verdict.access === 'anonymous' || verdict.access === 'token')) kept[digest] = {size: verdict.size, access: verdict.access}
+          if (!isDigest(digest) || !Number.isSafeInteger(verdict.size) || (verdict.access !== 'anonymous' && verdict.access !== 'token')) throw new Error('not a verdict')
+          kept[digest] = {size: verdict.size, access: verdict.access}
         }
         this.verdicts[location] = kept
       }
