@@ -47,6 +47,10 @@ describe('offload locations', () => {
       ['https://h.example/Team/App', /component "Team" is not allowed/],
       ['https://h.example/a/../b', /only letters, digits|not allowed/],
       ['not a url', /not a URL/],
+      ['http:/h.example/a', /write it as SCHEME:\/\/HOST\[:PORT\]\/PATH/],
+      ['http://a.example\\@b.example/n', /write it as SCHEME/],
+      ['http://a.example\\b/n', /write it as SCHEME/],
+      ['https://[::1]:5000/n', /write it as SCHEME/],
     ]
     for (const [spec, why] of refused) {
       assert.throws(() => parseOffloadLocation(spec), (error: Error) => {

@@ -80,8 +80,12 @@ export function parseOffloadLocation(spec: string): OffloadLocation {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw badLocation(spec, 'only docker://, https:// and http:// locations')
   if (url.username || url.password) throw badLocation(spec, 'credentials cannot be part of a location: no client sends any to another host')
   if (url.search || url.hash) throw badLocation(spec, 'a location has no query or fragment')
-  // The path as written: `new URL` would percent-encode the braces of the placeholders.
-  const slash = text.indexOf('/', text.indexOf('//') + 2)
+  // The host and path as written (`new URL` would percent-encode the braces of the placeholders, and
+  // read `\` as `/`): a plain HOST[:PORT], then the path.
+  const scheme = /^https?:\/\//.exec(text)?.[0]
+  const slash = scheme ? text.indexOf('/', scheme.length) : -1
+  const authority = scheme ? text.slice(scheme.length, slash === -1 ? undefined : slash) : ''
+  if (!/^[A-Za-z0-9.-]+(:\d{1,5})?$/.test(authority)) throw badLocation(spec, 'write it as SCHEME://HOST[:PORT]/PATH (a host name or IPv4 address)')
   const pathPart = slash === -1 ? '/' : text.slice(slash)
   if (!SAFE_PATH.test(pathPart) || !SAFE_URL.test(`${url.protocol}//${url.host}/`)) throw badLocation(spec, 'only letters, digits and . _ ~ : / - in its path')
   const origin = `${url.protocol}//${url.host}`
