@@ -98,6 +98,12 @@ describe('reg deploy --offload (hosts and config targets)', () => {
     assert.equal((await runReg(['build', `oci:${layout}:1=team/app:1`, '-o', tree])).code, 0)
     // An OCI layout served as files is a folder of blobs: https://…/blobs/sha256/{hex}.
     layoutHost = http.createServer(async (req, res) => {
+      // Redirects: to the blob (followed), to itself (endless), to another scheme.
+      const redirect = /^\/(via|loop|file)\/sha256:([a-f0-9]{64})$/.exec(req.url ?? '')
+      if (redirect) {
+        const target = {via: `/blobs/sha256/${redirect[2]}`, loop: req.url ?? '', file: 'file:///etc/passwd'}[redirect[1] as 'via' | 'loop' | 'file']
+        return res.writeHead(302, {Location: target}).end()
+      }
       const hex = /^\/blobs\/sha256\/([a-f0-9]{64})$/.exec(req.url ?? '')?.[1]
       const file = hex ? path.join(layout, 'blobs/sha256', hex) : undefined
       const size = file ? await stat(file).then((s) => s.size, () => undefined) : undefined
@@ -153,5 +159,20 @@ describe('reg deploy --offload (hosts and config targets)', () => {
     assert.equal(result.code, 1)
     assert.equal(result.stderr.trim(), `reg: error: ${path.join(out, '.reg-offload.json')} is corrupt\n  hint: delete it: the next deploy checks every offloaded blob again`)
     assert.deepEqual((await readdir(out)).sort(), ['.reg-offload.json'])
+  })
+
+  it('a location\'s redirects are followed to the blob, at most 5 hops and only to http(s)', async () => {
+    const base = location.replace('/blobs/sha256/{hex}', '')
+    const offload = async (prefix: string) => {
+      const result = await runReg(['deploy', tree, '--backend', 'nginx', '--dest', path.join(work, `redirect-${prefix}`), '--json', '--offload', `${base}/${prefix}/{digest}`])
+      assert.equal(result.code, 0, result.stderr)
+      return (JSON.parse(result.stdout) as {offload: {locations: Array<{blobs: number}>; rejected: Array<{why: string}>}}).offload
+    }
+    assert.equal((await offload('via')).locations[0].blobs, 2)
+    for (const prefix of ['loop', 'file']) {
+      const report = await offload(prefix)
+      assert.equal(report.locations[0].blobs, 0, prefix)
+      assert.deepEqual(report.rejected.map((r) => r.why), ['answered 302', 'answered 302'], prefix)
+    }
   })
 })

@@ -1,4 +1,6 @@
+import dns from 'node:dns'
 import {mkdir, rename, writeFile} from 'node:fs/promises'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {Writable} from 'node:stream'
@@ -8,7 +10,7 @@ import {digestHex, isDigest, VerifyingStream} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
 import {MAX_DOCUMENT_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
 import {validateName} from '../core/reference.js'
-import {DEFAULT_UPSTREAM_TIMEOUT_SECONDS, discardBody, parseChallenges, RegistryClient} from '../sources/registry/client.js'
+import {type AddressClass, addressClass, DEFAULT_UPSTREAM_TIMEOUT_SECONDS, discardBody, parseChallenges, RegistryClient} from '../sources/registry/client.js'
 import type {RegistryObject} from '../tree/model.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend} from './backend.js'
@@ -195,13 +197,37 @@ export class OffloadState {
 /** What a location answered for one blob. */
 type Probe = {found: true; access: OffloadAccess} | {found: false; missing: boolean; why: string}
 
-/** The anonymous HEAD: the size, and whether the location wants a token. */
+/** The address classes a location may send reg to: public ones, and those of the location's own host. */
+async function classesOf(hostname: string): Promise<Set<AddressClass>> {
+  const bare = hostname.replace(/^\[(.*)\]$/, '$1')
+  const addresses = net.isIP(bare) ? [bare] : (await dns.promises.lookup(bare, {all: true})).map((a) => a.address)
+  return new Set<AddressClass>(['public', ...addresses.map(addressClass)])
+}
+
+/**
+ * The anonymous HEAD, as a client without credentials sees it: the size, and whether the location
+ * (or where it redirects) asks for a token. Redirects are followed by hand, at most 5, and only to
+ * addresses of the classes the registry client allows (public, or like the location's own).
+ */
 async function headAnonymous(url: string, signal?: AbortSignal): Promise<{status: number; size?: number; bearer: boolean}> {
   const timeout = AbortSignal.timeout(DEFAULT_UPSTREAM_TIMEOUT_SECONDS * 1000)
-  const res = await fetch(url, {method: 'HEAD', redirect: 'follow', signal: signal ? AbortSignal.any([signal, timeout]) : timeout})
-  const length = res.headers.get('content-length')
-  const bearer = parseChallenges(res.headers.get('www-authenticate') ?? '').some((c) => c.scheme === 'bearer' && c.params.realm)
-  return {status: res.status, size: length === null ? undefined : Number(length), bearer}
+  const allowed = await classesOf(new URL(url).hostname)
+  let current = new URL(url)
+  for (let hops = 0; ; hops++) {
+    const res = await fetch(current, {method: 'HEAD', redirect: 'manual', signal: signal ? AbortSignal.any([signal, timeout]) : timeout})
+    const location = res.headers.get('location')
+    if (res.status >= 300 && res.status < 400 && location && hops < 5) {
+      const next = new URL(location, current)
+      if (next.protocol !== 'http:' && next.protocol !== 'https:') return {status: res.status, bearer: false}
+      const classes = await classesOf(next.hostname)
+      if ([...classes].some((c) => !allowed.has(c))) return {status: res.status, bearer: false}
+      current = next
+      continue
+    }
+    const length = res.headers.get('content-length')
+    const bearer = parseChallenges(res.headers.get('www-authenticate') ?? '').some((c) => c.scheme === 'bearer' && c.params.realm)
+    return {status: res.status, size: length === null ? undefined : Number(length), bearer}
+  }
 }
 
 /** One location's HTTP client: the registry client (token flow, deadlines, guarded redirects) for every GET. */
@@ -335,7 +361,7 @@ export async function planOffload(tree: RegistryTree, backend: Pick<Backend, 'na
     const url = location.blobUrl(digest)
     let head = await headAnonymous(url, options.signal)
     let access: OffloadAccess = 'anonymous'
-    if (head.status === 401 && head.bearer && location.registry) {
+    if (head.status === 401 && head.bearer) {
       access = 'token'
       refuseUnfollowable(location.spec, clients)
       head = {...(await clientsOf.get(location)!.headWithToken(digest, options.signal)), bearer: false}
