@@ -12,6 +12,8 @@ import {buildTree} from '../src/tree/builder.js'
 import {type ListedImage, listTree} from '../src/tree/listing.js'
 import {deployLines} from '../src/ui/deploy-report.js'
 import {formatBytes} from '../src/ui/format.js'
+import {formatVerifyReport, verifyFailure} from '../src/verify/report.js'
+import {verifyRegistry} from '../src/verify/verify.js'
 
 /** Split the `args` input like a shell would for simple quoting: words, '…' and "…". */
 function splitArgs(text: string): string[] {
@@ -76,7 +78,9 @@ async function runAction(): Promise<void> {
   const resolved = await resolveDeploy(args.dir, flags, explicit)
   const report = await untilInterrupted((signal) => deployTree(resolved.dir, resolved.backend, {...resolved.options, signal}))
   const listing = await listTree(resolved.dir)
-  const registryUrl = report.host?.url ?? ''
+  // --verify (or verify: in the target): the live registry as each client sees it; what went live stays live.
+  const verified = resolved.verify && !report.dryRun ? await verifyRegistry({url: resolved.verify, tree: resolved.dir, namePrefix: resolved.options.namePrefix}) : undefined
+  const registryUrl = report.url ?? ''
   const uploadedBytes = report.host?.uploadedBytes ?? report.result?.bytesUploaded ?? 0
   core.setOutput('images', JSON.stringify(listing.images))
   core.setOutput('uploaded-bytes', String(uploadedBytes))
@@ -85,7 +89,11 @@ async function runAction(): Promise<void> {
     ...(report.dryRun ? ['dry run: nothing was changed'] : []),
     ...deployLines(report),
     ...(report.host?.messages ?? []),
+    ...report.messages,
+    ...(verified ? formatVerifyReport(verified) : []),
   ], registryUrl)
+  const failure = verified && verifyFailure(verified)
+  if (failure) throw failure
 }
 
 runAction().catch((error: unknown) => {

@@ -1,4 +1,6 @@
 import {apacheBackend} from './backend-apache/index.js'
+import {cloudflareBackend} from './backend-cloudflare/index.js'
+import {cloudflarePagesBackend} from './backend-cloudflare-pages/index.js'
 import {dirBackend} from './backend-dir/index.js'
 import {netlifyBackend} from './backend-netlify/index.js'
 import {nginxBackend} from './backend-nginx/index.js'
@@ -16,4 +18,6 @@ export const BACKENDS = new BackendRegistry([
   r2Backend,
   scalewayBackend,
   netlifyBackend,
+  cloudflareBackend,
+  cloudflarePagesBackend,
 ])

@@ -31,8 +31,8 @@ export interface BackendPlugin<Own extends Interfaces.FlagInput = Interfaces.Fla
   uses: readonly Uses[]
   /** flags holding a file path: in a config file, relative to that file */
   paths?: ReadonlyArray<Extract<keyof Own, string> | Uses>
-  /** flags that never belong in a config file (tokens): left out of its schema */
-  secrets?: ReadonlyArray<Extract<keyof Own, string>>
+  /** flags that never belong in a config file (tokens): left out of its schema (a shared one when any user says so) */
+  secrets?: ReadonlyArray<Extract<keyof Own, string> | Uses>
   /** the backend; its module (and the SDK it needs) is imported here, only when this backend runs */
   create(flags: BackendFlags<Own, Uses>): Promise<Backend>
 }

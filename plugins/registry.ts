@@ -8,7 +8,7 @@ import {SHARED_FLAGS} from './shared-flags.js'
 export type AnyBackendPlugin = BackendPlugin<any, any>
 
 /** One property of a config file's deploy target, in JSON Schema. */
-export type FlagSchema = {description?: string} & ({type: 'string' | 'boolean'} | {type: 'integer'; minimum?: number} | {enum: readonly string[]})
+export type FlagSchema = {description?: string} & ({type: 'string' | 'boolean'} | {type: 'integer'; minimum?: number} | {enum: readonly string[]} | {type: 'array'; items: {type: 'string'}})
 
 /** oclif builds every integer flag on one shared parser: that is how an integer flag is told from a string one. */
 const INTEGER_PARSE = Flags.integer().parse
@@ -17,6 +17,8 @@ const INTEGER_PARSE = Flags.integer().parse
 export function flagSchema(flag: Interfaces.Flag<any>): FlagSchema {
   const description = flag.description
   if (flag.type === 'boolean') return {type: 'boolean', description}
+  // a repeatable flag (--private A --private B) is a list in a config file
+  if (flag.multiple) return {type: 'array', items: {type: 'string'}, description}
   if (flag.options) return {enum: [...flag.options], description}
   const {min} = flag as {min?: number}
   if (flag.parse === INTEGER_PARSE) return {type: 'integer', ...(min === undefined ? {} : {minimum: min}), description}
@@ -52,10 +54,11 @@ export class BackendRegistry {
         users.set(name, [...(users.get(name) ?? []), plugin.name])
       }
     }
+    const sharedSecrets = new Set(plugins.flatMap((plugin) => (plugin.secrets ?? []) as string[]))
     for (const [name, readers] of users) {
       const flag = SHARED_FLAGS[name] as Interfaces.Flag<unknown>
       flags[name] = {...flag, description: `[${readers.join(', ')}] ${flag.description ?? ''}`}
-      properties[name] = flagSchema(flags[name])
+      if (!sharedSecrets.has(name)) properties[name] = flagSchema(flags[name])
     }
     this.flags = flags
     this.targetProperties = properties

@@ -1,6 +1,7 @@
 // Bundles the GitHub Action (action/main.ts and everything it imports) into action/dist/index.js,
 // so the action runs with no install step. `node scripts/build-action.mjs OUTFILE` writes elsewhere
 // (the test that fails when the committed bundle is stale builds into a temp file and compares).
+import {copyFile} from 'node:fs/promises'
 import path from 'node:path'
 import {build} from 'esbuild'
 
@@ -42,3 +43,5 @@ await build({
   plugins: [netlifySpecAsImport],
   logLevel: 'warning',
 })
+// The Cloudflare Worker's script is a file the backend uploads as it is (not code of the bundle): beside it.
+await copyFile('plugins/backend-cloudflare/worker.js', path.join(path.dirname(outfile), 'worker.js'))

@@ -49,7 +49,7 @@ describe('config file', () => {
 
   it('says which file, where in it and what was expected', async () => {
     assert.equal(await configError(work, 'a.json', '{"targets": {"prod": {"backend": "s4"}}}'),
-      `${path.join(work, 'a.json')} is not a valid reg config:\n  targets.prod.backend: expected one of "dir", "nginx", "apache", "s3", "r2", "scaleway", "netlify"`)
+      `${path.join(work, 'a.json')} is not a valid reg config:\n  targets.prod.backend: expected one of "dir", "nginx", "apache", "s3", "r2", "scaleway", "netlify", "cloudflare", "cloudflare-pages"`)
     assert.equal(await configError(work, 'b.yaml', 'targets:\n  prod:\n    backend: netlify\n    site: x\n    auth: secret\n'),
       `${path.join(work, 'b.yaml')} is not a valid reg config:\n  targets.prod: unknown key "auth" (secrets belong in the environment, never in this file)`)
     assert.equal(await configError(work, 'c.json', '{"sources": [42], "out": 3}'),
@@ -65,8 +65,8 @@ describe('config file', () => {
 
   it('the schema names every deploy flag a target may set (and nothing else)', async () => {
     const schema = JSON.parse(await readFile(path.join(REPO_ROOT, 'schema/reg.config.schema.json'), 'utf8')) as {definitions: {target: {properties: Record<string, unknown>}}}
-    // Not for a file: secrets (auth), what a run decides (dry-run, json, target, config).
-    const notInFile = new Set(['auth', 'dry-run', 'json', 'target', 'config'])
+    // Not for a file: secrets (auth, api-token), what a run decides (dry-run, json, target, config).
+    const notInFile = new Set(['auth', 'api-token', 'dry-run', 'json', 'target', 'config'])
     const flags = Object.keys(Deploy.flags).filter((f) => !notInFile.has(f)).sort()
     assert.deepEqual(Object.keys(schema.definitions.target.properties).sort(), flags)
     assert.ok(BACKENDS.plugins.length >= 7)
@@ -137,6 +137,7 @@ describe('GitHub Action (bundled entry point, as the runner runs it)', () => {
     await mkdir(project, {recursive: true})
     await writeFile(path.join(project, 'reg.config.json'), JSON.stringify({
       out: './dist', sources: [{source: `oci:${EXAMPLE_LAYOUT}`, name: 'team/hello:1.0'}],
+      url: 'https://registry.example.com',
       targets: {prod: {backend: 'dir', dest: './site'}},
     }))
     const built = await runAction({command: 'build', 'working-directory': project}, 'build')
@@ -149,15 +150,20 @@ describe('GitHub Action (bundled entry point, as the runner runs it)', () => {
     assert.equal(deployed.code, 0, deployed.stdout + deployed.stderr)
     const uploaded = Number(deployed.outputs['uploaded-bytes'])
     assert.ok(uploaded > 0, `uploaded-bytes ${deployed.outputs['uploaded-bytes']}`)
-    assert.equal(deployed.outputs['registry-url'], '')
+    assert.equal(deployed.outputs['registry-url'], 'https://registry.example.com')
     assert.match(deployed.summary, /<h2>reg deploy → dir .*site \(target prod\)<\/h2>/)
     assert.ok(deployed.summary.includes(`<td>team/hello</td><td>1.0</td><td><code>${exampleDigest}</code></td>`), deployed.summary)
-    assert.ok(deployed.summary.includes('docker pull REGISTRY_HOST/team/hello:1.0'))
+    assert.ok(deployed.summary.includes('docker pull registry.example.com/team/hello:1.0'), deployed.summary)
     await readFile(path.join(project, 'site/v2/team/hello/manifests/1.0'))
 
     const again = await runAction({command: 'deploy', target: 'prod', 'working-directory': project}, 'again')
     assert.equal(again.code, 0, again.stdout + again.stderr)
     assert.equal(again.outputs['uploaded-bytes'], '0')
+
+    // --verify runs in the Action too: a registry that is not there fails the step after the deploy.
+    const verified = await runAction({command: 'deploy', target: 'prod', 'working-directory': project, args: '--verify http://127.0.0.1:9'}, 'verify')
+    assert.equal(verified.code, 1, verified.stdout + verified.stderr)
+    assert.match(verified.stdout, /^::error::.*127\.0\.0\.1:9/m)
   })
 
   it('errors become ::error:: annotations and fail the step', async () => {
@@ -175,5 +181,8 @@ describe('GitHub Action (bundled entry point, as the runner runs it)', () => {
     assert.equal(built.code, 0, built.stderr)
     const [committed, rebuilt] = await Promise.all([readFile(path.join(REPO_ROOT, 'action/dist/index.js')), readFile(fresh)])
     assert.ok(committed.equals(rebuilt), 'action/dist/index.js is stale: run npm run build:action and commit it')
+    // The Cloudflare backend uploads its Worker script from beside the bundle.
+    const [worker, bundled] = await Promise.all([readFile(path.join(REPO_ROOT, 'plugins/backend-cloudflare/worker.js')), readFile(path.join(REPO_ROOT, 'action/dist/worker.js'))])
+    assert.ok(worker.equals(bundled), 'action/dist/worker.js is stale: run npm run build:action and commit it')
   })
 })

@@ -18,6 +18,9 @@ const MANIFEST = 'sha256:40deeac056c0dcf1e18852ed7b81e98aa0f2a60e61c222923b9f600
 interface ImageJson {repository: string; name?: string; tag: string; digest: string}
 interface StepJson {phase: string; action: string; key: string; size?: number; from?: string; to?: string}
 
+/** The pull line's note when the registry's URL is unknown (no --public-url). */
+const PULL_HINT = '   (HOST: where the registry is served; --public-url https://HOST prints it here)'
+
 describe('one vocabulary: reg build, reg ls, reg deploy', () => {
   let work: string
   /** examples/hello, once */
@@ -72,10 +75,11 @@ describe('one vocabulary: reg build, reg ls, reg deploy', () => {
       'manifests: upload 1 object (401 B), copy 1 object server-side (401 B)',
       'tags: upload 4 objects (106 B), copy 2 objects server-side (802 B)',
       `dir ${dest}: did upload 7 objects (857 B), copy 5 objects server-side (1.5 KiB), delete 0 objects; 0 objects unchanged`,
+      `pull: docker pull HOST/team/one:1${PULL_HINT}`,
       '',
     ].join('\n'))
     const again = await runReg(['deploy', shared, '--backend', 'dir', '--dest', dest])
-    assert.equal(again.stdout, `dir ${dest}: did upload 0 objects (0 B), copy 0 objects server-side (0 B), delete 0 objects; 12 objects unchanged\n`)
+    assert.equal(again.stdout, `dir ${dest}: did upload 0 objects (0 B), copy 0 objects server-side (0 B), delete 0 objects; 12 objects unchanged\npull: docker pull HOST/team/one:1${PULL_HINT}\n`)
   })
 
   it('reg deploy --dry-run lists every step (phase, action, key, size); with --json each key, action and size', async () => {
@@ -92,6 +96,7 @@ describe('one vocabulary: reg build, reg ls, reg deploy', () => {
       `tags\tupload\t${repo}/tags/list\t40 B`,
       `tags\tcopy\t${repo}/manifests/1.0\t401 B  (from ${repo}/manifests/${MANIFEST})`,
       `dir ${dest}: would upload 6 objects (828 B), copy 1 object server-side (401 B), delete 0 objects; 0 objects unchanged`,
+      `pull: docker pull HOST/examples/hello:1.0${PULL_HINT}`,
       '',
     ].join('\n'))
     const json = await runReg(['deploy', tree, '--backend', 'dir', '--dest', dest, '--dry-run', '--json'])
@@ -115,7 +120,7 @@ describe('one vocabulary: reg build, reg ls, reg deploy', () => {
     const lines = pruned.stdout.trim().split('\n')
     assert.ok(lines.includes('configure\tconfigure\thost configuration\t-'), pruned.stdout)
     assert.ok(lines.includes('prune\tdelete\tv2/team/one/tags/list\t32 B'), pruned.stdout)
-    assert.equal(lines.at(-1), `nginx ${nginx}: would upload 2 objects (75 B), copy 0 objects server-side (0 B), delete 2 objects (64 B); 4 objects unchanged`)
+    assert.equal(lines.at(-2), `nginx ${nginx}: would upload 2 objects (75 B), copy 0 objects server-side (0 B), delete 2 objects (64 B); 4 objects unchanged`)
   })
 
   it('S3 redirect mode counts its redirects as redirects, not as server-side copies', async () => {
@@ -129,12 +134,14 @@ describe('one vocabulary: reg build, reg ls, reg deploy', () => {
         'blobs: upload 2 objects (350 B), write 4 redirects to shared copies',
         'manifests: upload 1 object (401 B), copy 1 object server-side (401 B)',
         'tags: upload 4 objects (106 B), copy 2 objects server-side (802 B)',
+        'configure: write the host configuration',
         `${where}redirect/ at ${s3.endpoint}: did upload 7 objects (857 B), copy 3 objects server-side (1.2 KiB), write 4 redirects to shared copies, delete 0 objects; 0 objects unchanged`,
+        `pull: docker pull HOST/team/one:1${PULL_HINT}`,
         '',
       ].join('\n'))
       const copy = await deploy('copy')
       assert.equal(copy.code, 0, copy.stderr)
-      assert.equal(copy.stdout.trim().split('\n').at(-1), `${where}copy/ at ${s3.endpoint}: did upload 7 objects (857 B), copy 5 objects server-side (1.5 KiB), delete 0 objects; 0 objects unchanged`)
+      assert.equal(copy.stdout.trim().split('\n').at(-2), `${where}copy/ at ${s3.endpoint}: did upload 7 objects (857 B), copy 5 objects server-side (1.5 KiB), delete 0 objects; 0 objects unchanged`)
     } finally {
       await s3.stop()
     }
@@ -147,9 +154,11 @@ describe('one vocabulary: reg build, reg ls, reg deploy', () => {
       const first = await deploy()
       assert.equal(first.code, 0, first.stderr)
       const lines = first.stdout.trim().split('\n')
+      // Each phase says its puts go into the deploy: Netlify asks for the contents it lacks at the end.
+      assert.ok(lines.includes('blobs: put 2 objects into the deploy (350 B)'), first.stdout)
       assert.deepEqual(lines.slice(-4), [
         `netlify site ${fake.siteName}: did put 7 objects into the new deploy (857 B), copy 3 objects server-side (1.2 KiB), delete 0 objects; 0 objects unchanged`,
-        'netlify: uploaded 13 files (2.9 KiB), the contents the host did not have yet (host configuration included); it had the rest',
+        'netlify: uploaded 13 files (3.3 KiB), the contents the host did not have yet (host configuration included); it had the rest',
         `Netlify deploy ${fake.published?.id} is live: https://${fake.siteName}.netlify.app`,
         `pull: docker pull ${fake.siteName}.netlify.app/team/one:1`,
       ])

@@ -1,13 +1,15 @@
-// The S3 backend against s3rver: headers per object class on GET and HEAD, deduplication by
-// server-side copy, a no-change re-deploy in a few requests, resuming after injected faults, and
-// the publish order seen by a client polling during a deploy. (Pulls: real-clients.test.ts.)
+// The S3 backend against two S3 implementations (s3rver and fauxqs), each served to clients as a
+// virtual-host endpoint (Host: reg-test.s3.amazonaws.com): headers per object class on GET and
+// HEAD, deduplication by server-side copy, a no-change re-deploy in a few requests, resuming after
+// injected faults, the publish order seen by a client polling during a deploy, pulls by skopeo,
+// and the bucket's CORS configuration (s3rver: fauxqs has no bucket CORS API).
 import assert from 'node:assert/strict'
 import {createHash} from 'node:crypto'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import type {TreeIndex} from '../src/tree/model.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
-import {type CountingProxy, type RunningS3, S3_BUCKET, S3_CREDENTIALS, startCountingProxy, startS3rver} from './s3rver.js'
+import {type CountingProxy, type RunningS3, S3_BUCKET, S3_CREDENTIALS, startCountingProxy, startFauxqs, startS3rver} from './s3rver.js'
 import {skopeoCopyDigest, skopeoInspectDigest} from './clients.js'
 import {freePort} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir} from './support.js'
@@ -15,7 +17,19 @@ import {RegistryTree} from '../src/tree/registry-tree.js'
 
 const sha256 = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex')
 
-describe('reg deploy --backend s3 (s3rver)', () => {
+/**
+ * The implementations every test of the first block runs against. fauxqs answers the bucket CORS
+ * calls as if they were others (its GET ?cors lists objects): its deploys run with --cors off.
+ */
+const IMPLEMENTATIONS: Array<{name: string; start: (work: string) => Promise<RunningS3>; bucketCors: boolean}> = [
+  {name: 's3rver', start: async (work) => startS3rver(path.join(work, 's3rver'), await freePort()), bucketCors: true},
+  {name: 'fauxqs', start: async () => startFauxqs(await freePort()), bucketCors: false},
+]
+
+/** A request of the bucket's CORS configuration (`?cors`), as the SDK sends it path-style. */
+const isCorsRequest = (url: string) => /[?&]cors(=[^&]*)?(&|$)/.test(url)
+
+for (const implementation of IMPLEMENTATIONS) describe(`reg deploy --backend s3 (${implementation.name})`, () => {
   let work: string
   let fixtures: CoreFixtures
   let index: TreeIndex
@@ -23,24 +37,27 @@ describe('reg deploy --backend s3 (s3rver)', () => {
   let proxy: CountingProxy
 
   const deploy = async (...extra: string[]) => {
-    const result = await runReg(['deploy', fixtures.tree, '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', proxy.endpoint, '--force-path-style', '--json', ...extra], {env: S3_CREDENTIALS})
+    const cors = implementation.bucketCors ? [] : ['--cors', 'off']
+    const result = await runReg(['deploy', fixtures.tree, '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', proxy.endpoint, '--force-path-style', '--json', ...cors, ...extra], {env: S3_CREDENTIALS})
     return {...result, report: result.code === 0 ? JSON.parse(result.stdout) as {plan: {uploads: number; copies: number}; result: {uploaded: number; copied: number; bytesUploaded: number; bytesCopied: number; deleted: number}} : undefined}
   }
 
   /** Every key under a prefix with its size and ETag, in one listing through s3rver's API. */
   const listing = async (prefix: string) => {
     const xml = await (await fetch(`${s3.endpoint}/${S3_BUCKET}?list-type=2&prefix=${encodeURIComponent(prefix)}&max-keys=1000`)).text()
-    return [...xml.matchAll(/<Key>([^<]+)<\/Key>.*?<ETag>([^<]+)<\/ETag>.*?<Size>(\d+)<\/Size>/gs)].map((m) => `${m[1].slice(prefix.length)} ${m[2]} ${m[3]}`).sort()
+    // Each <Contents> on its own: implementations order its fields differently.
+    const field = (entry: string, name: string) => new RegExp(`<${name}>([^<]*)</${name}>`).exec(entry)?.[1] ?? ''
+    return [...xml.matchAll(/<Contents>(.*?)<\/Contents>/gs)].map(([, entry]) => `${field(entry, 'Key').slice(prefix.length)} ${field(entry, 'ETag')} ${field(entry, 'Size')}`).sort()
   }
 
-  /** Node's fetch lowercases host names (s3rver would then not see the bucket): path-style for our own checks. */
-  const objectUrl = (key: string) => `${s3.endpoint}/${S3_BUCKET}/${key}`
+  /** As a client reads it: at the root of the bucket's virtual host. */
+  const objectUrl = (key: string) => `${s3.url}/${key}`
 
   before(async () => {
     work = await tempDir()
     fixtures = await buildCoreFixtures(work)
     index = (await RegistryTree.load(fixtures.tree)).index
-    s3 = await startS3rver(path.join(work, 's3rver'), await freePort())
+    s3 = await implementation.start(work)
     proxy = await startCountingProxy(s3.endpoint, await freePort())
   })
   after(async () => {
@@ -86,8 +103,11 @@ describe('reg deploy --backend s3 (s3rver)', () => {
     assert.equal(again.code, 0, again.stderr)
     assert.equal(again.report!.result.bytesUploaded, 0)
     assert.equal(again.report!.result.uploaded + again.report!.result.copied, 0)
-    assert.ok(proxy.requests.length <= Math.ceil(index.objects.length / 1000) + 2, `${proxy.requests.length} requests: ${proxy.requests.map((r) => `${r.method} ${r.url}`).join(', ')}`)
-    assert.ok(proxy.requests.every((r) => r.method === 'GET' && r.url.includes('list-type=2')))
+    // The listing, and where reg keeps the bucket's CORS configuration, one read of it (unchanged: no write).
+    const corsReads = implementation.bucketCors ? 1 : 0
+    assert.ok(proxy.requests.length <= Math.ceil(index.objects.length / 1000) + 2 + corsReads, `${proxy.requests.length} requests: ${proxy.requests.map((r) => `${r.method} ${r.url}`).join(', ')}`)
+    assert.ok(proxy.requests.every((r) => r.method === 'GET' && (r.url.includes('list-type=2') || isCorsRequest(r.url))), proxy.requests.map((r) => `${r.method} ${r.url}`).join(', '))
+    assert.equal(proxy.requests.filter((r) => isCorsRequest(r.url)).length, corsReads)
   })
 
   it('--dry-run touches nothing', async () => {
@@ -148,11 +168,45 @@ describe('reg deploy --backend s3 (s3rver)', () => {
     assert.ok(seen > 0, 'the poller saw tags appear while the deploy ran')
   })
 
+  it('skopeo pulls every core fixture from the bucket\'s virtual host; a key that does not exist is 404', async () => {
+    for (const image of fixtures.images) {
+      const ref = `${image.name}:${image.tag}`
+      assert.equal(await skopeoInspectDigest(s3.hostPort, ref), image.digest, ref)
+      assert.equal(await skopeoCopyDigest(s3.hostPort, ref, path.join(work, `copies-${implementation.name}`, image.name, image.tag)), image.digest, ref)
+    }
+    assert.equal((await fetch(objectUrl('v2/team/app/manifests/no-such-tag'))).status, 404)
+  })
+
+  // fauxqs has no bucket CORS API: this runs against s3rver only.
+  if (implementation.bucketCors) it('sets the bucket\'s CORS configuration: browsers on other origins read, preflights are answered; a re-deploy leaves it', async () => {
+    const origin = 'https://ui.example'
+    const preflight = await fetch(objectUrl('v2/team/app/manifests/1.0'), {method: 'OPTIONS', headers: {Origin: origin, 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization, range'}})
+    assert.equal(preflight.status, 200)
+    assert.equal(preflight.headers.get('access-control-allow-origin'), '*')
+    assert.match(preflight.headers.get('access-control-allow-methods') ?? '', /GET, HEAD/)
+    const read = await fetch(objectUrl('v2/team/app/manifests/1.0'), {headers: {Origin: origin}})
+    assert.equal(read.headers.get('access-control-allow-origin'), '*')
+    assert.equal(read.headers.get('access-control-expose-headers'), 'Docker-Content-Digest, Docker-Distribution-API-Version, Content-Length, Content-Range, Content-Type, Accept-Ranges, ETag, Link, Location, WWW-Authenticate, OCI-Filters-Applied')
+    proxy.reset()
+    const one = await deploy('--cors', origin)
+    assert.equal(one.code, 0, one.stderr)
+    assert.deepEqual(proxy.requests.filter((r) => isCorsRequest(r.url)).map((r) => r.method), ['GET', 'PUT'], 'a new origin: read, then written')
+    const other = await fetch(objectUrl('v2/team/app/manifests/1.0'), {headers: {Origin: 'https://elsewhere.example'}})
+    assert.equal(other.headers.get('access-control-allow-origin'), null, 'another origin is not let in')
+    assert.equal((await fetch(objectUrl('v2/team/app/manifests/1.0'), {headers: {Origin: origin}})).headers.get('access-control-allow-origin'), origin)
+    proxy.reset()
+    const again = await deploy('--cors', origin)
+    assert.equal(again.code, 0, again.stderr)
+    assert.deepEqual(proxy.requests.filter((r) => isCorsRequest(r.url)).map((r) => r.method), ['GET'], 'unchanged: read only')
+    const restored = await deploy()
+    assert.equal(restored.code, 0, restored.stderr)
+  })
+
   it('--prune deletes what no tag reaches, and nothing outside the registry key space', async () => {
     await fetch(objectUrl('keep-me.txt'), {method: 'PUT', body: 'not ours'})
     const rebuilt = await runReg(['build', `oci:${path.join(work, 'src-single')}=team/only`, '-o', path.join(work, 'small-tree')])
     assert.equal(rebuilt.code, 0, rebuilt.stderr)
-    const result = await runReg(['deploy', path.join(work, 'small-tree'), '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style', '--prune', '--json'], {env: S3_CREDENTIALS})
+    const result = await runReg(['deploy', path.join(work, 'small-tree'), '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style', '--prune', '--json', ...(implementation.bucketCors ? [] : ['--cors', 'off'])], {env: S3_CREDENTIALS})
     assert.equal(result.code, 0, result.stderr)
     const keys = (await listing('')).map((l) => l.split(' ')[0])
     const rootKeys = keys.filter((k) => k.startsWith('v2/'))

@@ -112,7 +112,7 @@ describe('messages that say what to do', () => {
     assertError(one, 1, '--bucket does not apply to --backend dir', '--backend dir reads --dest; drop --bucket, or choose the backend it belongs to')
     const two = await runReg(['deploy', tree, '--backend', 's3', '--bucket', 'b', '--site', 's', '--listen', '80'])
     assertError(two, 1, '--site, --listen do not apply to --backend s3',
-      '--backend s3 reads --endpoint, --force-path-style, --bucket, --key-prefix, --storage-class, --dedupe, --checksums, --region, --acl; drop --site, --listen, or choose the backend they belong to')
+      '--backend s3 reads --endpoint, --force-path-style, --bucket, --key-prefix, --storage-class, --dedupe, --checksums, --cors, --auth-file, --private, --region, --acl; drop --site, --listen, or choose the backend they belong to')
 
     // The backend may come from a config target instead of --backend: the same refusal.
     await writeFile(path.join(work, 'reg.config.json'), JSON.stringify({targets: {local: {backend: 'dir', dest: 'public'}}}))

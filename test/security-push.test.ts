@@ -11,6 +11,7 @@ import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {PasswordChecker} from '../src/server/push-auth.js'
+import {readHtpasswd} from '../src/server/push.js'
 import {requireTool} from './static-hosts.js'
 import {removeTempDirs, type ServeProcess, startServe, tempDir} from './support.js'
 
@@ -255,6 +256,14 @@ describe('reg serve --push --push-auth: password checks', () => {
     return file
   }
   const basic = (user: string, password: string) => 'Basic ' + Buffer.from(`${user}:${password}`).toString('base64')
+
+  it('an htpasswd file is read bounded: a huge one is refused, not read whole', async () => {
+    const file = path.join(work, 'huge.htpasswd')
+    // Comment lines only: read whole, it would parse (as no users at all).
+    await writeFile(file, '#'.repeat(1023).concat('\n').repeat(5 * 1024))
+    await assert.rejects(readHtpasswd(file), (error: Error) => error.message === `--push-auth ${file} is larger than 4194304 bytes`)
+    await assert.rejects(readHtpasswd(path.join(work, 'missing.htpasswd'), '--read-auth'), (error: Error) => error.message === `--read-auth ${path.join(work, 'missing.htpasswd')}: no such file`)
+  })
 
   it('wrong passwords being checked never hold up anonymous reads', async () => {
     const server = await startServe(path.join(work, 'slow'), ['--push', '--push-auth', await htpasswd(path.join(work, 'slow.htpasswd'), 12, 'pusher', 'right')])

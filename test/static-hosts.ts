@@ -73,10 +73,11 @@ export interface RunningHost {
 export async function startNginx(out: string, port: number): Promise<RunningHost> {
   requireTool('nginx')
   const nginx = requireTool('nginx') || 'nginx'
-  const pid = path.join(out, '..', `nginx-${port}.pid`)
+  // The generated nginx.conf names its own pid file, beside it.
+  const pid = path.join(out, 'nginx.pid')
   const log = path.join(out, '..', `nginx-${port}.log`)
-  execFileSync(nginx, ['-p', out, '-c', 'nginx.conf', '-e', log, '-g', `pid ${pid};`, '-t'], {stdio: 'pipe'})
-  execFileSync(nginx, ['-p', out, '-c', 'nginx.conf', '-e', log, '-g', `pid ${pid};`], {stdio: 'pipe'})
+  execFileSync(nginx, ['-p', out, '-c', 'nginx.conf', '-e', log, '-t'], {stdio: 'pipe'})
+  execFileSync(nginx, ['-p', out, '-c', 'nginx.conf', '-e', log], {stdio: 'pipe'})
   const url = `http://127.0.0.1:${port}`
   await waitForHttp(`${url}/v2/`, 'nginx', log)
   return {

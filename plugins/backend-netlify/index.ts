@@ -1,4 +1,5 @@
 import {Flags} from '@oclif/core'
+import {parseCorsOrigin} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
 import {defineBackend} from '../plugin.js'
 
@@ -9,6 +10,21 @@ const MIB = 1024 * 1024
  * upload; raise it with --max-file-size.
  */
 export const NETLIFY_DEFAULT_MAX_FILE_MIB = 100
+
+/**
+ * Netlify's own Basic auth (a `Basic-Auth` rule in `_headers`) takes plain `user:password` pairs,
+ * written into a file of the deploy: Netlify keeps every deploy's files, and anyone who can read the
+ * site's deploys could read the passwords. reg never puts credentials in deployed files, and an
+ * htpasswd holds bcrypt hashes Netlify cannot check: access control is refused here.
+ */
+function refuseNetlifyAccessControl(flags: {'auth-file'?: string; private?: string[]}): void {
+  if (flags['auth-file'] === undefined && !flags.private?.length) return
+  throw new RegError(
+    '--backend netlify cannot take --auth-file/--private: Netlify\'s Basic-Auth rule needs plain user:password pairs written into _headers, a file of the deploy, and reg never puts credentials in deployed files',
+    'Netlify keeps every deploy\'s files (anyone who can read the site\'s deploys could read them), and cannot check the bcrypt hashes of an htpasswd. Serve private repositories with nginx, Apache, reg serve --read-auth or the Cloudflare Worker backend (users kept as a Worker secret)',
+    'AUTH_UNSUPPORTED',
+  )
+}
 
 /** `--backend netlify`: a file-digest deploy through Netlify's API, routed by `_headers` and `_redirects`. */
 export const netlifyBackend = defineBackend({
@@ -22,9 +38,11 @@ export const netlifyBackend = defineBackend({
     message: Flags.string({description: 'deploy message (its title in the Netlify UI)'}),
     'max-file-size': Flags.integer({description: `refuse files larger than this many MiB before uploading (default ${NETLIFY_DEFAULT_MAX_FILE_MIB})`, min: 1}),
   },
-  uses: [],
+  uses: ['cors', 'auth-file', 'private'],
   secrets: ['auth'],
   async create(flags) {
+    refuseNetlifyAccessControl(flags)
+    const cors = parseCorsOrigin(flags.cors)
     if (!flags.site) throw new RegError('--backend netlify needs --site SITE', 'the site ID (Site configuration → Site details) or its name')
     const token = flags.auth ?? process.env.NETLIFY_AUTH_TOKEN
     if (!token) throw new RegError('--backend netlify needs a token', 'export NETLIFY_AUTH_TOKEN=<personal access token> (Netlify → User settings → Applications)')
@@ -38,6 +56,7 @@ export const netlifyBackend = defineBackend({
       maxFileSize: (flags['max-file-size'] ?? NETLIFY_DEFAULT_MAX_FILE_MIB) * MIB,
       concurrency: flags.concurrency ?? 8,
       retries: flags.retries ?? 4,
+      cors,
     })
   },
 })

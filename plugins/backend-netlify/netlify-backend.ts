@@ -4,6 +4,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {NetlifyAPI} from '@netlify/api'
 import type {RequestInit} from 'node-fetch'
 import {mapLimit} from '../../src/core/concurrency.js'
+import {corsPreflightHeaders} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
 import {withRetries} from '../../src/core/retry.js'
 import type {Backend, HostDeployReport, RemoteObject, RemoteState} from '../../src/publish/backend.js'
@@ -24,6 +25,19 @@ export interface NetlifySettings {
   maxFileSize: number
   concurrency: number
   retries: number
+  /** the origin CORS lets read (`*`, one origin), or undefined: no CORS headers */
+  cors?: string
+}
+
+/**
+ * `_headers` with CORS: one rule for every path (no other rule sets these headers, so hosts that
+ * merge and hosts that override agree). The preflight's headers ride along on every answer, so that
+ * the host's answer to OPTIONS has them wherever it applies `_headers` to it.
+ */
+export function netlifyCorsHeaders(headers: string, origin: string | undefined): string {
+  if (origin === undefined) return headers
+  const lines = Object.entries(corsPreflightHeaders(origin)).map(([name, value]) => `  ${name}: ${value}`)
+  return `${headers}\n/*\n${lines.join('\n')}\n`
 }
 
 /** Netlify refuses deploys with more files in one directory (docs: "Files per directory limit"). */
@@ -109,7 +123,7 @@ export function withOffloadRedirects(files: HostConfigFile[], routed: readonly R
 export class NetlifyBackend implements Backend {
   readonly name = 'netlify'
   // Netlify matches paths case-insensitively: tags equal but for case are refused by the plan.
-  readonly capabilities = {serverSideCopy: true, caseSensitiveTags: false}
+  readonly capabilities = {serverSideCopy: true, caseSensitiveTags: false, stagesDeploy: true}
   readonly location: string
   private readonly api: NetlifyAPI
   private site?: NetlifySite
@@ -195,7 +209,8 @@ export class NetlifyBackend implements Backend {
   async writeHostConfig(tree: RegistryTree, routed: readonly RegistryObject[] = []): Promise<void> {
     // `_headers` names every tag: the routed URLs are in the tree's index already.
     for (const config of withOffloadRedirects(headerFileConfig(tree.index), routed)) {
-      const source = {content: Buffer.from(config.content)}
+      const content = config.path === '_headers' ? netlifyCorsHeaders(config.content, this.settings.cors) : config.content
+      const source = {content: Buffer.from(content)}
       this.staged.set(config.path, {sha1: await sha1Of(source), size: source.content.length, source})
     }
   }

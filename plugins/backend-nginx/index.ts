@@ -1,11 +1,92 @@
+import {execFile} from 'node:child_process'
+import {readFile} from 'node:fs/promises'
 import path from 'node:path'
 import {Flags} from '@oclif/core'
-import {RegError} from '../../src/core/errors.js'
-import {LocalHostBackend} from '../../src/publish/local-host.js'
+import {parseCorsOrigin} from '../../src/core/cors.js'
+import {errnoCode, RegError} from '../../src/core/errors.js'
+import {type HostConfigFile, LocalHostBackend} from '../../src/publish/local-host.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
 import {offloadRedirects} from '../../src/publish/offload.js'
+import type {RegistryObject} from '../../src/tree/model.js'
+import type {RegistryTree} from '../../src/tree/registry-tree.js'
 import {defineBackend} from '../plugin.js'
-import {nginxMaps, nginxServer, nginxStandalone} from './config.js'
+import {deployAccessPolicy, installHtpasswd, privateOnlyDigests} from '../../src/config/access.js'
+import {PAGE_ROOTS, ROOT_PAGE, ROOT_PAGE_STORED} from '../../src/page/documents.js'
+import {nginxAccessMaps, nginxAccessServer, nginxMaps, nginxServer, nginxStandalone} from './config.js'
+
+/** The configuration files nginx reads when it starts or reloads (not per request, unlike the objects). */
+const LOADED_CONFIG = ['registry-maps.conf', 'registry.conf', 'nginx.conf']
+
+/** The command that makes the standalone nginx of `target` read its configuration again. */
+export function nginxReloadCommand(target: string): string[] {
+  return ['nginx', '-p', target, '-c', 'nginx.conf', '-s', 'reload']
+}
+
+function shellLine(words: string[]): string {
+  return words.map((w) => (/^[\w@%+=:,./-]+$/.test(w) ? w : `'${w.replaceAll("'", "'\\''")}'`)).join(' ')
+}
+
+/**
+ * The nginx backend: a local host whose configuration nginx reads only when it (re)loads: a deploy
+ * that changes it says so, and reloads the standalone nginx itself with `--reload`.
+ */
+class NginxBackend extends LocalHostBackend {
+  private changed = false
+  private firstDeploy = false
+  notes: string[] = []
+
+  constructor(target: string, private readonly reload: boolean, configFiles: (tree: RegistryTree, routed: readonly RegistryObject[]) => Promise<HostConfigFile[]>) {
+    super('nginx', target, {serverSideCopy: true, caseSensitiveTags: true}, {
+      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`, ...PAGE_ROOTS],
+      storageKeyOf: (object) => (object.class === 'page' && object.path === ROOT_PAGE ? ROOT_PAGE_STORED : staticStorageKey(object)),
+      configFiles: async (tree, routed) => {
+        const files = await configFiles(tree, routed)
+        await this.compare(files)
+        return files
+      },
+    })
+  }
+
+  /** Before the new files replace them: does nginx, if it runs, serve an older configuration now? */
+  private async compare(files: HostConfigFile[]): Promise<void> {
+    for (const file of files.filter((f) => LOADED_CONFIG.includes(f.path))) {
+      let before: string | undefined
+      try {
+        before = await readFile(path.join(this.localDirectory, file.path), 'utf8')
+      } catch (error) {
+        if (errnoCode(error) !== 'ENOENT') throw error
+      }
+      if (before === undefined) this.firstDeploy = true
+      else if (before !== file.content) this.changed = true
+    }
+  }
+
+  override async finish(): Promise<undefined> {
+    await super.finish()
+    const command = nginxReloadCommand(this.localDirectory)
+    if (this.reload) {
+      // Always: an earlier deploy without --reload may have changed what nginx has not read yet.
+      await runReload(command)
+      this.notes.push(`nginx: reloaded (${shellLine(command)}): it serves this deploy's tags`)
+    } else if (this.firstDeploy) {
+      this.notes.push(`nginx: start it with: ${shellLine(command.slice(0, 5))}  (or include registry-maps.conf at http level and registry.conf in a server block of your nginx)`)
+    } else if (this.changed) {
+      this.notes.push(`nginx: the tags changed: nginx serves the old ones until it reloads: ${shellLine(command)}  (or deploy with --reload; nginx -s reload where your own nginx includes registry.conf)`)
+    }
+    return undefined
+  }
+}
+
+function runReload(command: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile(command[0], command.slice(1), {timeout: 60_000}, (error, _stdout, stderr) => {
+      if (!error) return resolve()
+      // nginx's last line, without its timestamp and process prefix
+      const why = errnoCode(error) === 'ENOENT' ? 'nginx is not installed (not on PATH)' : (stderr.trim().split('\n').slice(-1)[0] ?? '').replace(/^\S+ \S+ \[\w+\] \d+#\d+: /, '') || error.message
+      reject(new RegError(`--reload: ${shellLine(command)} failed: ${why}`, `the deploy is complete; start nginx with ${shellLine(command.slice(0, 5))}, or reload the nginx that serves it yourself`))
+    })
+  })
+}
 
 /** nginx's `listen`: PORT, ADDRESS:PORT, [IPv6]:PORT or unix:PATH; the value goes into nginx.conf as is. */
 const LISTEN = /^(?:unix:\/[^\s;{}'"\\]+|(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.*-]+):)?(\d{1,5}))$/
@@ -28,27 +109,30 @@ export const nginxBackend = defineBackend({
     'server-name': Flags.string({description: 'server_name of the generated server block', default: '_'}),
     listen: Flags.string({description: 'listen address of the generated nginx.conf', default: '80'}),
     'server-root': Flags.string({description: 'root the configuration serves from (default: the target directory; any string, e.g. $registry_root)'}),
+    reload: Flags.boolean({description: 'after the deploy, reload the nginx started with this nginx.conf (nginx -p DEST -c nginx.conf -s reload), so that it serves the tags as deployed'}),
   },
-  uses: ['dest'],
-  paths: ['dest'],
+  uses: ['dest', 'cors', 'auth-file', 'private'],
+  paths: ['dest', 'auth-file'],
   async create(flags) {
     if (typeof flags.dest !== 'string') throw new RegError('--backend nginx needs --dest DIR', 'e.g. reg deploy ./dist --backend nginx --dest /srv/registry')
     const target = path.resolve(flags.dest)
+    const access = await deployAccessPolicy(flags)
     if (flags.listen !== undefined) checkListen(flags.listen)
     const settings = {
       serverRoot: typeof flags['server-root'] === 'string' ? flags['server-root'] : target,
       listen: String(flags.listen ?? '80'),
       serverName: String(flags['server-name'] ?? '_'),
+      cors: parseCorsOrigin(flags.cors),
     }
-    return new LocalHostBackend('nginx', target, {serverSideCopy: true, caseSensitiveTags: true}, {
-      roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`],
-      storageKeyOf: staticStorageKey,
-      configFiles: (tree, routed) => [
+    return new NginxBackend(target, Boolean(flags.reload), async (tree, routed) => {
+      // The users go beside the served directory before the configuration that reads them.
+      const htpasswd = access ? await installHtpasswd(access, target) : undefined
+      return [
         ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed), offloadRedirects(routed))},
-        {path: 'registry.conf', content: nginxServer(tree.index, settings)},
+        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed), access && nginxAccessMaps(privateOnlyDigests(access, tree.index.objects)), offloadRedirects(routed))},
+        {path: 'registry.conf', content: nginxServer(tree.index, settings, access && htpasswd ? nginxAccessServer(access, htpasswd) : '')},
         {path: 'nginx.conf', content: nginxStandalone(settings)},
-      ],
+      ]
     })
   },
 })

@@ -1,4 +1,3 @@
-import {Flags} from '@oclif/core'
 import {RegError} from '../../src/core/errors.js'
 import {createS3Backend, S3_FAMILY_FLAGS} from '../backend-s3/index.js'
 import {defineBackend} from '../plugin.js'
@@ -7,10 +6,8 @@ import {defineBackend} from '../plugin.js'
 export const r2Backend = defineBackend({
   name: 'r2',
   summary: 'Cloudflare R2 (preset of s3: endpoint from --account-id, region auto, no ACLs)',
-  flags: {
-    'account-id': Flags.string({description: 'Cloudflare account ID (endpoint https://ID.r2.cloudflarestorage.com)', helpGroup: 'S3, R2, SCALEWAY'}),
-  },
-  uses: [...S3_FAMILY_FLAGS],
+  flags: {},
+  uses: [...S3_FAMILY_FLAGS, 'account-id'],
   async create(flags) {
     if (!flags['account-id']) throw new RegError('--backend r2 needs --account-id ID', 'find it in the Cloudflare dashboard, R2 overview')
     if (flags.dedupe === 'redirect') throw new RegError('R2 has no website redirects', 'use --dedupe copy (the default)')

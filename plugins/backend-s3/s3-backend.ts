@@ -1,14 +1,17 @@
 import {createReadStream} from 'node:fs'
 import {
-  CopyObjectCommand, DeleteObjectCommand, ListObjectsV2Command, type ObjectCannedACL, PutObjectCommand, S3Client, S3ServiceException,
-  type StorageClass,
+  CopyObjectCommand, type CORSRule, DeleteObjectCommand, GetBucketCorsCommand, ListObjectsV2Command, type ObjectCannedACL, PutBucketCorsCommand,
+  PutObjectCommand, S3Client, S3ServiceException, type StorageClass,
 } from '@aws-sdk/client-s3'
 import {Upload} from '@aws-sdk/lib-storage'
+import {CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_EXPOSE_HEADERS, CORS_MAX_AGE_SECONDS} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
+import {publicReadPolicy} from './index.js'
 import {type RetryVerdict, serverDelayMs} from '../../src/core/retry.js'
 import {offloadTarget} from '../../src/publish/offload.js'
 import type {Backend, BackendCapabilities, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import type {RegistryObject} from '../../src/tree/model.js'
+import {PAGE_ROOTS, ROOT_PAGE} from '../../src/page/documents.js'
 
 export interface S3Settings {
   bucket: string
@@ -27,6 +30,21 @@ export interface S3Settings {
   dedupe: 'copy' | 'redirect' | 'none'
   /** a name for messages: s3, r2, scaleway */
   provider: string
+  /** the origin the bucket's CORS configuration lets read (`*`, one origin), or undefined: reg leaves it as it is */
+  cors?: string
+}
+
+/** The bucket CORS rule of an origin: S3 answers preflights and adds the headers itself (the API and website endpoints). */
+export function s3CorsRule(origin: string): CORSRule {
+  return {
+    AllowedOrigins: [origin], AllowedMethods: [...CORS_ALLOW_METHODS], AllowedHeaders: [...CORS_ALLOW_HEADERS],
+    ExposeHeaders: [...CORS_EXPOSE_HEADERS], MaxAgeSeconds: CORS_MAX_AGE_SECONDS,
+  }
+}
+
+/** A rule as S3 lists it back, for comparing: the fields reg sets, lists in order. */
+function corsRuleKey(rule: CORSRule): string {
+  return JSON.stringify([rule.AllowedOrigins ?? [], rule.AllowedMethods ?? [], rule.AllowedHeaders ?? [], rule.ExposeHeaders ?? [], rule.MaxAgeSeconds ?? null])
 }
 
 const MiB = 1024 * 1024
@@ -66,6 +84,11 @@ export class S3Backend implements Backend {
       // reg's one retry policy retries each step (and the listing); the SDK's own would retry under it.
       maxAttempts: 1,
     })
+  }
+
+  /** the prefix of every key (a Worker in front of the bucket reads the same keys) */
+  get keyPrefix(): string {
+    return this.settings.keyPrefix
   }
 
   /** `v2/` is an object of its own (GET /v2/ in API mode); `v2/index.json` serves it in website mode. */
@@ -121,6 +144,7 @@ export class S3Backend implements Backend {
     const objects = await this.list(`${this.settings.keyPrefix}v2/`, signal)
     // v2/index.json goes with v2/ (written together): not an object of its own.
     objects.delete(`${this.settings.keyPrefix}v2/index.json`)
+    for (const [key, object] of await this.listPage(signal)) objects.set(key, object)
     if (this.settings.dedupe === 'redirect') {
       for (const [key, object] of objects) {
         const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(key)?.[1]
@@ -129,6 +153,21 @@ export class S3Backend implements Backend {
       for (const [key, object] of await this.list(`${this.settings.keyPrefix}_blobs/`, signal)) objects.set(key, object)
     }
     return {objects}
+  }
+
+  /**
+   * The catalog page's keys (reg build --page): its index.html and, when that is there (it goes up
+   * with the rest of the page), its directories. A bucket without the page costs one small listing.
+   * Website hosting (or a CDN's default root object) serves `/` and each directory from its index.html.
+   */
+  private async listPage(signal?: AbortSignal): Promise<Map<string, RemoteObject>> {
+    const prefix = this.settings.keyPrefix
+    const root = (await this.list(`${prefix}${ROOT_PAGE}`, signal)).get(`${prefix}${ROOT_PAGE}`)
+    const found = new Map<string, RemoteObject>()
+    if (!root) return found
+    found.set(root.key, root)
+    for (const directory of PAGE_ROOTS) for (const [key, object] of await this.list(`${prefix}${directory}/`, signal)) found.set(key, object)
+    return found
   }
 
   async putObject(key: string, object: RegistryObject, file: string, signal?: AbortSignal): Promise<void> {
@@ -179,6 +218,44 @@ export class S3Backend implements Backend {
     await this.send(new CopyObjectCommand({...this.objectParams(object), Key: key, CopySource: encodeURI(`${this.settings.bucket}/${fromKey}`), MetadataDirective: 'REPLACE'}), signal)
   }
 
+  /** lines for the user after the deploy */
+  readonly notes: string[] = []
+
+  /**
+   * The configure phase: the bucket's CORS configuration (one read; a write only when it differs).
+   * It is the bucket's, whatever the key prefix: `--cors off` leaves it as it is.
+   */
+  async writeHostConfig(_tree: unknown, _routed: unknown, signal?: AbortSignal): Promise<void> {
+    if (this.settings.cors === undefined) return
+    const wanted = s3CorsRule(this.settings.cors)
+    let current: CORSRule[] = []
+    try {
+      current = (await this.client.send(new GetBucketCorsCommand({Bucket: this.settings.bucket}), {abortSignal: signal})).CORSRules ?? []
+    } catch (error) {
+      const missing = corsUnsupported(error)
+      if (missing === 'none-yet') current = []
+      else if (missing === 'no-api') {
+        this.notes.push(`${this.settings.provider}: this endpoint has no bucket CORS API (${(error as Error).name}): browsers on other origins cannot read the registry; pass --cors off to skip this step`)
+        return
+      } else throw this.corsError(error)
+    }
+    if (current.length === 1 && corsRuleKey(current[0]) === corsRuleKey(wanted)) return
+    try {
+      await this.client.send(new PutBucketCorsCommand({Bucket: this.settings.bucket, CORSConfiguration: {CORSRules: [wanted]}}), {abortSignal: signal})
+    } catch (error) {
+      throw this.corsError(error)
+    }
+  }
+
+  private corsError(error: unknown): Error {
+    if (this.retryVerdict(error).retry) return error as Error
+    const name = (error as Error).name
+    if (name === 'AccessDenied') {
+      return new RegError(`${this.settings.provider} bucket ${this.settings.bucket}: may not read or set its CORS configuration (AccessDenied)`, 'grant s3:GetBucketCORS and s3:PutBucketCORS on the bucket, or pass --cors off (browsers on other origins then cannot read the registry)')
+    }
+    return explainS3Error(error, this.settings)
+  }
+
   async deleteObject(key: string, signal?: AbortSignal): Promise<void> {
     await this.send(new DeleteObjectCommand({Bucket: this.settings.bucket, Key: key}), signal)
   }
@@ -201,6 +278,15 @@ export class S3Backend implements Backend {
       throw error
     }
   }
+}
+
+/** A bucket without a CORS configuration yet (`none-yet`), an endpoint without the API (`no-api`), or another failure. */
+function corsUnsupported(error: unknown): 'none-yet' | 'no-api' | undefined {
+  const name = (error as Error | undefined)?.name
+  if (name === 'NoSuchCORSConfiguration') return 'none-yet'
+  const status = error instanceof S3ServiceException ? error.$metadata.httpStatusCode : undefined
+  if (name === 'NotImplemented' || status === 501) return 'no-api'
+  return undefined
 }
 
 /** Which link of the AWS default credential chain will answer, for error messages. */
@@ -234,8 +320,8 @@ export function explainS3Error(error: unknown, settings: S3Settings): Error {
     return new RegError(`${where}: access denied with ${credentialSource()} (${error.message})`, 'check those credentials, and that they may list, put, copy and delete objects in the bucket')
   }
   if (name === 'AccessControlListNotSupported') {
-    const policy = {Version: '2012-10-17', Statement: [{Sid: 'PublicRead', Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${settings.bucket}/*`}]}
-    return new RegError(`${where} refuses ACLs (new buckets have Object Ownership "bucket owner enforced")`, `run with --acl none and make the bucket public with this bucket policy:\n${JSON.stringify(policy, null, 2)}`)
+    const policy = publicReadPolicy(settings.bucket)
+    return new RegError(`${where} refuses ACLs (new buckets have Object Ownership "bucket owner enforced")`, `run with --acl none and make the bucket public with this bucket policy (s3:ListBucket makes a missing key 404, not 403, as clients expect; it lets anyone list the bucket's keys):\n${JSON.stringify(policy, null, 2)}`)
   }
   if (name === 'PermanentRedirect' || name === 'AuthorizationHeaderMalformed' || name === 'IllegalLocationConstraintException') {
     const region = (error as {Region?: string}).Region ?? (error as {$response?: {headers?: Record<string, string>}}).$response?.headers?.['x-amz-bucket-region']

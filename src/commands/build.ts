@@ -27,7 +27,7 @@ export default class Build extends RegCommand {
 ${transportHelp()}
 Names come from the source with the registry host dropped (example.com/team/app:1 → team/app:1), then --prefix.
 Building into an existing tree adds to it; --clean starts afresh. Builds are atomic.
-Without SOURCE, the sources, out, prefix, tagMaxAge, platform and withReferrers of reg.config.json / reg.config.yaml are used
+Without SOURCE, the sources, out, prefix, tagMaxAge, platform, withReferrers, page and publicUrl of reg.config.json / reg.config.yaml are used
 (flags given here override them).`
 
   static override examples = [
@@ -43,6 +43,8 @@ Without SOURCE, the sources, out, prefix, tagMaxAge, platform and withReferrers 
     prefix: Flags.string({description: 'namespace prepended to every repository name'}),
     clean: Flags.boolean({description: 'start a fresh tree instead of adding to the existing one'}),
     'tag-max-age': Flags.integer({description: 'Cache-Control max-age (seconds) of tags and lists', min: 0}),
+    page: Flags.boolean({description: 'also publish a catalog web page at / (repositories, tags, platforms, sizes, pull commands); --no-page removes it (default: the config file\'s page, else as the tree was)', allowNo: true}),
+    'public-url': Flags.string({description: 'the registry\'s public URL (https://registry.example.com): the host of the page\'s pull commands (default: the host the page is viewed on)'}),
     json: Flags.boolean({description: 'print a JSON summary'}),
     creds: Flags.string({description: '[docker://] registry credentials USER:PASS (else REG_USERNAME/REG_PASSWORD, ~/.docker/config.json, containers auth.json)', helpGroup: 'REGISTRY SOURCES'}),
     platform: Flags.string({description: '[docker://] keep one platform of a multi-arch image, os/arch[/variant] (default: all)', helpGroup: 'REGISTRY SOURCES'}),

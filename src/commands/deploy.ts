@@ -8,6 +8,8 @@ import {offloadLines} from '../publish/offload.js'
 import {DEPLOY_FLAGS} from '../config/deploy-flags.js'
 import {resolveDeploy} from '../config/resolve.js'
 import {ByteProgress} from '../ui/progress.js'
+import {formatVerifyReport, verifyFailure} from '../verify/report.js'
+import {type VerifyReport, verifyRegistry} from '../verify/verify.js'
 
 /**
  * Run `work` with a signal that Ctrl-C (SIGINT; a cancelled GitHub job too) aborts: in-flight requests
@@ -39,16 +41,17 @@ export default class Deploy extends RegCommand {
     const {args, flags: given, raw} = await this.parse(Deploy)
     const progress = ByteProgress.forStream(given.json, 'publishing')
     let report: DeployReport
+    let verified: VerifyReport | undefined
     try {
       const explicit = new Set(raw.flatMap((token) => (token.type === 'flag' ? [token.flag] : [])))
-      const {dir, backend, options} = await resolveDeploy(args.dir, given, explicit)
+      const {dir, backend, options, verify} = await resolveDeploy(args.dir, given, explicit)
       report = await untilInterrupted((signal) => deployTree(dir, backend, {
         ...options,
         signal,
         observer: {
           phaseStart: (phase, steps) => {
             progress.addTotal(steps.reduce((sum, s) => sum + stepBytes(s), 0))
-            if (!given.json) progress.log(phaseLine(phase, steps), (l) => this.log(l))
+            if (!given.json) progress.log(phaseLine(phase, steps, backend.capabilities.stagesDeploy === true), (l) => this.log(l))
           },
           stepDone: (step) => progress.tick(stepBytes(step)),
           retry: (step, attempt, error) => {
@@ -56,13 +59,16 @@ export default class Deploy extends RegCommand {
           },
         },
       }))
+      // --verify: the live registry, checked against the tree just deployed, as each client would see it.
+      if (verify && !report.dryRun) verified = await verifyRegistry({url: verify, tree: dir, namePrefix: options.namePrefix})
     } catch (error) {
       progress.stop()
       this.fail(error)
     }
     progress.stop()
     if (given.json) {
-      this.log(JSON.stringify(report, null, 2))
+      this.log(JSON.stringify(verified ? {...report, verify: verified} : report, null, 2))
+      this.failIfUnverified(verified)
       return
     }
     // --dry-run: the steps, then what they add up to; written in batches (a tree can have 100,000 tags).
@@ -71,5 +77,19 @@ export default class Deploy extends RegCommand {
     for (const line of report.offload ? offloadLines(report.offload.locations, report.offload.rejected) : []) this.log(line)
     for (const line of deployLines(report)) this.log(line)
     for (const line of report.host?.messages ?? []) this.log(line)
+    for (const line of report.messages) this.log(line)
+    // An atomic host that said where it is live printed its pull line already.
+    if (report.url !== report.host?.url || !report.url) {
+      if (report.url) this.log(`registry: ${report.url}`)
+      if (report.pull) this.log(`pull: ${report.pull}${report.url ? '' : '   (HOST: where the registry is served; --public-url https://HOST prints it here)'}`)
+    }
+    if (verified) for (const line of formatVerifyReport(verified)) this.log(line)
+    this.failIfUnverified(verified)
+  }
+
+  /** What went live stays live; the command fails so that CI stops before users find out. */
+  private failIfUnverified(verified: VerifyReport | undefined): void {
+    const failure = verified && verifyFailure(verified)
+    if (failure) this.fail(failure)
   }
 }

@@ -1,9 +1,11 @@
 import {Args, Flags} from '@oclif/core'
+import {CORS_FLAG} from '../../plugins/shared-flags.js'
 import {errnoCode, RegError} from '../core/errors.js'
 import {RegCommand} from '../ui/reg-command.js'
 import {DEFAULT_PROXY_TTL_SECONDS, parseDuration, parseProxyFlag} from '../server/proxy.js'
 import {DEFAULT_UPLOAD_TTL_SECONDS, readHtpasswd} from '../server/push.js'
 import {startRegistryServer} from '../server/registry-server.js'
+import {readAccessPolicy} from '../config/access.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 
 export default class Serve extends RegCommand {
@@ -18,6 +20,9 @@ export default class Serve extends RegCommand {
     'allow-delete': Flags.boolean({description: 'with --push: accept DELETE of tags, and of manifests by digest', dependsOn: ['push']}),
     'upload-ttl': Flags.string({description: `with --push: unfinished uploads untouched this long are deleted (300s, 30m, 24h; default ${DEFAULT_UPLOAD_TTL_SECONDS / 3600}h)`, dependsOn: ['push']}),
     proxy: Flags.string({description: 'pull-through proxy: NAME=URL serves the upstream registry under NAME/ (e.g. hub=https://registry-1.docker.io), storing what is pulled into the tree', multiple: true}),
+    cors: {...CORS_FLAG, helpGroup: undefined},
+    'read-auth': Flags.string({description: 'htpasswd file (bcrypt, `htpasswd -B`) of the users who may read private repositories; the /v2/ ping then asks for credentials'}),
+    private: Flags.string({description: 'with --read-auth: repositories that need a user, a glob of names (team/**; *: any characters but /, **: any); repeatable; without it, every repository', multiple: true, dependsOn: ['read-auth']}),
     'proxy-ttl': Flags.string({description: `how long a proxied tag is served before it is checked upstream again (300, 300s, 5m; default ${DEFAULT_PROXY_TTL_SECONDS / 60}m)`, dependsOn: ['proxy']}),
   }
 
@@ -28,7 +33,8 @@ export default class Serve extends RegCommand {
       if (uploadTtlSeconds < 1) throw new RegError('--upload-ttl must be at least 1s', 'uploads in progress would be deleted under their clients')
       const push = flags.push ? {users: flags['push-auth'] ? await readHtpasswd(flags['push-auth']) : undefined, allowDelete: flags['allow-delete'], uploadTtlSeconds} : undefined
       const proxy = flags.proxy ? {upstreams: flags.proxy.map(parseProxyFlag), ttlSeconds: flags['proxy-ttl'] ? parseDuration(flags['proxy-ttl']) : DEFAULT_PROXY_TTL_SECONDS, log: (line: string) => this.warn(line)} : undefined
-      const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port, push, proxy}).catch((error: unknown) => {
+      const readAuth = flags['read-auth'] ? {policy: await readAccessPolicy(flags['read-auth'], flags.private, '--read-auth')} : undefined
+      const running = await startRegistryServer(args.dir, {host: flags.host, port: flags.port, push, proxy, cors: flags.cors, readAuth}).catch((error: unknown) => {
         if (errnoCode(error) !== 'EADDRINUSE') throw error
         // 5000, the default, is taken on macOS by AirPlay Receiver.
         throw new RegError(`port ${flags.port} on ${flags.host} is in use by another program`, `pick another port: reg serve ${args.dir} -p ${flags.port === 5001 ? 5002 : 5001} (for npm start: PORT=${flags.port === 5001 ? 5002 : 5001} npm start)`, 'EADDRINUSE')
@@ -36,6 +42,7 @@ export default class Serve extends RegCommand {
       const tree = await RegistryTree.load(args.dir)
       const hostPort = running.url.replace(/^http:\/\//, '')
       this.log(`reg serving ${args.dir} at ${running.url}/v2/${flags.push ? ' (push enabled)' : ''}`)
+      if (readAuth) this.log(flags.private?.length ? `read access: a user of ${flags['read-auth']} for ${flags.private.join(', ')}; the rest is public` : `read access: every repository needs a user of ${flags['read-auth']}`)
       for (const upstream of proxy?.upstreams ?? []) this.log(`proxy: ${hostPort}/${upstream.name}/NAME:TAG pulls ${upstream.url}/NAME:TAG`)
       const [name, repo] = Object.entries(tree.index.repositories)[0] ?? []
       const tag = repo ? Object.keys(repo.tags).sort()[0] : undefined

@@ -16,13 +16,19 @@ export interface RegConfig {
   platform?: string
   /** docker:// sources: also copy signatures, SBOMs and other referrers (reg build --with-referrers) */
   withReferrers?: boolean
+  /** publish the catalog page (reg build --page) */
+  page?: boolean
+  /** the registry's public URL, for the page's pull commands (reg build --public-url) */
+  publicUrl?: string
   sources?: Array<string | {source: string; name?: string}>
+  /** the registry's public URL (--public-url): a target's `public-url` wins over it */
+  url?: string
   defaultTarget?: string
   targets?: Record<string, DeployTarget>
 }
 
 /** A named deploy target: a backend and its flags, as `reg deploy` spells them (no secrets). */
-export type DeployTarget = {backend: string} & Record<string, string | number | boolean>
+export type DeployTarget = {backend: string} & Record<string, string | number | boolean | string[]>
 
 export interface LoadedConfig {
   file: string

@@ -14,14 +14,7 @@ const SOURCE = `^(${TRANSPORTS.join('|')}):`
  * this, written out for editors (a test keeps it equal).
  */
 export function configSchema(): object {
-  // A repeatable flag is a list in a target.
-  const settingSchema = (flag: (typeof DEPLOY_FLAGS)[string]) => {
-    const schema = flagSchema(flag)
-    if (!(flag as {multiple?: boolean}).multiple) return schema
-    const {description, ...items} = schema as {description?: string}
-    return {type: 'array', items, description}
-  }
-  const settings = Object.fromEntries(TARGET_SETTINGS.map((name) => [name, settingSchema(DEPLOY_FLAGS[name])]))
+  const settings = Object.fromEntries(TARGET_SETTINGS.map((name) => [name, flagSchema(DEPLOY_FLAGS[name])]))
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
     $id: CONFIG_SCHEMA_ID,
@@ -36,6 +29,8 @@ export function configSchema(): object {
       tagMaxAge: {type: 'integer', minimum: 0, description: 'Cache-Control max-age of tags and lists, seconds (reg build --tag-max-age)'},
       platform: {type: 'string', pattern: '^[a-z0-9]+/[a-z0-9]+(/[a-z0-9]+)?$', description: 'docker:// sources: keep one platform, os/arch[/variant]'},
       withReferrers: {type: 'boolean', description: 'docker:// sources: also copy what is attached to each image, cosign\'s sha256-<hex>.sig/.att/.sbom tags and OCI 1.1 referrers (reg build --with-referrers)'},
+      page: {type: 'boolean', description: 'also publish a catalog web page at / beside /v2/ (reg build --page); on in new configs'},
+      publicUrl: {type: 'string', pattern: '^https?://', description: 'the registry\'s public URL, the host of the page\'s pull commands (reg build --public-url); default: the host the page is viewed on'},
       sources: {
         type: 'array',
         minItems: 1,
@@ -55,6 +50,7 @@ export function configSchema(): object {
           ],
         },
       },
+      url: {type: 'string', pattern: '^https?://[^/?#@\\s]+/?$', description: 'the registry\'s public URL, https://HOST[:PORT], as clients pull from it (reg deploy --public-url; a target\'s public-url wins)'},
       defaultTarget: {type: 'string', description: 'the target `reg deploy` uses without --target (default: the only one)'},
       targets: {
         type: 'object',

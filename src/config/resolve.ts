@@ -5,6 +5,7 @@ import type {DeployOptions} from '../publish/deploy.js'
 import {parseSourceSpec, type SourceSpec} from '../sources/index.js'
 import type {BuildOptions} from '../tree/builder.js'
 import {configSources, loadConfig, resolveFromConfig, selectTarget} from './config-file.js'
+import {parsePublicUrl} from './deploy-flags.js'
 
 /**
  * Flags and the config file, merged the same way for `reg build`/`reg deploy` and the GitHub
@@ -21,6 +22,8 @@ export interface BuildFlags {
   'plain-http'?: boolean
   insecure?: boolean
   'with-referrers'?: boolean
+  page?: boolean
+  'public-url'?: string
 }
 
 export async function resolveBuild(sourceArgs: readonly string[], flags: BuildFlags): Promise<{specs: SourceSpec[]; options: BuildOptions & {out: string}}> {
@@ -34,6 +37,7 @@ export async function resolveBuild(sourceArgs: readonly string[], flags: BuildFl
       out: flags.out ?? (loaded && config.out ? resolveFromConfig(loaded, config.out) : './dist'),
       prefix: flags.prefix ?? config.prefix, clean: flags.clean, tagMaxAge: flags['tag-max-age'] ?? config.tagMaxAge,
       withReferrers: flags['with-referrers'] ?? config.withReferrers,
+      page: flags.page ?? config.page, publicUrl: flags['public-url'] ?? config.publicUrl,
       sources: {creds: flags.creds, platform: flags.platform ?? config.platform, plainHttp: flags['plain-http'], insecure: flags.insecure},
     },
   }
@@ -46,6 +50,8 @@ export interface ResolvedDeploy {
   target?: string
   /** the deploy's settings, from the merged flags (the command adds its progress observer and Ctrl-C) */
   options: DeployOptions
+  /** the registry URL `reg verify` checks after the deploy (--verify, or `verify:` of the target) */
+  verify?: string
 }
 
 /**
@@ -63,7 +69,7 @@ export async function resolveDeploy(dirArg: string | undefined, given: Record<st
   const plugin = BACKENDS.plugin(flags.backend)
   // Whether the backend was typed or came from a target: a typed flag it does not read would be ignored.
   BACKENDS.refuseForeignFlags(flags.backend, explicit)
-  for (const name of plugin.paths ?? []) {
+  for (const name of [...plugin.paths ?? [], 'containerd-hosts']) {
     const value = selected?.target[name]
     if (loaded && typeof value === 'string' && !explicit.has(name)) flags[name] = resolveFromConfig(loaded, value)
   }
@@ -72,5 +78,10 @@ export async function resolveDeploy(dirArg: string | undefined, given: Record<st
     concurrency: flags.concurrency as number | undefined, retries: flags.retries as number | undefined,
     offload: flags.offload as string[] | undefined, offloadClients: flags['offload-clients'] as string[] | undefined,
   }
-  return {dir, backend: await plugin.create(flags), target: selected?.name, options}
+  const publicUrl = (flags['public-url'] as string | undefined) ?? loaded?.config.url
+  if (publicUrl !== undefined) options.publicUrl = parsePublicUrl(publicUrl).origin
+  if (typeof flags['mirror-of'] === 'string' || typeof flags['containerd-hosts'] === 'string') {
+    options.containerdMirror = {upstream: (flags['mirror-of'] as string | undefined) ?? 'docker.io', hostsDir: flags['containerd-hosts'] as string | undefined}
+  }
+  return {dir, backend: await plugin.create(flags), target: selected?.name, options, verify: flags.verify as string | undefined}
 }

@@ -13,6 +13,11 @@ export interface BackendCapabilities {
    * deploy time (tags are files there).
    */
   caseSensitiveTags?: boolean | 'destination-file-system'
+  /**
+   * puts only stage files into a deploy that goes live whole in `finish` (Netlify, Pages), where the
+   * host then asks for the contents it lacks: said so in what a deploy reports, never "upload".
+   */
+  stagesDeploy?: boolean
 }
 
 /** What is deployed under a storage key, from one listing. `digest` is known when the host or our state file keeps it. */
@@ -70,6 +75,8 @@ export interface Backend {
    * they staged, in one deploy that goes live whole; local hosts record what is deployed.
    */
   finish?(tree: RegistryTree, signal?: AbortSignal): Promise<HostDeployReport | undefined>
+  /** lines for the user once the deploy is done: what the host needs now (reload a server), set by `finish` */
+  readonly notes?: readonly string[]
   /** is this failure worth another try (throttling, 5xx, resets), and when, if the host said? Default: any error but a RegError */
   retryVerdict?(error: unknown): RetryVerdict
 }

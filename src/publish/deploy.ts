@@ -5,6 +5,7 @@ import {errnoCode, RegError} from '../core/errors.js'
 import {DEFAULT_RETRY, withRetries} from '../core/retry.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, HostDeployReport} from './backend.js'
+import {checkMirrorOf, containerdHostsToml, writeContainerdHosts} from './containerd-hosts.js'
 import {isCaseSensitiveDirectory} from './local-files.js'
 import {type OffloadResult, planOffload} from './offload.js'
 import {createPublishPlan, type Phase, type PublishPlan, type PublishStep} from './plan.js'
@@ -24,6 +25,10 @@ export interface DeployOptions {
   offload?: readonly string[]
   /** `--offload-clients`: the clients that must be able to pull (default: all) */
   offloadClients?: readonly string[]
+  /** where clients reach the registry (--public-url, config url): wins over what the host reports */
+  publicUrl?: string
+  /** --mirror-of / --containerd-hosts: the containerd configuration that makes this registry a pull mirror */
+  containerdMirror?: {upstream: string; hostsDir?: string}
 }
 
 /** One step of the plan as `--dry-run` shows it. `upload` is the plan's put (bytes from the tree). */
@@ -44,6 +49,8 @@ export interface DeployReport {
   backend: string
   location: string
   dryRun: boolean
+  /** the host stages a whole deploy (its puts are files listed, not uploads: `stagesDeploy`) */
+  staged: boolean
   /** counts of objects (one per storage key on the host) and their bytes */
   plan: {uploads: number; copies: number; redirects: number; deletes: number; unchanged: number; bytesToUpload: number; bytesToCopy: number; bytesToDelete: number}
   /** `--dry-run` only: every step, phase by phase */
@@ -52,7 +59,20 @@ export interface DeployReport {
   /** atomic hosts: what the final deploy uploaded and where it is live */
   host?: HostDeployReport
   /** `--offload`: what each location serves, who can follow it, and the blobs uploaded instead */
-  offload?: Omit<OffloadResult, 'offloaded'>
+  offload?: Omit<OffloadResult, 'offloaded' | 'by'>
+  /** the registry's URL: --public-url, else what the host reports; absent when neither knows it */
+  url?: string
+  /** how to pull one of its images: `docker pull HOST/NAME:TAG` (HOST a placeholder when the URL is unknown) */
+  pull?: string
+  /** what to do now (reload nginx, the containerd mirror configuration) */
+  messages: string[]
+}
+
+/** `docker pull HOST/NAME:TAG` for the tree's first repository and its first tag (both sorted), or undefined for an empty tree. */
+export function pullCommand(tree: RegistryTree, url: string | undefined): string | undefined {
+  const [name, repository] = Object.entries(tree.index.repositories).sort(([a], [b]) => (a < b ? -1 : 1))[0] ?? []
+  const tag = repository ? Object.keys(repository.tags).sort()[0] : undefined
+  return name && tag ? `docker pull ${url ? new URL(url).host : 'HOST'}/${name}:${tag}` : undefined
 }
 
 /** `reg deploy`: tree → plan (against one listing of the host) → ordered, retried publish (host configuration and prune are phases of it) → finish. */
@@ -126,16 +146,40 @@ async function publishTree(tree: RegistryTree, backend: Backend, options: Deploy
   const offload = options.offload?.length
     ? await planOffload(tree, backend, {locations: options.offload, clients: options.offloadClients, concurrency: options.concurrency, dryRun: options.dryRun, signal: options.signal})
     : undefined
-  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, caseSensitiveTags, offloaded: offload?.offloaded})
+  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, caseSensitiveTags, offload: offload && {targets: offload.offloaded, by: offload.by}})
   const count = (action: string) => plan.steps.filter((s) => s.action === action).length
   const report: DeployReport = {
-    backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun),
+    backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun), staged: backend.capabilities.stagesDeploy === true,
     plan: {uploads: count('put'), copies: count('copy'), redirects: count('redirect'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete},
+    messages: [],
   }
   if (offload) report.offload = {locations: offload.locations, rejected: offload.rejected, bytesVerified: offload.bytesVerified}
-  if (options.dryRun) return {...report, steps: plan.steps.map(stepReport)}
-  report.result = await runPublishPlan(plan, backend, tree, {concurrency: options.concurrency, retries: options.retries, observer: options.observer, signal: options.signal})
-  const host = await backend.finish?.(tree, options.signal)
-  if (host) report.host = host
+  const mirror = options.containerdMirror
+  if (mirror) {
+    // Before anything is published: a mistake here costs nothing.
+    checkMirrorOf(mirror.upstream)
+    if (!options.publicUrl) throw new RegError(`--mirror-of ${mirror.upstream} needs the registry's URL`, 'pass --public-url https://HOST (where clients reach this registry), or set url in the config file')
+  }
+  if (options.dryRun) {
+    report.steps = plan.steps.map(stepReport)
+  } else {
+    report.result = await runPublishPlan(plan, backend, tree, {concurrency: options.concurrency, retries: options.retries, observer: options.observer, signal: options.signal})
+    const host = await backend.finish?.(tree, options.signal)
+    if (host) report.host = host
+    report.messages.push(...backend.notes ?? [])
+  }
+  report.url = options.publicUrl ?? report.host?.url ?? undefined
+  if (report.url === '') delete report.url
+  report.pull = pullCommand(tree, report.url)
+  if (mirror && options.publicUrl) report.messages.push(...await containerdMirrorMessages(mirror, options.publicUrl, Boolean(options.dryRun)))
   return report
+}
+
+/** The hosts.toml of `--mirror-of`: printed, or written into `--containerd-hosts DIR`. */
+async function containerdMirrorMessages(mirror: {upstream: string; hostsDir?: string}, url: string, dryRun: boolean): Promise<string[]> {
+  if (mirror.hostsDir && !dryRun) {
+    const file = await writeContainerdHosts(mirror.hostsDir, mirror.upstream, url)
+    return [`containerd: wrote ${file}: pulls of ${mirror.upstream} go through ${url} first`]
+  }
+  return [`containerd: ${mirror.upstream}/hosts.toml (in containerd's config_path, e.g. /etc/containerd/certs.d) for pulls of ${mirror.upstream} through ${url}:`, ...containerdHostsToml(mirror.upstream, url).trimEnd().split('\n')]
 }

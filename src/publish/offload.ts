@@ -44,12 +44,15 @@ export const OFFLOAD_CLIENTS = {
 export type OffloadClient = keyof typeof OFFLOAD_CLIENTS
 export const OFFLOAD_CLIENT_NAMES = Object.keys(OFFLOAD_CLIENTS) as OffloadClient[]
 
-/** Backends whose host can answer a URL with a redirect to another host, and how. */
-const OFFLOAD_HOSTS: Readonly<Record<string, string>> = {
-  nginx: 'a return 302 in registry.conf',
-  apache: 'a RewriteRule [R=302] in .htaccess',
-  netlify: 'a 302 rule in _redirects',
-  s3: 'a website redirect object, answered 301 by the bucket\'s website endpoint',
+/**
+ * Backends whose host can answer a URL with a redirect to another host: how, and whether the host
+ * configuration holds the redirects or an object at each offloaded blob's key does.
+ */
+const OFFLOAD_HOSTS: Readonly<Record<string, {how: string; by: 'configuration' | 'redirect-objects'}>> = {
+  nginx: {how: 'a return 302 in registry.conf', by: 'configuration'},
+  apache: {how: 'a RewriteRule [R=302] in .htaccess', by: 'configuration'},
+  netlify: {how: 'a 302 rule in _redirects', by: 'configuration'},
+  s3: {how: 'a website redirect object, answered 301 by the bucket\'s website endpoint', by: 'redirect-objects'},
 }
 
 /** A redirect target: an absolute http(s) URL of characters no host configuration treats specially. */
@@ -285,6 +288,8 @@ export interface OffloadLocationReport {
 export interface OffloadResult {
   /** digest → redirect target */
   offloaded: Map<string, string>
+  /** where the host keeps the redirects (the plan's `offload.by`) */
+  by: 'configuration' | 'redirect-objects'
   locations: OffloadLocationReport[]
   /** blobs a location lists with the wrong size or bytes: uploaded instead */
   rejected: Array<{digest: string; location: string; why: string}>
@@ -334,7 +339,7 @@ function refuseUnfollowable(location: string, clients: readonly OffloadClient[])
  */
 export async function planOffload(tree: RegistryTree, backend: Pick<Backend, 'name' | 'location' | 'localDirectory'>, options: OffloadOptions): Promise<OffloadResult> {
   if (!(backend.name in OFFLOAD_HOSTS)) {
-    throw new RegError(`--offload: ${backend.name} cannot answer a blob's URL with a redirect to another host`, `offload with ${Object.entries(OFFLOAD_HOSTS).map(([name, how]) => `${name} (${how})`).join(', ')}`)
+    throw new RegError(`--offload: ${backend.name} cannot answer a blob's URL with a redirect to another host`, `offload with ${Object.entries(OFFLOAD_HOSTS).map(([name, host]) => `${name} (${host.how})`).join(', ')}`)
   }
   const clients = parseOffloadClients(options.clients)
   const locations = options.locations.map(parseOffloadLocation)
@@ -342,7 +347,7 @@ export async function planOffload(tree: RegistryTree, backend: Pick<Backend, 'na
   await state.load()
   const blobs = new Map<string, number>()
   for (const object of tree.objects) if (object.class === 'blob') blobs.set(object.digest, object.size)
-  const result: OffloadResult = {offloaded: new Map(), locations: [], rejected: [], bytesVerified: 0}
+  const result: OffloadResult = {offloaded: new Map(), by: OFFLOAD_HOSTS[backend.name].by, locations: [], rejected: [], bytesVerified: 0}
   const reports = locations.map((l): OffloadLocationReport => ({location: l.spec, access: 'unused', clients: [], blobs: 0, bytes: 0}))
   const accessOf = new Map<OffloadLocation, OffloadAccess>()
   const clientsOf = new Map(locations.map((l) => [l, new LocationClient(l)]))

@@ -37,8 +37,12 @@ export interface PlanOptions {
   prune?: boolean
   /** the host's `caseSensitiveTags`, resolved (the deploy probes a destination file system); default: the capability */
   caseSensitiveTags?: boolean
-  /** blobs served from elsewhere (`reg deploy --offload`): digest → redirect target; not stored, routed by the host configuration */
-  offloaded?: ReadonlyMap<string, string>
+  /**
+   * blobs served from elsewhere (`reg deploy --offload`): digest → redirect target. Not stored: the
+   * host configuration answers them (`configuration`: they are among its routed objects), or an
+   * empty redirect object at each of their keys (`redirect-objects`).
+   */
+  offload?: {targets: ReadonlyMap<string, string>; by: 'configuration' | 'redirect-objects'}
 }
 
 export interface PublishPlan {
@@ -109,9 +113,8 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
   const offloadRedirects = new Map<string, string>()
   const ordered = [...tree.objects].sort((a, b) => PHASES.indexOf(phaseOf(a)) - PHASES.indexOf(phaseOf(b)))
   for (const object of ordered) {
-    const offloadTo = object.class === 'blob' ? options.offloaded?.get(object.digest) : undefined
-    // An offloaded blob: the host configuration answers it, or (hosts of objects only) a redirect object at its key.
-    if (offloadTo !== undefined && backend.writeHostConfig) {
+    const offloadTo = object.class === 'blob' ? options.offload?.targets.get(object.digest) : undefined
+    if (offloadTo !== undefined && options.offload?.by === 'configuration') {
       routed.push(offloadedObject(object, offloadTo))
       continue
     }

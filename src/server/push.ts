@@ -8,7 +8,7 @@ import {pipeline} from 'node:stream/promises'
 import {HttpError, httpErrorOf} from '../core/api-errors.js'
 import {digestHex, isDigest, sha256, verifyBytes} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
-import {MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
+import {MAX_DOCUMENT_BYTES, MAX_GRAPH_NODES, MAX_MANIFEST_BYTES, readFileBounded, TooLargeError} from '../core/limits.js'
 import {type Descriptor, parseManifest} from '../core/manifest.js'
 import {quoted} from '../core/quote.js'
 import {validateTag} from '../core/reference.js'
@@ -43,9 +43,19 @@ const BCRYPT_HASH = /^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$/
 /** What Apache trims around an htpasswd line (isspace): a CRLF file's CR with it. */
 const LINE_SPACE = /^[ \t\r\v\f]+|[ \t\r\v\f]+$/g
 
-/** Read an htpasswd file; only bcrypt entries (`htpasswd -B`) are accepted. */
-export async function readHtpasswd(file: string): Promise<Map<string, string>> {
-  return parseHtpasswd(await readFile(file, 'utf8'), file)
+/**
+ * Read an htpasswd file (bounded: it is small; a huge file or a FIFO is refused, not read whole);
+ * only bcrypt entries (`htpasswd -B`) are accepted. `flag` names the option in messages.
+ */
+export async function readHtpasswd(file: string, flag = '--push-auth'): Promise<Map<string, string>> {
+  let text: string
+  try {
+    text = (await readFileBounded(file, MAX_DOCUMENT_BYTES, `${flag} ${file}`)).toString('utf8')
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') throw new RegError(`${flag} ${file}: no such file`, 'create it with `htpasswd -B -c FILE USER` (bcrypt)')
+    throw error
+  }
+  return parseHtpasswd(text, file)
 }
 
 /**

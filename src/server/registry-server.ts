@@ -1,11 +1,13 @@
 import http from 'node:http'
 import {HttpError, httpErrorOf, notFoundError, UNSUPPORTED_MESSAGE} from '../core/api-errors.js'
+import {corsHeaders, corsPreflightHeaders, type CorsOrigin, parseCorsOrigin} from '../core/cors.js'
 import {describeError} from '../core/errors.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
 import {RegistryTree} from '../tree/registry-tree.js'
 import {LiveTree} from './live-tree.js'
 import {ProxyHandler, type ProxyOptions} from './proxy.js'
 import {PushHandler, type PushOptions} from './push.js'
+import {ReadAuth, type ReadAuthOptions} from './read-auth.js'
 import {sendError} from './respond.js'
 import {type Exchange, type Handler, type Route, routeOf, type UrlClass} from './routes.js'
 import {TreeReader} from './tree-reader.js'
@@ -36,7 +38,7 @@ export class RegistryServer {
   /** Under a proxied namespace (read-only): the upstream is asked for what the tree does not have yet. */
   private readonly proxiedRoutes: Partial<RouteTable>
 
-  constructor(live: LiveTree, private readonly push?: PushHandler, private readonly proxy?: ProxyHandler, private readonly log: (line: string) => void = (line) => console.error(line)) {
+  constructor(live: LiveTree, private readonly push?: PushHandler, private readonly proxy?: ProxyHandler, private readonly log: (line: string) => void = (line) => console.error(line), private readonly cors: CorsOrigin = undefined, private readonly readAuth?: ReadAuth) {
     const tree = new TreeReader(live)
     this.routes = {
       'api-version': {GET: [redirectToApiRoot]},
@@ -49,6 +51,7 @@ export class RegistryServer {
       upload: {POST: present(push?.startUpload)},
       'upload-session': {GET: present(push?.uploadStatus), PATCH: present(push?.appendUpload), PUT: present(push?.finishUpload), DELETE: present(push?.cancelUpload)},
       referrers: {GET: [tree.referrers]},
+      page: {GET: [tree.object]},
       unknown: {},
     }
     this.proxiedRoutes = proxy ? {
@@ -64,6 +67,15 @@ export class RegistryServer {
     const url = new URL(req.url ?? '/', 'http://registry.invalid')
     const method = req.method ?? 'GET'
     const exchange: Exchange = {req, res, method, url, route: routeOf(decodedPath(url))}
+    if (this.cors !== undefined) {
+      // Browsers: a preflight for any URL, and every answer (errors too) readable from the allowed origin.
+      if (method === 'OPTIONS') {
+        req.resume()
+        res.writeHead(204, {...API_VERSION_HEADER, ...corsPreflightHeaders(this.cors)}).end()
+        return
+      }
+      for (const [name, value] of Object.entries(corsHeaders(this.cors))) res.setHeader(name, value)
+    }
     try {
       await this.dispatch(exchange)
     } catch (error) {
@@ -79,14 +91,26 @@ export class RegistryServer {
     // Clients decide from the /v2/ ping whether to send credentials at all (containers/image never
     // answers a later 401): with --push-auth, the ping challenges unless credentials came, and
     // upload sessions, part of a push, need them too.
-    if (this.push && (!reading || route.class === 'api-root' || route.class === 'upload' || route.class === 'upload-session')) await this.push.authorize(req)
-    const methods = {...this.routes[route.class], ...(upstream ? this.proxiedRoutes[route.class] : {})}
+    // With --read-auth, the read side's users answer the ping.
+    const readAccess = await this.readAccess(exchange)
+    if (this.push && (!reading || (route.class === 'api-root' && !this.readAuth) || route.class === 'upload' || route.class === 'upload-session')) await this.push.authorize(req)
+    const methods = {...this.routes[route.class], ...(upstream ? this.proxiedRoutes[route.class] : {}), ...readAccess}
     const handlers = methods[(reading ? 'GET' : method) as Method]
     if (!handlers && !reading) throw this.unsupported(method, Object.keys(methods))
     for (const handler of handlers ?? []) {
       if (await handler(exchange)) return
     }
     throw notFound(route)
+  }
+
+  /**
+   * With --read-auth: refuses (401) what needs a user and came without good credentials; an
+   * anonymous reader gets the catalog of the public repositories instead of the tree's.
+   */
+  private async readAccess({req, route}: Exchange): Promise<Partial<Record<Method, Handler[]>>> {
+    if (!this.readAuth) return {}
+    const reader = await this.readAuth.authorize(req, route)
+    return reader === 'anonymous' && route.class === 'catalog' ? {GET: [this.readAuth.publicCatalog]} : {}
   }
 
   private unsupported(method: string, allowed: string[]): HttpError {
@@ -147,8 +171,12 @@ export interface ServeOptions {
   port?: number
   push?: boolean | PushOptions
   proxy?: ProxyOptions
+  /** Basic auth on reads (--read-auth, --private) */
+  readAuth?: ReadAuthOptions
   /** where the registry's own failures are told (stderr when not given); clients only hear "internal error" */
   log?: (line: string) => void
+  /** `--cors`: `*` (the default), one origin, or `off` */
+  cors?: string
 }
 
 /** Start `reg serve` on host:port (port 0 picks a free one). */
@@ -160,7 +188,8 @@ export async function startRegistryServer(dir: string, options: ServeOptions = {
   const live = new LiveTree(dir)
   const push = options.push ? new PushHandler(writer, live, options.push === true ? {} : options.push) : undefined
   const proxy = options.proxy ? new ProxyHandler(writer, live, options.proxy) : undefined
-  const registry = new RegistryServer(live, push, proxy, options.log)
+  const readAuth = options.readAuth ? new ReadAuth(live, options.readAuth) : undefined
+  const registry = new RegistryServer(live, push, proxy, options.log, parseCorsOrigin(options.cors), readAuth)
   const server = http.createServer((req, res) => {
     registry.handle(req, res).catch(() => res.destroy())
   })

@@ -2,13 +2,14 @@ import type http from 'node:http'
 import {HttpError} from '../core/api-errors.js'
 import {RegError} from '../core/errors.js'
 import {validateName} from '../core/reference.js'
+import {PAGE_ROOTS, ROOT_PAGE} from '../page/documents.js'
 
 /**
  * What a URL of the distribution API addresses. `api-version` is `/v2` without its slash
- * (redirected); `upload` starts a blob upload, `upload-session` is one under way; `unknown` is
- * anything else (404 to a read).
+ * (redirected); `upload` starts a blob upload, `upload-session` is one under way; `page` is a file
+ * of the catalog page (outside `/v2/`); `unknown` is anything else (404 to a read).
  */
-export type UrlClass = 'api-version' | 'api-root' | 'catalog' | 'tags-list' | 'manifest' | 'blob' | 'upload' | 'upload-session' | 'referrers' | 'unknown'
+export type UrlClass = 'api-version' | 'api-root' | 'catalog' | 'tags-list' | 'manifest' | 'blob' | 'upload' | 'upload-session' | 'referrers' | 'page' | 'unknown'
 
 export interface Route {
   class: UrlClass
@@ -36,11 +37,23 @@ export function routeOf(path: string): Route {
   if (path === 'v2') return {class: 'api-version', path}
   if (path === 'v2/') return {class: 'api-root', path}
   if (path === 'v2/_catalog') return {class: 'catalog', path}
+  const page = pageRoute(path)
+  if (page) return page
   for (const [pattern, urlClass] of REPOSITORY_URLS) {
     const match = pattern.exec(path)
     if (match) return {class: urlClass, path, name: match[1], reference: match[2] ?? ''}
   }
   return {class: 'unknown', path}
+}
+
+/**
+ * A URL of the catalog page: `/` and a directory are their `index.html`, as static hosts answer
+ * them. Only ever a key of the tree's objects: nothing here names a file.
+ */
+function pageRoute(path: string): Route | undefined {
+  if (path === '' || path === ROOT_PAGE) return {class: 'page', path: ROOT_PAGE}
+  if (!PAGE_ROOTS.some((root) => path.startsWith(`${root}/`))) return undefined
+  return {class: 'page', path: path.endsWith('/') ? `${path}${ROOT_PAGE}` : path}
 }
 
 /** The repository a route names, validated: a name reg cannot hold is refused (400 NAME_INVALID). */

@@ -9,10 +9,11 @@ import {validateName, validateTag, withPrefix} from '../core/reference.js'
 import {openSource, type SourceOptions, type SourceSpec} from '../sources/index.js'
 import {BlobStore, TreeCheckStore} from './blob-store.js'
 import {type IngestObserver, GraphIngester} from './ingest.js'
-import {blobAndManifestBytes, DEFAULT_TAG_MAX_AGE, dict, emptyIndex, type ManifestRecord, repositoryRecord, type RepositoryRecord, TREE_INDEX_FILE, type TreeIndex} from './model.js'
+import {blobAndManifestBytes, DEFAULT_TAG_MAX_AGE, dict, emptyIndex, type ManifestRecord, repositoryRecord, type RepositoryRecord, TREE_INDEX_FILE, type TreeIndex, type TreeSettings} from './model.js'
 import {finalizeIndex, writeTreeFiles} from './finalize.js'
 import {repositoryBlobs, repositoryManifests} from './objects.js'
-import {readTreeIndex} from './registry-tree.js'
+import {isPublicUrl, readTreeIndex} from './registry-tree.js'
+import {summarizeConfigs} from '../page/config-summary.js'
 
 export interface BuildOptions {
   out: string
@@ -23,6 +24,10 @@ export interface BuildOptions {
   sources?: SourceOptions
   /** also copy what is attached to each manifest copied (signatures, SBOMs), from sources that hold attachments */
   withReferrers?: boolean
+  /** publish the catalog page (default: as the previous tree did) */
+  page?: boolean
+  /** the registry's public URL, for the page's pull commands (default: the previous tree's) */
+  publicUrl?: string
 }
 
 export interface BuiltImage {
@@ -177,10 +182,13 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
   await mkdir(path.dirname(out), {recursive: true})
   await recoverSiblings(out)
   await refuseForeignContent(out)
+  if (options.publicUrl !== undefined && !isPublicUrl(options.publicUrl)) {
+    throw new RegError(`--public-url ${JSON.stringify(options.publicUrl)} is not an http:// or https:// URL`, 'give the URL clients pull from, e.g. --public-url https://registry.example.com')
+  }
   const previous = options.clean ? undefined : await readTreeIndex(out)
-  const tagMaxAge = options.tagMaxAge ?? previous?.settings.tagMaxAge ?? DEFAULT_TAG_MAX_AGE
+  const settings = treeSettings(options, previous?.settings)
   if (previous) {
-    const unchanged = await unchangedTree(specs, options, previous, out, tagMaxAge)
+    const unchanged = await unchangedTree(specs, options, previous, out, settings)
     if (unchanged) return unchanged
   }
   const staging = `${out}.reg-staging-${process.pid}-${randomBytes(4).toString('hex')}`
@@ -188,11 +196,12 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
   try {
     const store = new BlobStore(staging, {private: true})
     await store.init()
-    const index = previous ? {...emptyIndex(tagMaxAge), ...previous, settings: {tagMaxAge}} : emptyIndex(tagMaxAge)
+    const index = {...emptyIndex(settings.tagMaxAge), ...previous, settings}
     if (previous) await store.linkFrom(new BlobStore(out))
     // The walk's bookkeeping (visits, copies in flight) is let go before the index is finalized.
     const {images, referrers, bytesCopied, blobsAlreadyPresent} = await ingestSources(specs, options, store, index, work)
     await rm(work, {recursive: true, force: true})
+    if (settings.page) await summarizeConfigs(store, index)
     const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
     await writeTreeFiles(staging, treeIndex)
     // Files were written without an fsync each: one sync of the staging directory's file system before it serves.
@@ -203,6 +212,13 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
     await rm(staging, {recursive: true, force: true})
     throw error
   }
+}
+
+/** A build's settings: its options, else the previous tree's, else the defaults (no page). */
+function treeSettings(options: BuildOptions, previous: TreeSettings | undefined): TreeSettings {
+  const page = options.page ?? previous?.page ?? false
+  const publicUrl = options.publicUrl ?? previous?.publicUrl
+  return {tagMaxAge: options.tagMaxAge ?? previous?.tagMaxAge ?? DEFAULT_TAG_MAX_AGE, ...(page ? {page} : {}), ...(publicUrl ? {publicUrl} : {})}
 }
 
 /** Copy every image of the sources into the store and record it in `index`, in the sources' order. */
@@ -342,14 +358,14 @@ class RecordOrder {
  * Only for sources whose images are listed without copying anything (`oci:`, `dir:`); undefined
  * as soon as anything differs (then the build proceeds as usual).
  */
-async function unchangedTree(specs: SourceSpec[], options: BuildOptions, previous: Omit<TreeIndex, 'objects'>, out: string, tagMaxAge: number): Promise<BuildSummary | undefined> {
+async function unchangedTree(specs: SourceSpec[], options: BuildOptions, previous: Omit<TreeIndex, 'objects'>, out: string, settings: TreeSettings): Promise<BuildSummary | undefined> {
   if (options.withReferrers || specs.some((spec) => spec.transport !== 'oci' && spec.transport !== 'dir')) return undefined
-  if (tagMaxAge !== previous.settings.tagMaxAge) return undefined
+  if (!sameJson(settings, previous.settings)) return undefined
   const store = new TreeCheckStore(out)
   await store.init()
   const repositories = dict<RepositoryRecord>()
   for (const [name, record] of Object.entries(previous.repositories)) repositories[name] = {...record, tags: dict(Object.entries(record.tags))}
-  const index: Omit<TreeIndex, 'objects'> = {...emptyIndex(tagMaxAge), ...previous, settings: {tagMaxAge}, repositories, manifests: dict(Object.entries(previous.manifests)), blobs: dict(Object.entries(previous.blobs))}
+  const index: Omit<TreeIndex, 'objects'> = {...emptyIndex(settings.tagMaxAge), ...previous, settings, repositories, manifests: dict(Object.entries(previous.manifests)), blobs: dict(Object.entries(previous.blobs))}
   const ingester = new GraphIngester(store, index)
   const images: BuiltImage[] = []
   for (const spec of specs) {

@@ -9,6 +9,10 @@ export type ObjectClass =
   | 'tags-list'
   | 'catalog'
   | 'referrers'
+  // the catalog page (reg build --page), outside /v2/: HTML, its hashed CSS and script, and its JSON data
+  | 'page'
+  | 'page-asset'
+  | 'page-data'
 
 /**
  * One object of the registry's URL space, backend-neutral: its path, its bytes (by digest, in the
@@ -43,6 +47,14 @@ export interface ManifestRecord {
   artifactType?: string
   /** for referrers: the manifest's annotations, listed by the referrers API */
   annotations?: Record<string, string>
+  /** for images, with the catalog page on: what the page shows of the image's config (read when built) */
+  config?: ImageConfigSummary
+}
+
+/** What the catalog page shows of an image's config: when it was created, and its well-known labels. */
+export interface ImageConfigSummary {
+  created?: string
+  labels?: Record<string, string>
 }
 
 export interface RepositoryRecord {
@@ -54,6 +66,10 @@ export interface RepositoryRecord {
 export interface TreeSettings {
   /** Cache-Control max-age of mutable objects (tags, lists), seconds */
   tagMaxAge: number
+  /** publish the catalog page (reg build --page) */
+  page?: boolean
+  /** the registry's public URL, for the page's pull commands (reg build --public-url); else the page's own host */
+  publicUrl?: string
 }
 
 /** The format of `registry.json` this version writes. Version 1 also listed the objects; they are derived now. */

@@ -1,5 +1,6 @@
 import {sha256} from '../core/digest.js'
 import {MediaType} from '../core/media-types.js'
+import {pageDocuments} from '../page/documents.js'
 import type {ManifestRecord, ObjectClass, RegistryObject, TreeState} from './model.js'
 
 export const API_VERSION_HEADER = {'Docker-Distribution-API-Version': 'registry/2.0'}
@@ -20,6 +21,8 @@ export interface GeneratedDocument {
   path: string
   class: ObjectClass
   repository?: string
+  /** the catalog page's files say their own (HTML, CSS, script); the registry's are JSON */
+  contentType?: string
   bytes: Buffer
 }
 
@@ -69,8 +72,8 @@ function referrersIndex(index: Pick<TreeState, 'manifests'>, digests: string[]):
   return json({schemaVersion: 2, mediaType: MediaType.OciIndex, manifests})
 }
 
-/** The documents a tree's state implies. Sorted, so the same state always gives the same bytes. */
-export function generateDocuments(index: Pick<TreeState, 'repositories' | 'manifests'>): GeneratedDocument[] {
+/** The documents a tree's state implies, the catalog page's too. Sorted, so the same state always gives the same bytes. */
+export function generateDocuments(index: Pick<TreeState, 'repositories' | 'manifests' | 'blobs' | 'settings'>): GeneratedDocument[] {
   const names = Object.keys(index.repositories).sort()
   const documents: GeneratedDocument[] = [
     {path: 'v2/', class: 'api-root', bytes: json({})},
@@ -83,6 +86,7 @@ export function generateDocuments(index: Pick<TreeState, 'repositories' | 'manif
       documents.push({path: `v2/${name}/referrers/${subject}`, class: 'referrers', repository: name, bytes: referrersIndex(index, referrers)})
     }
   }
+  documents.push(...pageDocuments(index))
   return documents
 }
 
@@ -115,12 +119,14 @@ export function deriveObjects(index: TreeState, documents: GeneratedDocument[]):
   /** by repository: the referrers tags to serve, and the documents they serve */
   const referrersTags = new Map<string, Array<{tag: string; digest: string; size: number}>>()
   for (const doc of documents) {
-    const contentType = doc.class === 'referrers' ? MediaType.OciIndex : 'application/json'
-    const cacheControl = doc.class === 'api-root' ? 'no-cache' : mutable
+    const contentType = doc.contentType ?? (doc.class === 'referrers' ? MediaType.OciIndex : 'application/json')
+    // The page's hashed assets never change under their name; its HTML and data change like tags.
+    const cacheControl = doc.class === 'api-root' ? 'no-cache' : doc.class === 'page-asset' ? IMMUTABLE : mutable
     const digest = sha256(doc.bytes)
+    const isPage = doc.class === 'page' || doc.class === 'page-asset' || doc.class === 'page-data'
     objects.push({
       path: doc.path, class: doc.class, repository: doc.repository, digest, size: doc.bytes.length,
-      headers: {'Content-Type': contentType, 'Cache-Control': cacheControl, ...API_VERSION_HEADER},
+      headers: {'Content-Type': contentType, 'Cache-Control': cacheControl, ...(isPage ? {} : API_VERSION_HEADER)},
     })
     if (doc.class === 'referrers' && doc.repository !== undefined) {
       const tag = referrersTag(doc.path.slice(doc.path.lastIndexOf('/') + 1))

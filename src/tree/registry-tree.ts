@@ -11,6 +11,7 @@ import {BlobStore} from './blob-store.js'
 import {dict, type ManifestRecord, type RegistryObject, TREE_INDEX_FILE, TREE_INDEX_SCHEMA_VERSION, type TreeIndex, type TreeState} from './model.js'
 import {deriveObjects, type GeneratedDocument, generateDocuments} from './objects.js'
 import {validateTreeNames} from './validate.js'
+import {summarizeConfig} from '../page/config-summary.js'
 
 /**
  * A built tree on disk, read-only: its state and the objects derived from it, keyed by URL path.
@@ -29,7 +30,7 @@ export class RegistryTree {
   /**
    * The tree in `dir`: its state read and checked, its objects derived (never read: an index can
    * name no object its state does not imply). The generated documents were written into the store
-   * with the state; one missing means the tree is damaged.
+   * with the state; one missing means the tree is damaged (but for the catalog page's: see below).
    */
   static async load(dir: string): Promise<RegistryTree> {
     const state = await readTreeIndex(dir)
@@ -38,9 +39,17 @@ export class RegistryTree {
     const store = new BlobStore(dir)
     for (const doc of documents) {
       const digest = sha256(doc.bytes)
-      if ((await store.sizeOf(digest)) !== doc.bytes.length) {
-        throw new RegError(`${path.join(dir, TREE_INDEX_FILE)} is damaged: the store has no ${doc.path} document (${digest})`, 'rebuild the tree with --clean; reg refuses to serve from an index it cannot trust')
+      const size = await store.sizeOf(digest)
+      if (size === doc.bytes.length) continue
+      if (size === undefined && (doc.class === 'page' || doc.class === 'page-asset' || doc.class === 'page-data')) {
+        // The catalog page is reg's rendering of the checked state, and changes with reg's version:
+        // a tree built by another version gets this version's files, content-addressed like any.
+        await store.writeBytes(doc.bytes).catch((error: unknown) => {
+          throw new RegError(`${dir}: cannot write its catalog page for this version of reg (${errnoCode(error) ?? 'error'})`, 'rebuild the tree with this version (reg build -o DIR), or serve it from where it is writable')
+        })
+        continue
       }
+      throw new RegError(`${path.join(dir, TREE_INDEX_FILE)} is damaged: the store has no ${doc.path} document (${digest})`, 'rebuild the tree with --clean; reg refuses to serve from an index it cannot trust')
     }
     return new RegistryTree(dir, index)
   }
@@ -95,6 +104,17 @@ export async function readTreeIndex(dir: string): Promise<TreeState | undefined>
   return parseTreeIndex(text, path.join(dir, TREE_INDEX_FILE))
 }
 
+/** The registry's public URL (reg build --public-url): http or https, no credentials, of a sane length. */
+export function isPublicUrl(value: unknown): value is string {
+  if (typeof value !== 'string' || value.length > 2048) return false
+  try {
+    const url = new URL(value)
+    return (url.protocol === 'https:' || url.protocol === 'http:') && url.username === '' && url.password === ''
+  } catch {
+    return false
+  }
+}
+
 /**
  * `registry.json` as `reg serve`, `reg ls` and every backend trust it: checked when loaded, so a
  * damaged or tampered index is refused with a clear message instead of naming files outside the
@@ -121,7 +141,10 @@ export function parseTreeIndex(text: string, file: string): TreeState {
     isObject(value) && platform !== undefined && Object.keys(value).length === Object.keys(platform).length && Object.entries(platform).every(([k, v]) => value[k] === v)
   if (!isObject(raw)) return fail('not a JSON object')
   if ((raw.schemaVersion !== 1 && raw.schemaVersion !== TREE_INDEX_SCHEMA_VERSION) || raw.generator !== 'reg') throw new RegError(`${file} was not written by this version of reg`, 'rebuild the tree with --clean')
-  const settings = isObject(raw.settings) && isSize(raw.settings.tagMaxAge) ? {tagMaxAge: raw.settings.tagMaxAge} : fail('settings.tagMaxAge is not a number of seconds')
+  const settings: TreeState['settings'] = isObject(raw.settings) && isSize(raw.settings.tagMaxAge) ? {tagMaxAge: raw.settings.tagMaxAge} : fail('settings.tagMaxAge is not a number of seconds')
+  const rawSettings = raw.settings as Record<string, unknown>
+  if (rawSettings.page !== undefined) settings.page = rawSettings.page === true ? true : fail('settings.page is not true')
+  if (rawSettings.publicUrl !== undefined) settings.publicUrl = isPublicUrl(rawSettings.publicUrl) ? rawSettings.publicUrl : fail('settings.publicUrl is not an http(s) URL')
   if (!isObject(raw.blobs) || !isObject(raw.manifests) || !isObject(raw.repositories)) return fail('blobs, manifests or repositories missing')
 
   const blobs = dict<TreeIndex['blobs'][string]>()
@@ -148,6 +171,8 @@ export function parseTreeIndex(text: string, file: string): TreeState {
       mediaType: record.mediaType, size: record.size, kind: record.kind, children: record.children, blobs: record.blobs,
       ...(platform ? {platform} : {}), ...(record.subject ? {subject: record.subject} : {}), ...(record.artifactType ? {artifactType: record.artifactType} : {}),
       ...(record.annotations ? {annotations: dict(Object.entries(record.annotations))} : {}),
+      // what the catalog page shows of the config: kept by the rules a build reads it with
+      ...(record.config !== undefined && record.kind === 'image' ? {config: summarizeConfig(record.config)} : {}),
     }
   }
   const repositories = dict<TreeIndex['repositories'][string]>()

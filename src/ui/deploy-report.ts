@@ -6,15 +6,18 @@ import {type DeployReport, type DeployStepReport, stepReport} from '../publish/d
 import type {Phase, PublishStep} from '../publish/plan.js'
 import {formatBytes, quantity} from './format.js'
 
-/** `blobs: upload 12 objects (4.1 KiB), write 17 redirects to shared copies`: what a phase is about to do. */
-export function phaseLine(phase: Phase, steps: readonly PublishStep[]): string {
+/**
+ * `blobs: upload 12 objects (4.1 KiB), write 17 redirects to shared copies`: what a phase is about to
+ * do. `staged`: the host takes a whole deploy (`stagesDeploy`), so its puts go into that deploy.
+ */
+export function phaseLine(phase: Phase, steps: readonly PublishStep[], staged = false): string {
   if (phase === 'configure') return 'configure: write the host configuration'
   const reported = steps.map(stepReport)
   const of = (action: DeployStepReport['action']) => reported.filter((s) => s.action === action)
   const bytes = (chosen: readonly DeployStepReport[]) => formatBytes(chosen.reduce((sum, s) => sum + (s.size ?? 0), 0))
   const [uploads, copies, redirects, deletes] = [of('upload'), of('copy'), of('redirect'), of('delete')]
   const parts: string[] = []
-  if (uploads.length > 0) parts.push(`upload ${quantity(uploads.length, 'object')} (${bytes(uploads)})`)
+  if (uploads.length > 0) parts.push(`${staged ? 'put' : 'upload'} ${quantity(uploads.length, 'object')}${staged ? ' into the deploy' : ''} (${bytes(uploads)})`)
   if (copies.length > 0) parts.push(`copy ${quantity(copies.length, 'object')} server-side (${bytes(copies)})`)
   if (redirects.length > 0) parts.push(`write ${quantity(redirects.length, 'redirect')} to shared copies`)
   if (deletes.length > 0) parts.push(`delete ${quantity(deletes.length, 'object')} (${bytes(deletes)})`)
@@ -33,7 +36,7 @@ export function deployLines(report: DeployReport): string[] {
     : {uploads: plan.uploads, bytesUploaded: plan.bytesToUpload, copies: plan.copies, bytesCopied: plan.bytesToCopy, redirects: plan.redirects, deletes: plan.deletes, unchanged: plan.unchanged}
   const verb = report.dryRun ? 'would' : 'did'
   // An atomic host's puts are files listed in its new deploy: the host says which contents went up.
-  const put = report.host ? `put ${quantity(counts.uploads, 'object')} into the new deploy` : `upload ${quantity(counts.uploads, 'object')}`
+  const put = report.staged || report.host ? `put ${quantity(counts.uploads, 'object')} into the new deploy` : `upload ${quantity(counts.uploads, 'object')}`
   const copy = `copy ${quantity(counts.copies, 'object')} server-side`
   const lines = [
     `${report.backend} ${report.location}: ${verb} ${put} (${formatBytes(counts.bytesUploaded)}), ${copy} (${formatBytes(counts.bytesCopied)}), `

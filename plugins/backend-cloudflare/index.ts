@@ -1,0 +1,46 @@
+import {Flags} from '@oclif/core'
+import {RegError} from '../../src/core/errors.js'
+import {checkEndpoint, createS3Backend, S3_FAMILY_FLAGS} from '../backend-s3/index.js'
+import type {S3Backend} from '../backend-s3/s3-backend.js'
+import {defineBackend} from '../plugin.js'
+import {apiToken, cloudflareApiUrl} from './cloudflare-api.js'
+
+/** A Worker's name: lowercase letters, digits, `-` and `_`, at most 63 (Cloudflare's rule). */
+const WORKER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/
+
+/** `--backend cloudflare`: R2 through the S3 engine, served by a Worker that reg uploads and binds to the bucket. */
+export const cloudflareBackend = defineBackend({
+  name: 'cloudflare',
+  summary: 'Cloudflare R2 behind a Worker reg generates (every header, JSON errors, Range, edge cache, optional Basic auth)',
+  flags: {
+    worker: Flags.string({description: 'name of the Worker to upload (default reg-<bucket>)'}),
+    route: Flags.string({description: 'route of the Worker, e.g. registry.example.com/* (a zone of the account); without it: NAME.SUBDOMAIN.workers.dev'}),
+    'basic-auth': Flags.string({description: 'file of user:password lines: the Worker asks every request for one of them (hashed, uploaded as a Worker secret)'}),
+    'r2-endpoint': Flags.string({description: 'S3 endpoint of the bucket (default https://ID.r2.cloudflarestorage.com; EU jurisdiction: https://ID.eu.r2.cloudflarestorage.com)'}),
+  },
+  uses: [...S3_FAMILY_FLAGS, 'account-id', 'api-token'],
+  paths: ['basic-auth'],
+  secrets: ['api-token'],
+  async create(flags) {
+    const accountId = flags['account-id']
+    if (!accountId) throw new RegError('--backend cloudflare needs --account-id ID', 'find it in the Cloudflare dashboard: Workers & Pages, or R2 overview (Account ID)')
+    if (!flags.bucket) throw new RegError('--backend cloudflare needs --bucket NAME', 'create the R2 bucket first: dashboard → R2 → Create bucket, or `wrangler r2 bucket create NAME`')
+    if (flags.dedupe === 'redirect') throw new RegError('R2 has no website redirects', 'use --dedupe copy (the default)')
+    const worker = flags.worker ?? `reg-${flags.bucket}`
+    if (!WORKER_NAME.test(worker)) throw new RegError(`--worker ${JSON.stringify(worker)} is not a Worker name`, 'lowercase letters, digits, "-" and "_", at most 63 characters')
+    const route = flags.route
+    if (route !== undefined && (!/^[^\s/:]+\/\S*$/.test(route))) throw new RegError(`--route ${JSON.stringify(route)} is not a route pattern`, 'write HOST/*, e.g. --route registry.example.com/* (no scheme)')
+    if (flags['r2-endpoint'] !== undefined) checkEndpoint(flags['r2-endpoint'])
+    const token = apiToken(flags['api-token'], 'cloudflare')
+    const [{CloudflareBackend, basicAuthSecret, WORKER_COMPATIBILITY_DATE}, {CloudflareApi}] = await Promise.all([import('./cloudflare-backend.js'), import('./cloudflare-api.js')])
+    const basicAuth = flags['basic-auth'] === undefined ? undefined : await basicAuthSecret(flags['basic-auth'])
+    // The S3 engine, as the r2 preset uses it; an endpoint of one's own is path-style (any host works).
+    const objects = await createS3Backend('r2', flags, {
+      region: 'auto', endpoint: flags['r2-endpoint'] ?? `https://${accountId}.r2.cloudflarestorage.com`, forcePathStyle: flags['r2-endpoint'] !== undefined, acl: undefined,
+    }) as S3Backend
+    const api = new CloudflareApi({token, apiUrl: cloudflareApiUrl(), retries: flags.retries ?? 4, backend: 'cloudflare'})
+    return new CloudflareBackend(objects, api, {
+      accountId, bucket: flags.bucket, worker, routes: route === undefined ? [] : [route], keyPrefix: objects.keyPrefix, basicAuth, compatibilityDate: WORKER_COMPATIBILITY_DATE,
+    })
+  },
+})

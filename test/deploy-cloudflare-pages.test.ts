@@ -1,0 +1,265 @@
+// reg deploy --backend cloudflare-pages: the direct-upload flow against a nock'd Pages API (exact
+// request shapes, each content uploaded once, nothing the second time), then the deployment exactly
+// as uploaded (its manifest, contents, _headers, _redirects) served by `wrangler pages dev`:
+// real clients pull every core fixture with the source digests, and no rule is dropped or warned about.
+// Every Pages limit is refused before any upload, naming the limit and --backend cloudflare.
+import assert from 'node:assert/strict'
+import {mkdir, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+import {after, before, describe, it} from 'node:test'
+import nock from 'nock'
+import {pagesConfig, PAGES_LIMITS} from '../plugins/backend-cloudflare-pages/pages-layout.js'
+import {BACKENDS} from '../plugins/index.js'
+import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
+import type {RegistryObject, TreeIndex} from '../src/tree/model.js'
+import {RegistryTree} from '../src/tree/registry-tree.js'
+import {type Containerd, podmanPullDigest, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
+import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
+import {requireTool} from './static-hosts.js'
+import {removeTempDirs, runReg, tempDir} from './support.js'
+import {type RunningWrangler, startWrangler} from './wrangler.js'
+
+const API = 'https://api.cloudflare.com'
+const ACCOUNT = 'fedcba9876543210fedcba9876543210'
+const TOKEN = 'cf-pages-token'
+const JWT = 'pages-upload-jwt'
+const PROJECT = 'reg-pages'
+const PROJECT_PATH = `/client/v4/accounts/${ACCOUNT}/pages/projects/${PROJECT}`
+
+interface ApiCall {
+  method: string
+  path: string
+  authorization: string
+  contentType: string
+  body: string
+}
+
+/** The Pages API as nock answers it, keeping what a project keeps: contents by hash, the last deployment. */
+function fakePagesApi() {
+  const calls: ApiCall[] = []
+  const contents = new Map<string, Buffer>()
+  const deployments: Array<{manifest: Record<string, string>; headers: string; redirects: string}> = []
+  const ok = (result: unknown) => [200, {success: true, errors: [], messages: [], result}] as const
+  nock(API).persist()
+    .get(/.*/).reply(function (uri) {
+      calls.push({method: 'GET', path: uri, authorization: String(this.req.headers.authorization), contentType: '', body: ''})
+      if (uri === PROJECT_PATH) return ok({name: PROJECT})
+      if (uri === `${PROJECT_PATH}/upload-token`) return ok({jwt: JWT})
+      return [404, {success: false, errors: [{code: 8000007, message: 'Project not found'}], result: null}]
+    })
+    .post(/.*/).reply(async function (uri, body) {
+      const text = typeof body === 'string' ? body : JSON.stringify(body)
+      calls.push({method: 'POST', path: uri, authorization: String(this.req.headers.authorization), contentType: String(this.req.headers['content-type']), body: text})
+      if (uri === '/client/v4/pages/assets/check-missing') return ok((JSON.parse(text) as {hashes: string[]}).hashes.filter((h) => !contents.has(h)))
+      if (uri === '/client/v4/pages/assets/upload') {
+        for (const entry of JSON.parse(text) as Array<{key: string; value: string}>) contents.set(entry.key, Buffer.from(entry.value, 'base64'))
+        return ok({successful_key_count: 1})
+      }
+      if (uri === '/client/v4/pages/assets/upsert-hashes') return ok(null)
+      if (uri === `${PROJECT_PATH}/deployments`) {
+        const form = await new Response(text, {headers: {'Content-Type': String(this.req.headers['content-type'])}}).formData()
+        deployments.push({
+          manifest: JSON.parse(String(form.get('manifest'))) as Record<string, string>,
+          headers: await (form.get('_headers') as Blob).text(),
+          redirects: await (form.get('_redirects') as Blob).text(),
+        })
+        return ok({id: `deployment-${deployments.length}`, url: `https://${deployments.length}.${PROJECT}.pages.dev`})
+      }
+      return [404, {success: false, errors: [{code: 7003, message: 'No route'}], result: null}]
+    })
+  return {calls, contents, deployments}
+}
+
+function deploy(tree: string) {
+  return runReg(['deploy', tree, '--backend', 'cloudflare-pages', '--project', PROJECT, '--account-id', ACCOUNT, '--json'], {env: {CLOUDFLARE_API_TOKEN: TOKEN}})
+}
+
+describe('reg deploy --backend cloudflare-pages, served by wrangler pages dev', () => {
+  let work: string
+  let fixtures: CoreFixtures
+  let api: ReturnType<typeof fakePagesApi>
+  let firstCalls: ApiCall[]
+  let pages: RunningWrangler
+  let serve: RunningServer
+  let containerd: Containerd
+
+  before(async () => {
+    for (const tool of ['skopeo', 'ctr', 'containerd', 'podman']) requireTool(tool)
+    work = await tempDir()
+    fixtures = await buildCoreFixtures(work)
+    nock.disableNetConnect()
+    nock.enableNetConnect('127.0.0.1')
+    api = fakePagesApi()
+    const result = await deploy(fixtures.tree)
+    assert.equal(result.code, 0, result.stderr)
+    firstCalls = [...api.calls]
+    // The deployment exactly as Pages received it, as a directory.
+    const out = path.join(work, 'pages-output')
+    const deployment = api.deployments[0]
+    for (const [file, hash] of Object.entries(deployment.manifest)) {
+      const content = api.contents.get(hash)
+      assert.ok(content, `${file} was uploaded`)
+      await mkdir(path.dirname(path.join(out, file)), {recursive: true})
+      await writeFile(path.join(out, file), content)
+    }
+    await writeFile(path.join(out, '_headers'), deployment.headers)
+    await writeFile(path.join(out, '_redirects'), deployment.redirects)
+    pages = await startWrangler(['pages', 'dev', out, '--compatibility-date', '2025-01-01', '--persist-to', path.join(work, 'pages-state')], work)
+    serve = await startRegistryServer(fixtures.tree, {port: 0})
+    containerd = await startContainerd(path.join(work, 'containerd'))
+  })
+  after(async () => {
+    nock.cleanAll()
+    nock.enableNetConnect()
+    await containerd?.stop()
+    await serve?.close()
+    await pages?.stop()
+    await removeTempDirs()
+  })
+
+  it('direct upload as wrangler does it: upload token, check-missing, upload, upsert-hashes, deployment', async () => {
+    assert.deepEqual(firstCalls.map((c) => `${c.method} ${c.path}`), [
+      `GET ${PROJECT_PATH}`,
+      `GET ${PROJECT_PATH}/upload-token`,
+      'POST /client/v4/pages/assets/check-missing',
+      'POST /client/v4/pages/assets/upload',
+      'POST /client/v4/pages/assets/upsert-hashes',
+      `POST ${PROJECT_PATH}/deployments`,
+    ])
+    for (const call of firstCalls) assert.equal(call.authorization, call.path.startsWith('/client/v4/pages/assets/') ? `Bearer ${JWT}` : `Bearer ${TOKEN}`)
+    const offered = (JSON.parse(firstCalls[2].body) as {hashes: string[]}).hashes
+    assert.equal(new Set(offered).size, offered.length, 'each content offered once')
+    const uploaded = JSON.parse(firstCalls[3].body) as Array<{key: string; value: string; metadata: {contentType: string}; base64: boolean}>
+    assert.deepEqual(uploaded.map((u) => u.key).sort(), [...offered].sort(), 'each missing content uploaded once')
+    for (const entry of uploaded) {
+      assert.match(entry.key, /^[0-9a-f]{32}$/)
+      assert.equal(entry.base64, true)
+      assert.equal(typeof entry.metadata.contentType, 'string')
+    }
+    assert.deepEqual(JSON.parse(firstCalls[4].body), {hashes: offered})
+    assert.match(firstCalls[5].contentType, /^multipart\/form-data; boundary=/)
+    assert.match(firstCalls[5].body, /name="_headers"; filename="_headers"/)
+    assert.match(firstCalls[5].body, /name="_redirects"; filename="_redirects"/)
+    const manifest = api.deployments[0].manifest
+    assert.ok(Object.keys(manifest).every((file) => file.startsWith('/')))
+    assert.ok(!('/_headers' in manifest) && !('/_redirects' in manifest), 'the rule files go as form fields, not assets')
+    // Blobs stored once for every repository: the shared base layer is one file.
+    const blobFiles = Object.keys(manifest).filter((f) => f.startsWith('/_registry/blobs/'))
+    assert.equal(new Set(blobFiles).size, blobFiles.length)
+  })
+
+  it('a second deploy of the same tree uploads nothing', async () => {
+    const before = api.calls.length
+    const result = await deploy(fixtures.tree)
+    assert.equal(result.code, 0, result.stderr)
+    const second = api.calls.slice(before)
+    assert.ok(!second.some((c) => c.path.endsWith('/pages/assets/upload')), 'Pages had every content')
+    assert.deepEqual(api.deployments[1], api.deployments[0], 'the same deployment')
+  })
+
+  it('no rule is dropped or refused by Pages, and no rule path reads as a placeholder', async () => {
+    const {headers, redirects} = api.deployments[0]
+    assert.ok(!/^\/\S*:[A-Za-z]/m.test(redirects.split('\n').filter((l) => !l.includes('*')).join('\n')), 'static rules hold no placeholder')
+    assert.ok(!/ 404$/m.test(redirects), 'no 404 rules (Pages refuses them)')
+    assert.match(pages.output(), /Parsed \d+ valid header rules?/)
+    assert.match(pages.output(), /Parsed \d+ valid redirect rules?/)
+    assert.deepEqual(pages.problems(), [], pages.output())
+    assert.ok(headers.split('\n').filter((l) => l.startsWith('/')).length <= PAGES_LIMITS.headerRules)
+  })
+
+  it('skopeo inspect and skopeo copy --all get the source digests', async () => {
+    for (const image of fixtures.images) {
+      const ref = `${image.name}:${image.tag}`
+      assert.equal(await skopeoInspectDigest(pages.hostPort, ref), image.digest, `inspect ${ref}`)
+      assert.equal(await skopeoCopyDigest(pages.hostPort, ref, path.join(work, 'copies', image.name, image.tag)), image.digest, `copy ${ref}`)
+    }
+  })
+
+  it('ctr pulls every image; the multi-arch index with --platform linux/arm64 and --all-platforms', async () => {
+    for (const image of fixtures.images) {
+      const ref = `${pages.hostPort}/${image.name}:${image.tag}`
+      if (image.multiArch) {
+        assert.equal(await containerd.pull(ref, {platform: 'linux/arm64'}), image.digest, `ctr --platform linux/arm64 ${ref}`)
+        assert.equal(await containerd.pull(ref, {allPlatforms: true}), image.digest, `ctr --all-platforms ${ref}`)
+      } else {
+        assert.equal(await containerd.pull(ref), image.digest, `ctr ${ref}`)
+      }
+    }
+  })
+
+  it('podman pulls every image', async () => {
+    for (const image of fixtures.images) {
+      const ref = `${pages.hostPort}/${image.name}:${image.tag}`
+      assert.equal(await podmanPullDigest(path.join(work, 'podman'), ref), image.digest, `podman ${ref}`)
+    }
+  })
+
+  it('manifests by tag and digest, GET and HEAD, end (after redirects) with reg serve\'s Content-Type, Docker-Content-Digest and bytes; blobs too; unknown URLs are 404', async () => {
+    const tree = await RegistryTree.load(fixtures.tree)
+    const checked: RegistryObject[] = tree.index.objects.filter((o) => o.class === 'tag-manifest' || o.class === 'digest-manifest' || o.class === 'blob' || o.class === 'tags-list' || o.class === 'catalog' || o.class === 'referrers' || o.class === 'api-root')
+    for (const object of checked) {
+      for (const method of ['GET', 'HEAD']) {
+        const fromPages = await fetch(`${pages.url}/${object.path}`, {method, headers: {'Accept-Encoding': 'identity'}})
+        const fromServe = await fetch(`${serve.url}/${object.path}`, {method, headers: {'Accept-Encoding': 'identity'}})
+        const what = `${method} /${object.path}`
+        assert.equal(fromPages.status, 200, what)
+        for (const header of ['content-type', 'docker-content-digest', 'docker-distribution-api-version']) {
+          assert.equal(fromPages.headers.get(header), fromServe.headers.get(header), `${what}: ${header}`)
+        }
+        if (method === 'GET') assert.deepEqual(Buffer.from(await fromPages.arrayBuffer()), Buffer.from(await fromServe.arrayBuffer()), `${what}: bytes`)
+      }
+    }
+    for (const url of ['/v2/team/app/manifests/no-such-tag', `/v2/team/app/manifests/sha256:${'a'.repeat(64)}`, `/v2/team/app/blobs/sha256:${'b'.repeat(64)}`, '/v2/no/such/tags/list', '/v2/whatever']) {
+      const response = await fetch(`${pages.url}${url}`)
+      assert.equal(response.status, 404, url)
+      assert.match(await response.text(), /"errors"/, url)
+    }
+  })
+})
+
+describe('Cloudflare Pages limits, refused before any upload', () => {
+  after(() => nock.cleanAll())
+
+  const object = (o: Partial<RegistryObject>): RegistryObject => ({path: 'v2/a/manifests/1', class: 'tag-manifest', repository: 'a', digest: `sha256:${'1'.repeat(64)}`, size: 10, headers: {'Content-Type': 'application/vnd.oci.image.manifest.v1+json'}, ...o})
+  const index = (repositories: string[], objects: RegistryObject[]) => ({settings: {tagMaxAge: 60}, repositories: Object.fromEntries(repositories.map((r) => [r, {tags: {}}])), objects}) as unknown as TreeIndex
+
+  it('more than 100 header rules (namespace depths): names the limit, suggests --backend cloudflare', () => {
+    const names = Array.from({length: 30}, (_, depth) => Array.from({length: depth + 1}, () => 'n').join('/'))
+    assert.throws(() => pagesConfig(index(names, [])), (error: Error & {hint?: string}) => /at most 100 _headers rules/.test(error.message) && /--backend cloudflare/.test(error.hint ?? ''))
+  })
+
+  it('more than 2,000 static redirects (tags and manifests)', () => {
+    const tags = Array.from({length: 2001}, (_, i) => object({path: `v2/a/manifests/t${i}`}))
+    assert.throws(() => pagesConfig(index(['a'], tags)), (error: Error & {hint?: string}) => /at most 2000 static _redirects rules; this registry needs 2003/.test(error.message) && /--backend cloudflare/.test(error.hint ?? ''))
+  })
+
+  it('a file over 25 MiB, and more than 20,000 files', async () => {
+    nock.disableNetConnect()
+    try {
+      const backend = await BACKENDS.create('cloudflare-pages', {project: PROJECT, 'account-id': ACCOUNT, 'api-token': TOKEN})
+      await assert.rejects(backend.putObject('_registry/blobs/x', object({class: 'blob', size: 25 * 1024 * 1024 + 1}), '/nonexistent'), (error: Error & {hint?: string}) => /at most 26214400 bytes \(25 MiB\)/.test(error.message) && /--backend cloudflare/.test(error.hint ?? ''))
+      const dir = await tempDir()
+      const file = path.join(dir, 'f')
+      await writeFile(file, 'x')
+      await backend.putObject('seed', object({size: 1}), file)
+      for (let i = 0; i < PAGES_LIMITS.files; i++) await backend.copyObject('seed', `f${i}`, object({}))
+      await backend.writeHostConfig?.({index: index(['a'], [])} as never, [])
+      // finish checks the limits first: no request is made (the network is closed and nothing is nock'd).
+      await assert.rejects(backend.finish!({index: index(['a'], [])} as never), (error: Error & {hint?: string}) => /at most 20000 files per deployment; this registry needs 20002/.test(error.message) && /--backend cloudflare/.test(error.hint ?? ''))
+    } finally {
+      nock.enableNetConnect()
+      await removeTempDirs()
+    }
+  })
+
+  it('no token, no project: clear errors', async () => {
+    const saved = process.env.CLOUDFLARE_API_TOKEN
+    delete process.env.CLOUDFLARE_API_TOKEN
+    try {
+      await assert.rejects(BACKENDS.create('cloudflare-pages', {project: PROJECT, 'account-id': ACCOUNT}), /needs a Cloudflare API token/)
+      await assert.rejects(BACKENDS.create('cloudflare-pages', {'account-id': ACCOUNT, 'api-token': TOKEN}), /needs --project NAME/)
+    } finally {
+      if (saved !== undefined) process.env.CLOUDFLARE_API_TOKEN = saved
+    }
+  })
+})

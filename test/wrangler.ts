@@ -1,0 +1,139 @@
+// Cloudflare's own local runtime for the Cloudflare tests: `wrangler dev` (a Worker over a local R2
+// bucket) and `wrangler pages dev` (a Pages output), started as real servers on 127.0.0.1 with
+// their state in a temp dir, no network. Wrangler needs Node >= 22.12: REG_WRANGLER_NODE names that
+// Node (.ci/run sets it), else this process's Node when it is new enough.
+import {spawn} from 'node:child_process'
+import {mkdir, writeFile} from 'node:fs/promises'
+import path from 'node:path'
+import {freePort, waitUntil} from './static-hosts.js'
+import {REPO_ROOT} from './support.js'
+
+export function wranglerNode(): string {
+  if (process.env.REG_WRANGLER_NODE) return process.env.REG_WRANGLER_NODE
+  const [major, minor] = process.versions.node.split('.').map(Number)
+  if (major > 22 || (major === 22 && minor >= 12)) return process.execPath
+  throw new Error(`wrangler needs Node >= 22.12 and this is Node ${process.versions.node}: set REG_WRANGLER_NODE to a newer node binary (.ci/run does)`)
+}
+
+/** What wrangler prints that is not about our files: it cannot reach Cloudflare for `Request.cf` (no network here). */
+const EXPECTED_NOISE = [
+  /Unable to fetch the `Request\.cf` object/,
+  /getaddrinfo (ENOTFOUND|EAI_AGAIN) workers\.cloudflare\.com/,
+]
+
+export interface RunningWrangler {
+  url: string
+  hostPort: string
+  /** everything it printed so far */
+  output(): string
+  /** warnings and errors it printed, but the expected ones: a test fails on any */
+  problems(): string[]
+  stop(): Promise<void>
+}
+
+/** `wrangler ARGS` in `cwd` (its own state there), on a free port of 127.0.0.1, once it says it is ready. */
+export async function startWrangler(args: string[], cwd: string): Promise<RunningWrangler> {
+  const port = await freePort()
+  const home = path.join(cwd, '.home')
+  await mkdir(home, {recursive: true})
+  const child = spawn(wranglerNode(), [path.join(REPO_ROOT, 'node_modules/wrangler/bin/wrangler.js'), ...args, '--ip', '127.0.0.1', '--port', String(port)], {
+    cwd, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env, CI: 'true', WRANGLER_SEND_METRICS: 'false', HOME: home, XDG_CONFIG_HOME: path.join(home, '.config'),
+      WRANGLER_LOG_PATH: path.join(home, 'logs'), NO_COLOR: '1', FORCE_COLOR: '0',
+    },
+  })
+  let printed = ''
+  child.stdout.on('data', (chunk: Buffer) => (printed += chunk.toString()))
+  child.stderr.on('data', (chunk: Buffer) => (printed += chunk.toString()))
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null && child.pid) {
+      // its own process group: wrangler and the workerd it started
+      try {
+        process.kill(-child.pid, 'SIGTERM')
+      } catch {}
+      await exited
+    }
+  }
+  try {
+    await waitUntil(`wrangler ${args[0]} ${args[1] ?? ''} is ready on ${port}`, async () => printed.includes(`Ready on http://127.0.0.1:${port}`), {
+      attempts: 600, intervalMs: 100,
+      exited: () => (child.exitCode === null && child.signalCode === null ? undefined : `exited (${child.exitCode ?? child.signalCode}):\n${printed}`),
+    })
+  } catch (error) {
+    await stop()
+    throw error
+  }
+  return {
+    url: `http://127.0.0.1:${port}`, hostPort: `127.0.0.1:${port}`,
+    output: () => printed,
+    problems: () => printed.split('\n').filter((line) => /warn|WARNING|ERROR|✘|▲/i.test(line) && !EXPECTED_NOISE.some((noise) => noise.test(line))),
+    stop,
+  }
+}
+
+/**
+ * A test-only Worker that speaks the part of the S3 API reg's S3 engine uses (ListObjectsV2,
+ * PutObject, CopyObject with REPLACE, DeleteObject) over an R2 binding: the deploy code path writes
+ * through it into wrangler's local R2 persistence exactly as R2 stores what its S3 API receives
+ * (Content-Type and Cache-Control as HTTP metadata, x-amz-meta-* as custom metadata). Paths are
+ * `/__s3/BUCKET/KEY` (path-style under the endpoint's path).
+ */
+export const S3_OVER_R2_WORKER = String.raw`
+const xml = (text) => text.replace(/[<>&'"]/g, (c) => ({'<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;'})[c])
+function metadataOf(headers) {
+  const custom = {}
+  for (const [name, value] of headers) if (name.startsWith('x-amz-meta-')) custom[name.slice('x-amz-meta-'.length)] = value
+  const http = {}
+  if (headers.get('content-type')) http.contentType = headers.get('content-type')
+  if (headers.get('cache-control')) http.cacheControl = headers.get('cache-control')
+  return {httpMetadata: http, customMetadata: custom}
+}
+export default {
+  async fetch(request, env) {
+    const url = new URL(request.url)
+    const match = /^\/__s3\/([^/]+)\/?(.*)$/.exec(url.pathname)
+    if (!match) return new Response('not an S3 path', {status: 404})
+    const key = decodeURIComponent(match[2])
+    if (request.method === 'GET' && key === '' && url.searchParams.get('list-type') === '2') {
+      const listed = await env.BUCKET.list({prefix: url.searchParams.get('prefix') ?? '', cursor: url.searchParams.get('continuation-token') ?? undefined, limit: 1000})
+      const contents = listed.objects.map((o) => '<Contents><Key>' + xml(o.key) + '</Key><Size>' + o.size + '</Size><ETag>&quot;' + o.etag + '&quot;</ETag></Contents>').join('')
+      const next = listed.truncated ? '<NextContinuationToken>' + xml(listed.cursor) + '</NextContinuationToken>' : ''
+      return new Response('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><IsTruncated>' + listed.truncated + '</IsTruncated><KeyCount>' + listed.objects.length + '</KeyCount>' + contents + next + '</ListBucketResult>', {headers: {'Content-Type': 'application/xml'}})
+    }
+    if (request.method === 'PUT' && key !== '' && !url.searchParams.has('uploadId')) {
+      const copySource = request.headers.get('x-amz-copy-source')
+      let body
+      if (copySource) {
+        const from = decodeURI(copySource).replace(/^\//, '')
+        const source = await env.BUCKET.get(from.slice(from.indexOf('/') + 1))
+        if (!source) return new Response('<Error><Code>NoSuchKey</Code><Message>no ' + xml(from) + '</Message></Error>', {status: 404})
+        body = await source.arrayBuffer()
+      } else {
+        body = await request.arrayBuffer()
+      }
+      const stored = await env.BUCKET.put(key, body, metadataOf(request.headers))
+      if (copySource) return new Response('<CopyObjectResult><ETag>&quot;' + stored.etag + '&quot;</ETag><LastModified>' + stored.uploaded.toISOString() + '</LastModified></CopyObjectResult>', {headers: {'Content-Type': 'application/xml'}})
+      return new Response(null, {headers: {ETag: '"' + stored.etag + '"'}})
+    }
+    if (request.method === 'DELETE' && key !== '') {
+      await env.BUCKET.delete(key)
+      return new Response(null, {status: 204})
+    }
+    return new Response('<Error><Code>NotImplemented</Code><Message>' + request.method + ' ' + xml(url.pathname + url.search) + '</Message></Error>', {status: 501})
+  },
+}
+`
+
+/** A Worker project in `dir`: the script as `main`, a wrangler.json of its bindings, secrets in .dev.vars. */
+export async function writeWorkerProject(dir: string, project: {name: string; script: string; compatibilityDate: string; r2: Record<string, string>; vars?: Record<string, string>; secrets?: Record<string, string>}): Promise<void> {
+  await mkdir(dir, {recursive: true})
+  await writeFile(path.join(dir, 'worker.js'), project.script)
+  await writeFile(path.join(dir, 'wrangler.json'), JSON.stringify({
+    name: project.name, main: 'worker.js', compatibility_date: project.compatibilityDate,
+    r2_buckets: Object.entries(project.r2).map(([binding, bucket]) => ({binding, bucket_name: bucket})),
+    vars: project.vars ?? {},
+  }, null, 2))
+  if (project.secrets) await writeFile(path.join(dir, '.dev.vars'), Object.entries(project.secrets).map(([name, value]) => `${name}=${JSON.stringify(value)}`).join('\n') + '\n')
+}
