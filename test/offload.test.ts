@@ -204,6 +204,12 @@ describe('reg deploy --offload', () => {
     assert.equal(again.code, 0, again.stderr)
     assert.equal((JSON.parse(again.stdout) as Record<string, any>).offload.bytesVerified, 0)
     assert.equal(staticLocation.blobBytes(layer.digest), layer.size * 4)
+
+    // reg verify follows the redirects as a client does, and hashes every blob where it lands.
+    const verified = await runReg(['verify', `http://${host.hostPort}`, '--tree', appTree, '--all'])
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr)
+    assert.equal(staticLocation.blobBytes(layer.digest), layer.size * 5)
+    assert.equal(host.blobBytes(layer.digest), 0)
   })
 
   it('a blob whose copy at the location has the wrong size or the wrong bytes is uploaded, not offloaded', async () => {
