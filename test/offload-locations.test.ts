@@ -71,7 +71,7 @@ describe('offload locations', () => {
     assert.throws(() => offloadRedirects([{...blob, headers: {Location: 'https://h.example/$host'}}]), /internal: refusing/)
     const redirects = offloadRedirects([offloadedObject(blob, 'https://h.example/v2/b/blobs/x')])
     assert.deepEqual([...redirects], [[DIGEST, 'https://h.example/v2/b/blobs/x']])
-    assert.deepEqual(nginxOffloadMap(redirects).slice(1), ['map $reg_blob $reg_offload {', '    default "";', `    "${DIGEST}" "https://h.example/v2/b/blobs/x";`, '}'])
+    assert.deepEqual(nginxOffloadMap(redirects).slice(5, 9), ['map $reg_uri_blob $reg_offload {', '    default "";', `    "${DIGEST}" "https://h.example/v2/b/blobs/x";`, '}'])
     assert.match(apacheOffloadRules(redirects), new RegExp(`RewriteRule "\\^v2/\\.\\+/blobs/${DIGEST}\\$" "https://h\\.example/v2/b/blobs/x" \\[R=302,L\\]`))
   })
 

@@ -8,7 +8,7 @@ import http from 'node:http'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {type Containerd, podmanPullDigest, run, skopeoCopyDigest, startContainerd} from './clients.js'
-import {startDistribution, startTokenServer} from './distribution.js'
+import {startDistribution, startTokenServer, writeHtpasswd} from './distribution.js'
 import {startHeaderFileHost} from './header-file-server.js'
 import {startFakeNetlify} from './netlify-api.js'
 import {S3_BUCKET, S3_CREDENTIALS, startS3rver} from './s3rver.js'
@@ -339,4 +339,42 @@ describe('reg deploy --offload', () => {
     const again = JSON.parse((await deploy()).stdout) as {result: {uploaded: number; copied: number; redirected: number}}
     assert.deepEqual([again.result.uploaded, again.result.copied, again.result.redirected], [0, 0, 2])
   })
+
+  for (const backend of ['nginx', 'apache'] as const) {
+    it(`${backend} with --private: an offloaded blob of a private repository is redirected only after the credentials are checked`, async () => {
+      const out = path.join(work, `private-${backend}`)
+      const htpasswd = await writeHtpasswd(path.join(work, `users-${backend}`), 'reader', 'secret')
+      const port = await freePort()
+      const location = `http://${staticLocation.hostPort}/library/base`
+      const flags = backend === 'nginx' ? ['--listen', `127.0.0.1:${port}`] : []
+      const result = await runReg(['deploy', appTree, '--backend', backend, '--dest', out, ...flags, '--auth-file', htpasswd, '--private', 'team/app', '--offload', location])
+      assert.equal(result.code, 0, result.stderr)
+      await makeServable(out)
+      // Apache: the modules and override Basic auth in .htaccess needs (as test/auth-hosts.test.ts starts it).
+      const modules = '/usr/lib/apache2/modules'
+      const site = `${['authn_core', 'authn_file', 'auth_basic', 'authz_user'].map((m) => `LoadModule ${m}_module ${modules}/mod_${m}.so`).join('\n')}
+DocumentRoot ${out}
+<Directory ${out}>
+    AllowOverride FileInfo AuthConfig
+    Require all granted
+</Directory>`
+      const host = backend === 'nginx' ? await startNginx(out, port) : await startApache(out, port, site)
+      stops.push(() => host.stop())
+      const layer = baseBlobs[1]
+      const url = `${host.url}/v2/team/app/blobs/${layer.digest}`
+      const anonymous = await fetch(url, {redirect: 'manual'})
+      assert.equal(anonymous.status, 401, 'no redirect without credentials')
+      assert.equal(anonymous.headers.get('location'), null)
+      const wrong = await fetch(url, {redirect: 'manual', headers: {Authorization: `Basic ${Buffer.from('reader:wrong').toString('base64')}`}})
+      assert.equal(wrong.status, 401)
+      const reader = await fetch(url, {redirect: 'manual', headers: {Authorization: `Basic ${Buffer.from('reader:secret').toString('base64')}`}})
+      assert.equal(reader.status, 302)
+      assert.equal(reader.headers.get('location'), `http://${staticLocation.hostPort}/v2/library/base/blobs/${layer.digest}`)
+      // A blob the tree does not have is still BLOB_UNKNOWN, and a public repository's blobs are served.
+      const unknown = await fetch(`${host.url}/v2/team/own/blobs/sha256:${'0'.repeat(64)}`)
+      assert.equal(unknown.status, 404)
+      assert.match(await unknown.text(), /BLOB_UNKNOWN/)
+      assert.equal((await fetch(`${host.url}/v2/team/own/blobs/${ownBlobs[1].digest}`)).status, 200)
+    })
+  }
 })

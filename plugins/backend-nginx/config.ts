@@ -101,10 +101,19 @@ export function nginxMaps(routes: TagRoute[], access?: NginxAccessMaps, offloads
  */
 export function nginxOffloadMap(offloads: ReadonlyMap<string, string>): string[] {
   return [
-    '# Blobs served from elsewhere: their URLs answer 302 there.',
-    'map $reg_blob $reg_offload {',
+    '# Blobs served from elsewhere: their URLs answer 302 there (keyed by $uri: the same in @reg_offload).',
+    'map $uri $reg_uri_blob {',
+    '    default "";',
+    `    "~/blobs/(?<reg_uri_blob_part>${DIGEST_PATTERN})$" $reg_uri_blob_part;`,
+    '}',
+    'map $reg_uri_blob $reg_offload {',
     '    default "";',
     ...[...offloads].map(([digest, url]) => `    "${digest}" "${url}";`),
+    '}',
+    '# A file name no blob has: an offloaded blob is never served from here, even where a copy was left.',
+    'map $reg_offload $reg_offload_suffix {',
+    '    default ".offloaded";',
+    '    "" "";',
     '}',
   ]
 }
@@ -167,10 +176,19 @@ location ~ "^/v2/.+/blobs/(?<reg_blob>${DIGEST_PATTERN})$" {
     add_header Cache-Control "${cache.immutable}";
     ${API}
     error_page 404 /${ERRORS_DIR}/blob-unknown.json;
-    if ($reg_offload != "") {
-        return 302 $reg_offload;
+    # An offloaded blob (registry-maps.conf) is never a file here: it goes on to @reg_offload. try_files
+    # runs after access control (a return here would run before it, and skip it).
+    try_files /${STORE_DIR}/blobs/$reg_blob$reg_offload_suffix @reg_offload;
+}
+
+# Offloaded blobs (reg deploy --offload): 302 to where they are; any other blob not here is unknown.
+location @reg_offload {
+    ${API}
+    error_page 404 /${ERRORS_DIR}/blob-unknown.json;
+    if ($reg_offload = "") {
+        return 404;
     }
-    try_files /${STORE_DIR}/blobs/$reg_blob =404;
+    return 302 $reg_offload;
 }
 
 # Manifests by digest: the stored file's extension is its media type.
