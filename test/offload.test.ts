@@ -235,6 +235,14 @@ describe('reg deploy --offload', () => {
     assert.doesNotMatch(await readFile(path.join(out, 'registry-maps.conf'), 'utf8'), /sha256:[a-f0-9]{64}" "http/)
     assert.equal(await skopeoCopyDigest(host.hostPort, 'team/app:1', path.join(work, 'skopeo-liar')), base.manifestDigest)
     assert.equal(host.blobBytes(layer.digest), layer.size, 'the host served the layer itself')
+
+    // Locations are asked in order: a later one that has the right bytes takes what the liar could not.
+    const good = `http://${staticLocation.hostPort}/library/base`
+    const both = await runReg(['deploy', appTree, '--backend', 'nginx', '--dest', path.join(work, 'liar-then-good'), '--json', '--offload', location, '--offload', good])
+    assert.equal(both.code, 0, both.stderr)
+    const bothReport = (JSON.parse(both.stdout) as Record<string, any>).offload
+    assert.deepEqual(bothReport.locations.map((l: {blobs: number}) => l.blobs), [0, 2])
+    assert.deepEqual(bothReport.rejected, [], 'nothing was uploaded instead')
   })
 
   it('a token-protected registry: refused unless --offload-clients names only clients that follow a token challenge; then ctr pulls, skopeo and podman fail', async () => {

@@ -384,11 +384,13 @@ export async function planOffload(tree: RegistryTree, backend: Pick<Backend, 'na
   }
 
   await mapLimit([...blobs], options.concurrency ?? 8, async ([digest, size]) => {
+    /** locations that list this blob wrongly: reported when no other location takes it (it is uploaded) */
+    const rejections: OffloadResult['rejected'] = []
     for (const [i, location] of locations.entries()) {
       const found = await probe(location, digest, size)
       if (!found.found) {
         state.set(location.spec, digest, undefined)
-        if (!found.missing) result.rejected.push({digest, location: location.spec, why: found.why})
+        if (!found.missing) rejections.push({digest, location: location.spec, why: found.why})
         continue
       }
       accessOf.set(location, found.access)
@@ -397,6 +399,7 @@ export async function planOffload(tree: RegistryTree, backend: Pick<Backend, 'na
       reports[i].bytes += size
       return
     }
+    result.rejected.push(...rejections)
   })
   locations.forEach((location, i) => {
     const access = accessOf.get(location)
@@ -408,7 +411,7 @@ export async function planOffload(tree: RegistryTree, backend: Pick<Backend, 'na
   return result
 }
 
-/** `offload http://… : 3 blobs (1.2 MiB), every client` — what each location took, and who can follow it. */
+/** `offload URL: 2 blobs (5071 bytes) served from there; every client can follow it`, and each blob uploaded instead. */
 export function offloadLines(locations: readonly OffloadLocationReport[], rejected: OffloadResult['rejected']): string[] {
   const lines = locations.map((l) => {
     if (l.access === 'unused') return `offload ${l.location}: no blob of the tree is there`
