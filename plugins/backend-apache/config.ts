@@ -35,7 +35,7 @@ RewriteRule ^ - [R=204,L]
 }
 
 /** The document root's .htaccess: routes every URL class onto the store; everything else is a JSON 404. */
-function rootHtaccess(index: Pick<TreeIndex, 'settings'>, cors: string | undefined, access: string): string {
+function rootHtaccess(index: Pick<TreeIndex, 'settings'>, cors: string | undefined, access: string, offloads: ReadonlyMap<string, string> = new Map()): string {
   const cache = cacheControls(index)
   return `${HEADER}
 RewriteEngine On
@@ -55,7 +55,7 @@ RewriteRule ^v2/$ v2/index.json [L]
 RewriteRule ^v2/_catalog$ - [L]
 RewriteRule ^v2/.+/tags/list$ - [L]
 RewriteRule "^v2/.+/referrers/${DIGEST_PATTERN}$" - [L]
-# Blobs: one stored copy for every repository (a missing one answers BLOB_UNKNOWN from the store).
+${apacheOffloadRules(offloads)}# Blobs: one stored copy for every repository (a missing one answers BLOB_UNKNOWN from the store).
 RewriteRule "^v2/.+/blobs/(${DIGEST_PATTERN})$" ${STORE_DIR}/blobs/$1 [L,E=REG_DIGEST:$1]
 # Manifests of repositories without a manifests/.htaccess of their own: unknown.
 RewriteRule "^v2/.+/manifests/(${TAG_PATTERN}|${DIGEST_PATTERN})$" ${STORE_DIR}/manifests/unknown [L]
@@ -116,6 +116,18 @@ RewriteRule "^${PAGE_PATTERNS.asset}$" - [L]
   }
 }
 
+/**
+ * Offloaded blobs (`reg deploy --offload`): each digest's URLs answer 302 to where the blob is.
+ * Digests and URLs are of a checked alphabet (no quotes, spaces, `$` or `%`): nothing in them is
+ * read by mod_rewrite as syntax or a back-reference.
+ */
+export function apacheOffloadRules(offloads: ReadonlyMap<string, string>): string {
+  if (offloads.size === 0) return ''
+  return `# Blobs served from elsewhere: their URLs answer 302 there.
+${[...offloads].map(([digest, url]) => `RewriteRule "^v2/.+/blobs/${digest}$" "${url}" [R=302,L]`).join('\n')}
+`
+}
+
 function blobsHtaccess(index: Pick<TreeIndex, 'settings'>): string {
   // In a <FilesMatch> of its own: it must win over the root's section for referrers (same file names).
   return `${HEADER}
@@ -168,11 +180,11 @@ export function repositoryHtaccessPath(repository: string): string {
 }
 
 /** Every .htaccess of a deploy: four fixed ones and one per repository (its tags). */
-export function apacheConfigFiles(index: Pick<TreeIndex, 'settings'>, routes: TagRoute[], cors?: string, access = ''): HostConfigFile[] {
+export function apacheConfigFiles(index: Pick<TreeIndex, 'settings'>, routes: TagRoute[], cors?: string, access = '', offloads: ReadonlyMap<string, string> = new Map()): HostConfigFile[] {
   const byRepository = new Map<string, TagRoute[]>()
   for (const route of routes) byRepository.set(route.repository, [...(byRepository.get(route.repository) ?? []), route])
   return [
-    {path: '.htaccess', content: rootHtaccess(index, cors, access)},
+    {path: '.htaccess', content: rootHtaccess(index, cors, access, offloads)},
     {path: `${STORE_DIR}/blobs/.htaccess`, content: blobsHtaccess(index)},
     {path: `${STORE_DIR}/manifests/.htaccess`, content: manifestsHtaccess(index)},
     {path: `${ERRORS_DIR}/.htaccess`, content: errorsHtaccess(index)},

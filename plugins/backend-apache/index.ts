@@ -4,6 +4,7 @@ import {parseCorsOrigin} from '../../src/core/cors.js'
 import {errnoCode, RegError} from '../../src/core/errors.js'
 import {LocalHostBackend} from '../../src/publish/local-host.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
+import {offloadRedirects} from '../../src/publish/offload.js'
 import {defineBackend} from '../plugin.js'
 import {deployAccessPolicy, installHtpasswd, privateOnlyDigests} from '../../src/config/access.js'
 import {PAGE_ROOTS, ROOT_PAGE, ROOT_PAGE_STORED} from '../../src/page/documents.js'
@@ -52,7 +53,7 @@ export const apacheBackend = defineBackend({
         const rules = access && htpasswd ? apacheAccess(access, htpasswd, privateOnlyDigests(access, tree.index.objects)) : ''
         return [
           ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-          ...apacheConfigFiles(tree.index, tagRoutes(routed), cors, rules),
+          ...apacheConfigFiles(tree.index, tagRoutes(routed), cors, rules, offloadRedirects(routed)),
         ]
       },
       staleConfigFiles: async (current) => {

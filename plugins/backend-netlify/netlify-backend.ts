@@ -8,6 +8,8 @@ import {corsPreflightHeaders} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
 import {withRetries} from '../../src/core/retry.js'
 import type {Backend, HostDeployReport, RemoteObject, RemoteState} from '../../src/publish/backend.js'
+import {offloadRedirects} from '../../src/publish/offload.js'
+import type {HostConfigFile} from '../../src/publish/local-host.js'
 import {checkHostLimits, headerFileConfig, headerFileStorageKey, type HostLimits} from '../../src/publish/header-file-host.js'
 import type {RegistryObject} from '../../src/tree/model.js'
 import type {RegistryTree} from '../../src/tree/registry-tree.js'
@@ -103,6 +105,21 @@ function pullHint(tree: RegistryTree, url: string): string[] {
  * asks for (each SHA-1 once, whatever number of paths share it) and waits until the deploy is live.
  * Atomic: nothing is visible before the whole registry is, so the publish order holds trivially.
  */
+/**
+ * Offloaded blobs (`reg deploy --offload`): a 302 rule for each of their URLs, first in `_redirects`
+ * (the first rule that matches wins). Paths and URLs are of a checked alphabet: no spaces.
+ */
+export function withOffloadRedirects(files: HostConfigFile[], routed: readonly RegistryObject[]): HostConfigFile[] {
+  const offloads = offloadRedirects(routed)
+  if (offloads.size === 0) return files
+  const rules = routed.filter((o) => o.class === 'blob' && offloads.has(o.digest)).map((o) => `/${o.path}  ${offloads.get(o.digest)}  302`).sort()
+  return files.map((file) => {
+    if (file.path !== '_redirects') return file
+    const [first, ...rest] = file.content.split('\n')
+    return {...file, content: [first, '# blobs served from elsewhere (reg deploy --offload)', ...rules, ...rest].join('\n')}
+  })
+}
+
 export class NetlifyBackend implements Backend {
   readonly name = 'netlify'
   // Netlify matches paths case-insensitively: tags equal but for case are refused by the plan.
@@ -189,9 +206,9 @@ export class NetlifyBackend implements Backend {
     this.removed.add(key)
   }
 
-  async writeHostConfig(tree: RegistryTree): Promise<void> {
+  async writeHostConfig(tree: RegistryTree, routed: readonly RegistryObject[] = []): Promise<void> {
     // `_headers` names every tag: the routed URLs are in the tree's index already.
-    for (const config of headerFileConfig(tree.index)) {
+    for (const config of withOffloadRedirects(headerFileConfig(tree.index), routed)) {
       const content = config.path === '_headers' ? netlifyCorsHeaders(config.content, this.settings.cors) : config.content
       const source = {content: Buffer.from(content)}
       this.staged.set(config.path, {sha1: await sha1Of(source), size: source.content.length, source})

@@ -6,6 +6,7 @@ import {parseCorsOrigin} from '../../src/core/cors.js'
 import {errnoCode, RegError} from '../../src/core/errors.js'
 import {type HostConfigFile, LocalHostBackend} from '../../src/publish/local-host.js'
 import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
+import {offloadRedirects} from '../../src/publish/offload.js'
 import type {RegistryObject} from '../../src/tree/model.js'
 import type {RegistryTree} from '../../src/tree/registry-tree.js'
 import {defineBackend} from '../plugin.js'
@@ -128,7 +129,7 @@ export const nginxBackend = defineBackend({
       const htpasswd = access ? await installHtpasswd(access, target) : undefined
       return [
         ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed), access && nginxAccessMaps(privateOnlyDigests(access, tree.index.objects)))},
+        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed), access && nginxAccessMaps(privateOnlyDigests(access, tree.index.objects)), offloadRedirects(routed))},
         {path: 'registry.conf', content: nginxServer(tree.index, settings, access && htpasswd ? nginxAccessServer(access, htpasswd) : '')},
         {path: 'nginx.conf', content: nginxStandalone(settings)},
       ]

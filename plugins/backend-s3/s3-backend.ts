@@ -8,6 +8,7 @@ import {CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_EXPOSE_HEADERS, CORS_MAX_AG
 import {RegError} from '../../src/core/errors.js'
 import {publicReadPolicy} from './index.js'
 import {type RetryVerdict, serverDelayMs} from '../../src/core/retry.js'
+import {offloadTarget} from '../../src/publish/offload.js'
 import type {Backend, BackendCapabilities, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import type {RegistryObject} from '../../src/tree/model.js'
 import {PAGE_ROOTS, ROOT_PAGE} from '../../src/page/documents.js'
@@ -176,9 +177,13 @@ export class S3Backend implements Backend {
     }
   }
 
-  /** A tiny object the S3 website endpoint answers with a 301 to the shared copy. */
+  /**
+   * A tiny object the S3 website endpoint answers with a 301: to the shared copy (a key of this
+   * bucket), or to where an offloaded blob is (`reg deploy --offload`: an absolute URL, checked).
+   */
   async putRedirect(key: string, target: string, object: RegistryObject, signal?: AbortSignal): Promise<void> {
-    await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: '', ContentLength: 0, WebsiteRedirectLocation: `/${target}`}), signal)
+    const location = /^https?:\/\//.test(target) ? offloadTarget(object.digest, target) : `/${target}`
+    await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: '', ContentLength: 0, WebsiteRedirectLocation: location}), signal)
   }
 
   private async upload(key: string, object: RegistryObject, file: string, signal?: AbortSignal): Promise<void> {

@@ -4,6 +4,7 @@ import {RegCommand} from '../ui/reg-command.js'
 import {type DeployReport, deployTree} from '../publish/deploy.js'
 import {stepBytes} from '../publish/run.js'
 import {deployLines, phaseLine, stepLines} from '../ui/deploy-report.js'
+import {offloadLines} from '../publish/offload.js'
 import {DEPLOY_FLAGS} from '../config/deploy-flags.js'
 import {resolveDeploy} from '../config/resolve.js'
 import {ByteProgress} from '../ui/progress.js'
@@ -31,6 +32,7 @@ export default class Deploy extends RegCommand {
   static override examples = [
     '<%= config.bin %> deploy dist --backend dir --dest ./public --prune',
     '<%= config.bin %> deploy --target prod   (a target of reg.config.json / reg.config.yaml)',
+    '<%= config.bin %> deploy dist --backend nginx --dest /srv/registry --offload https://base.example/library/debian',
   ]
   static override args = {dir: Args.string({description: 'tree directory (default: the config file\'s out, else ./dist)'})}
   static override flags = DEPLOY_FLAGS
@@ -72,6 +74,7 @@ export default class Deploy extends RegCommand {
     // --dry-run: the steps, then what they add up to; written in batches (a tree can have 100,000 tags).
     const steps = stepLines(report.steps ?? [])
     for (let i = 0; i < steps.length; i += 1000) this.log(steps.slice(i, i + 1000).join('\n'))
+    for (const line of report.offload ? offloadLines(report.offload.locations, report.offload.rejected) : []) this.log(line)
     for (const line of deployLines(report)) this.log(line)
     for (const line of report.host?.messages ?? []) this.log(line)
     for (const line of report.messages) this.log(line)

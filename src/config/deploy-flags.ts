@@ -1,5 +1,6 @@
 import {Flags} from '@oclif/core'
 import {BACKENDS} from '../../plugins/index.js'
+import {OFFLOAD_CLIENT_NAMES} from '../publish/offload.js'
 import {RegError} from '../core/errors.js'
 
 /**
@@ -35,10 +36,12 @@ const OWN_FLAGS = {
   'public-url': PUBLIC_URL_FLAG,
   'mirror-of': Flags.string({description: 'print the containerd hosts.toml that makes this registry a pull mirror of NAME (e.g. docker.io); needs the registry\'s URL (--public-url)', helpGroup: 'CONTAINERD'}),
   'containerd-hosts': Flags.string({description: 'write that hosts.toml into DIR/NAME/hosts.toml instead (containerd\'s config_path, ctr --hosts-dir; NAME from --mirror-of, default docker.io)', helpGroup: 'CONTAINERD'}),
+  offload: Flags.string({description: 'serve the blobs found at this location (with the right size and digest) by a redirect there instead of uploading them: docker://HOST/NAME, https://HOST/NAME (a static registry) or a URL with {digest} or {hex}; repeatable', multiple: true}),
+  'offload-clients': Flags.string({description: 'the clients that must be able to pull (default: all); a location that asks for a token is refused unless every client named can follow it', multiple: true, delimiter: ',', options: OFFLOAD_CLIENT_NAMES}),
 }
 
 /** Flags of `reg deploy` a config file's target may set too (the rest a run decides, or is a secret). */
-export const TARGET_SETTINGS = ['name-prefix', 'prune', 'concurrency', 'retries', 'verify', 'public-url', 'mirror-of', 'containerd-hosts'] as const
+export const TARGET_SETTINGS = ['name-prefix', 'prune', 'concurrency', 'retries', 'verify', 'public-url', 'mirror-of', 'containerd-hosts', 'offload', 'offload-clients'] as const
 
 /** Every flag of `reg deploy`, for the command, the Action and the config schema. */
 export const DEPLOY_FLAGS = BACKENDS.flagsBeside(OWN_FLAGS)

@@ -76,6 +76,7 @@ export async function resolveDeploy(dirArg: string | undefined, given: Record<st
   const options: DeployOptions = {
     namePrefix: flags['name-prefix'] as string | undefined, dryRun: Boolean(flags['dry-run']), prune: Boolean(flags.prune),
     concurrency: flags.concurrency as number | undefined, retries: flags.retries as number | undefined,
+    offload: flags.offload as string[] | undefined, offloadClients: flags['offload-clients'] as string[] | undefined,
   }
   const publicUrl = (flags['public-url'] as string | undefined) ?? loaded?.config.url
   if (publicUrl !== undefined) options.publicUrl = parsePublicUrl(publicUrl).origin

@@ -7,6 +7,7 @@ import {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, HostDeployReport} from './backend.js'
 import {checkMirrorOf, containerdHostsToml, writeContainerdHosts} from './containerd-hosts.js'
 import {isCaseSensitiveDirectory} from './local-files.js'
+import {type OffloadResult, planOffload} from './offload.js'
 import {createPublishPlan, type Phase, type PublishPlan, type PublishStep} from './plan.js'
 import {actionName, interrupted, type PublishObserver, type PublishResult, retryClassifier, runPublishPlan} from './run.js'
 
@@ -20,6 +21,10 @@ export interface DeployOptions {
   observer?: PublishObserver
   /** Ctrl-C: stops the deploy between steps and inside the backend's calls */
   signal?: AbortSignal
+  /** `--offload`: locations blobs are served from instead of this host */
+  offload?: readonly string[]
+  /** `--offload-clients`: the clients that must be able to pull (default: all) */
+  offloadClients?: readonly string[]
   /** where clients reach the registry (--public-url, config url): wins over what the host reports */
   publicUrl?: string
   /** --mirror-of / --containerd-hosts: the containerd configuration that makes this registry a pull mirror */
@@ -53,6 +58,8 @@ export interface DeployReport {
   result?: PublishResult
   /** atomic hosts: what the final deploy uploaded and where it is live */
   host?: HostDeployReport
+  /** `--offload`: what each location serves, who can follow it, and the blobs uploaded instead */
+  offload?: Omit<OffloadResult, 'offloaded' | 'by'>
   /** the registry's URL: --public-url, else what the host reports; absent when neither knows it */
   url?: string
   /** how to pull one of its images: `docker pull HOST/NAME:TAG` (HOST a placeholder when the URL is unknown) */
@@ -136,13 +143,17 @@ async function publishTree(tree: RegistryTree, backend: Backend, options: Deploy
   const caseSensitiveTags = declared === 'destination-file-system'
     ? backend.localDirectory !== undefined && (await isCaseSensitiveDirectory(backend.localDirectory))
     : declared === true
-  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, caseSensitiveTags})
+  const offload = options.offload?.length
+    ? await planOffload(tree, backend, {locations: options.offload, clients: options.offloadClients, concurrency: options.concurrency, dryRun: options.dryRun, signal: options.signal})
+    : undefined
+  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, caseSensitiveTags, offload: offload && {targets: offload.offloaded, by: offload.by}})
   const count = (action: string) => plan.steps.filter((s) => s.action === action).length
   const report: DeployReport = {
     backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun), staged: backend.capabilities.stagesDeploy === true,
     plan: {uploads: count('put'), copies: count('copy'), redirects: count('redirect'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete},
     messages: [],
   }
+  if (offload) report.offload = {locations: offload.locations, rejected: offload.rejected, bytesVerified: offload.bytesVerified}
   const mirror = options.containerdMirror
   if (mirror) {
     // Before anything is published: a mistake here costs nothing.

@@ -4,6 +4,7 @@ import {RegError} from '../core/errors.js'
 import type {RegistryObject} from '../tree/model.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
 import type {Backend, RemoteObject, RemoteState} from './backend.js'
+import {offloadedObject} from './offload.js'
 
 /**
  * Publish phases, in order: a client must never see a tag whose content is missing, so what a URL
@@ -38,6 +39,12 @@ export interface PlanOptions {
   prune?: boolean
   /** the host's `caseSensitiveTags`, resolved (the deploy probes a destination file system); default: the capability */
   caseSensitiveTags?: boolean
+  /**
+   * blobs served from elsewhere (`reg deploy --offload`): digest → redirect target. Not stored: the
+   * host configuration answers them (`configuration`: they are among its routed objects), or an
+   * empty redirect object at each of their keys (`redirect-objects`).
+   */
+  offload?: {targets: ReadonlyMap<string, string>; by: 'configuration' | 'redirect-objects'}
 }
 
 export interface PublishPlan {
@@ -104,9 +111,17 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
   let unchanged = 0
   /** what each key will hold */
   const wanted = new Map<string, RegistryObject>()
+  /** keys of offloaded blobs on a host without configuration: a redirect to the offload URL */
+  const offloadRedirects = new Map<string, string>()
   const ordered = [...tree.objects].sort((a, b) => PHASES.indexOf(phaseOf(a)) - PHASES.indexOf(phaseOf(b)))
   for (const object of ordered) {
+    const offloadTo = object.class === 'blob' ? options.offload?.targets.get(object.digest) : undefined
+    if (offloadTo !== undefined && options.offload?.by === 'configuration') {
+      routed.push(offloadedObject(object, offloadTo))
+      continue
+    }
     const key = keyOf(object)
+    if (offloadTo !== undefined && key !== null) offloadRedirects.set(key, offloadedObject(object, offloadTo).headers.Location)
     if (key === null) routed.push(object)
     else if (!wanted.has(key)) wanted.set(key, object)
   }
@@ -120,8 +135,9 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
     refuseCaseCollisions(held, `${backend.name} (${backend.location})`)
   }
   // A host that serves some URLs by redirect stores their bytes once under the shared key.
-  const redirects = new Map<string, string>()
+  const redirects = new Map<string, string>(offloadRedirects)
   for (const [key, object] of wanted) {
+    if (offloadRedirects.has(key)) continue
     const shared = backend.sharedKeyOf?.(object)
     if (shared === undefined || shared === key) continue
     redirects.set(key, shared)
