@@ -128,7 +128,7 @@ describe('reg deploy --offload (hosts and config targets)', () => {
     assert.equal(result.code, 1)
     assert.equal(result.stderr.trim(), [
       'reg: error: --offload: dir cannot answer a blob\'s URL with a redirect to another host',
-      '  hint: offload with nginx (a return 302 in registry.conf), apache (a RewriteRule [R=302] in .htaccess), netlify (a 302 rule in _redirects), s3 (a website redirect object, answered 301 by the bucket\'s website endpoint)',
+      '  hint: offload with a backend that can: nginx (a 302 in registry.conf), apache (a RewriteRule [R=302] in .htaccess), netlify (a 302 rule in _redirects), s3 (a website redirect object, answered 301 by the bucket\'s website endpoint)',
     ].join('\n'))
     assert.deepEqual(await readdir(out).catch(() => []), [])
   })

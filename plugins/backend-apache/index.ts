@@ -44,7 +44,7 @@ export const apacheBackend = defineBackend({
     const target = path.resolve(flags.dest)
     const cors = parseCorsOrigin(flags.cors)
     const access = await deployAccessPolicy(flags)
-    return new LocalHostBackend('apache', target, {serverSideCopy: true, caseSensitiveTags: true}, {
+    return new LocalHostBackend('apache', target, {serverSideCopy: true, caseSensitiveTags: true, offloadRedirects: {how: 'a RewriteRule [R=302] in .htaccess', by: 'configuration'}}, {
       roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`, ...PAGE_ROOTS],
       storageKeyOf: (object) => (object.class === 'page' && object.path === ROOT_PAGE ? ROOT_PAGE_STORED : staticStorageKey(object)),
       configFiles: async (tree, routed) => {

@@ -7,7 +7,7 @@ import {mapLimit} from '../../src/core/concurrency.js'
 import {corsPreflightHeaders} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
 import {withRetries} from '../../src/core/retry.js'
-import type {Backend, HostDeployReport, RemoteObject, RemoteState} from '../../src/publish/backend.js'
+import type {Backend, BackendCapabilities, HostDeployReport, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import {offloadRedirects} from '../../src/publish/offload.js'
 import type {HostConfigFile} from '../../src/publish/local-host.js'
 import {checkHostLimits, headerFileConfig, headerFileStorageKey, type HostLimits} from '../../src/publish/header-file-host.js'
@@ -123,7 +123,7 @@ export function withOffloadRedirects(files: HostConfigFile[], routed: readonly R
 export class NetlifyBackend implements Backend {
   readonly name = 'netlify'
   // Netlify matches paths case-insensitively: tags equal but for case are refused by the plan.
-  readonly capabilities = {serverSideCopy: true, caseSensitiveTags: false, stagesDeploy: true}
+  readonly capabilities: BackendCapabilities = {serverSideCopy: true, caseSensitiveTags: false, stagesDeploy: true, offloadRedirects: {how: 'a 302 rule in _redirects', by: 'configuration'}}
   readonly location: string
   private readonly api: NetlifyAPI
   private site?: NetlifySite

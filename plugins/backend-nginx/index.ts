@@ -36,7 +36,7 @@ class NginxBackend extends LocalHostBackend {
   notes: string[] = []
 
   constructor(target: string, private readonly reload: boolean, configFiles: (tree: RegistryTree, routed: readonly RegistryObject[]) => Promise<HostConfigFile[]>) {
-    super('nginx', target, {serverSideCopy: true, caseSensitiveTags: true}, {
+    super('nginx', target, {serverSideCopy: true, caseSensitiveTags: true, offloadRedirects: {how: 'a 302 in registry.conf', by: 'configuration'}}, {
       roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`, ...PAGE_ROOTS],
       storageKeyOf: (object) => (object.class === 'page' && object.path === ROOT_PAGE ? ROOT_PAGE_STORED : staticStorageKey(object)),
       configFiles: async (tree, routed) => {

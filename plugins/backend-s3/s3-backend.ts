@@ -71,7 +71,11 @@ export class S3Backend implements Backend {
   constructor(private readonly settings: S3Settings) {
     this.name = settings.provider
     this.location = `s3://${settings.bucket}/${settings.keyPrefix}${settings.endpoint ? ` at ${settings.endpoint}` : ''}`
-    this.capabilities = {serverSideCopy: settings.dedupe !== 'none', caseSensitiveTags: true}
+    this.capabilities = {
+      serverSideCopy: settings.dedupe !== 'none', caseSensitiveTags: true,
+      // Website redirect objects: answered 301 by AWS S3's website endpoint (R2 and Scaleway have none that does).
+      ...(settings.provider === 's3' ? {offloadRedirects: {how: 'a website redirect object, answered 301 by the bucket\'s website endpoint', by: 'redirect-objects' as const}} : {}),
+    }
     // The SDK's documented opt-out of its 8-line NodeVersionSupportWarning (emitted once, when the first
     // client is made, on Node < 22): reg supports Node 20 and says so once itself (bin/run.js).
     process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'

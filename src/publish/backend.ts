@@ -18,6 +18,12 @@ export interface BackendCapabilities {
    * host then asks for the contents it lacks: said so in what a deploy reports, never "upload".
    */
   stagesDeploy?: boolean
+  /**
+   * can answer a blob's URL with a redirect to another host (`reg deploy --offload`): `how` says so
+   * in messages; `by` is where the redirect lives: in the host configuration (the plan routes the
+   * blob to it) or in an object at the blob's key (the plan writes a redirect object there).
+   */
+  offloadRedirects?: {how: string; by: 'configuration' | 'redirect-objects'}
 }
 
 /** What is deployed under a storage key, from one listing. `digest` is known when the host or our state file keeps it. */

@@ -44,16 +44,8 @@ export const OFFLOAD_CLIENTS = {
 export type OffloadClient = keyof typeof OFFLOAD_CLIENTS
 export const OFFLOAD_CLIENT_NAMES = Object.keys(OFFLOAD_CLIENTS) as OffloadClient[]
 
-/**
- * Backends whose host can answer a URL with a redirect to another host: how, and whether the host
- * configuration holds the redirects or an object at each offloaded blob's key does.
- */
-const OFFLOAD_HOSTS: Readonly<Record<string, {how: string; by: 'configuration' | 'redirect-objects'}>> = {
-  nginx: {how: 'a return 302 in registry.conf', by: 'configuration'},
-  apache: {how: 'a RewriteRule [R=302] in .htaccess', by: 'configuration'},
-  netlify: {how: 'a 302 rule in _redirects', by: 'configuration'},
-  s3: {how: 'a website redirect object, answered 301 by the bucket\'s website endpoint', by: 'redirect-objects'},
-}
+/** For the hint when a backend cannot (each backend says whether it can: `capabilities.offloadRedirects`). */
+const OFFLOAD_BACKENDS = 'nginx (a 302 in registry.conf), apache (a RewriteRule [R=302] in .htaccess), netlify (a 302 rule in _redirects), s3 (a website redirect object, answered 301 by the bucket\'s website endpoint)'
 
 /** A redirect target: an absolute http(s) URL of characters no host configuration treats specially. */
 const SAFE_URL = /^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~:/-]*)?$/
@@ -337,9 +329,10 @@ function refuseUnfollowable(location: string, clients: readonly OffloadClient[])
  * Only for hosts that can answer with a redirect; a token-protected location only when every
  * client named can follow it.
  */
-export async function planOffload(tree: RegistryTree, backend: Pick<Backend, 'name' | 'location' | 'localDirectory'>, options: OffloadOptions): Promise<OffloadResult> {
-  if (!(backend.name in OFFLOAD_HOSTS)) {
-    throw new RegError(`--offload: ${backend.name} cannot answer a blob's URL with a redirect to another host`, `offload with ${Object.entries(OFFLOAD_HOSTS).map(([name, host]) => `${name} (${host.how})`).join(', ')}`)
+export async function planOffload(tree: RegistryTree, backend: Pick<Backend, 'name' | 'location' | 'localDirectory' | 'capabilities'>, options: OffloadOptions): Promise<OffloadResult> {
+  const redirects = backend.capabilities.offloadRedirects
+  if (!redirects) {
+    throw new RegError(`--offload: ${backend.name} cannot answer a blob's URL with a redirect to another host`, `offload with a backend that can: ${OFFLOAD_BACKENDS}`)
   }
   const clients = parseOffloadClients(options.clients)
   const locations = options.locations.map(parseOffloadLocation)
@@ -347,7 +340,7 @@ export async function planOffload(tree: RegistryTree, backend: Pick<Backend, 'na
   await state.load()
   const blobs = new Map<string, number>()
   for (const object of tree.objects) if (object.class === 'blob') blobs.set(object.digest, object.size)
-  const result: OffloadResult = {offloaded: new Map(), by: OFFLOAD_HOSTS[backend.name].by, locations: [], rejected: [], bytesVerified: 0}
+  const result: OffloadResult = {offloaded: new Map(), by: redirects.by, locations: [], rejected: [], bytesVerified: 0}
   const reports = locations.map((l): OffloadLocationReport => ({location: l.spec, access: 'unused', clients: [], blobs: 0, bytes: 0}))
   const accessOf = new Map<OffloadLocation, OffloadAccess>()
   const clientsOf = new Map(locations.map((l) => [l, new LocationClient(l)]))
