@@ -17,8 +17,18 @@ export interface RegConfig {
   /** docker:// sources: also copy signatures, SBOMs and other referrers (reg build --with-referrers) */
   withReferrers?: boolean
   sources?: Array<string | {source: string; name?: string}>
+  /** what `reg prune` removes when no rule is given on its command line */
+  retention?: RetentionConfig
   defaultTarget?: string
   targets?: Record<string, DeployTarget>
+}
+
+/** `retention:` of the config file: the rules of `reg prune`, spelled as its flags are. */
+export interface RetentionConfig {
+  keepLast?: number
+  olderThan?: string
+  match?: string | string[]
+  untagged?: boolean
 }
 
 /** A named deploy target: a backend and its flags, as `reg deploy` spells them (no secrets). */
