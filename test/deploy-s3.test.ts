@@ -87,7 +87,7 @@ describe('reg deploy --backend s3 (s3rver)', () => {
     assert.equal(again.report!.result.bytesUploaded, 0)
     assert.equal(again.report!.result.uploaded + again.report!.result.copied, 0)
     assert.ok(proxy.requests.length <= Math.ceil(index.objects.length / 1000) + 2, `${proxy.requests.length} requests: ${proxy.requests.map((r) => `${r.method} ${r.url}`).join(', ')}`)
-    assert.ok(proxy.requests.every((r) => r.method === 'GET' && r.url.includes('list-type=2')))
+    assert.ok(proxy.requests.every((r) => r.method === 'GET' && (r.url.includes('list-type=2') || /\/\.reg-state\.json(\?|$)/.test(r.url))), `a listing and the deploy state: ${proxy.requests.map((r) => `${r.method} ${r.url}`).join(', ')}`)
   })
 
   it('--dry-run touches nothing', async () => {
@@ -152,7 +152,7 @@ describe('reg deploy --backend s3 (s3rver)', () => {
     await fetch(objectUrl('keep-me.txt'), {method: 'PUT', body: 'not ours'})
     const rebuilt = await runReg(['build', `oci:${path.join(work, 'src-single')}=team/only`, '-o', path.join(work, 'small-tree')])
     assert.equal(rebuilt.code, 0, rebuilt.stderr)
-    const result = await runReg(['deploy', path.join(work, 'small-tree'), '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style', '--prune', '--json'], {env: S3_CREDENTIALS})
+    const result = await runReg(['deploy', path.join(work, 'small-tree'), '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style', '--prune', '--prune-grace', '0', '--json'], {env: S3_CREDENTIALS})
     assert.equal(result.code, 0, result.stderr)
     const keys = (await listing('')).map((l) => l.split(' ')[0])
     const rootKeys = keys.filter((k) => k.startsWith('v2/'))

@@ -102,7 +102,7 @@ for (const testCase of CASES) {
       assert.equal(again.result.uploaded + again.result.copied, 0)
       const rebuilt = await runReg(['build', `oci:${EXAMPLE_LAYOUT}`, '--clean', '-o', tree])
       assert.equal(rebuilt.code, 0, rebuilt.stderr)
-      const pruned = await deploy('--prune')
+      const pruned = await deploy('--prune', '--prune-grace', '0')
       assert.ok(pruned.result.deleted > 0)
       if (testCase.backend === 'nginx') execFileSync('nginx', ['-p', out, '-c', 'nginx.conf', '-g', `pid ${path.join(out, '..', `nginx-${port}.pid`)};`, '-s', 'reload'])
       // apache reads .htaccess per request: the new tags are live without a reload. nginx's old

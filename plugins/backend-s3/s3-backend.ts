@@ -8,6 +8,7 @@ import {RegError} from '../../src/core/errors.js'
 import {type RetryVerdict, serverDelayMs} from '../../src/core/retry.js'
 import type {Backend, BackendCapabilities, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import type {RegistryObject} from '../../src/tree/model.js'
+import {readS3DeployState, S3_STATE_KEY, type S3DeployState, serializeS3DeployState, writeS3DeployState} from './deploy-state.js'
 
 export interface S3Settings {
   bucket: string
@@ -34,6 +35,9 @@ export function partSizeFor(size: number): number {
   return Math.max(8 * MiB, Math.ceil(size / 900 / MiB) * MiB)
 }
 
+/** sha256 of no bytes: an empty blob, which a redirect mode bucket also holds as an empty object */
+const EMPTY_DIGEST = 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
+
 /** S3's single CopyObject limit; larger objects are uploaded again. */
 const COPY_LIMIT = 5 * 1024 * MiB
 
@@ -48,6 +52,10 @@ export class S3Backend implements Backend {
   readonly capabilities: BackendCapabilities
   readonly location: string
   readonly client: S3Client
+  /** the bucket's deploy state, read with the listing */
+  private deployState?: S3DeployState
+  /** the state object's bytes as last read or written: unchanged, it is not written again */
+  private savedState?: string
 
   constructor(private readonly settings: S3Settings) {
     this.name = settings.provider
@@ -117,17 +125,72 @@ export class S3Backend implements Backend {
    * object at a blob URL is what it is: a redirect (written only by `putRedirect`) to its shared copy.
    */
   async describeRemote(signal?: AbortSignal): Promise<RemoteState> {
+    this.deployState = await this.loadDeployState(signal)
     const objects = await this.list(`${this.settings.keyPrefix}v2/`, signal)
     // v2/index.json goes with v2/ (written together): not an object of its own.
     objects.delete(`${this.settings.keyPrefix}v2/index.json`)
-    if (this.settings.dedupe === 'redirect') {
-      for (const [key, object] of objects) {
-        const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(key)?.[1]
-        if (digest && object.size === 0) objects.set(key, {key, size: 0, redirectTo: this.sharedBlobKey(digest)})
+    await this.describeSharedBlobs(objects, this.deployState, signal)
+    return {objects, unreferencedSince: this.deployState.unreferenced}
+  }
+
+  /**
+   * Redirect mode, now or at the last deploy (or never recorded): the shared copies under `_blobs/`
+   * are listed (so they are pruned like everything else, and a bucket leaving redirect mode copies
+   * from them), and each empty object at a blob URL is what it is: a redirect (written only by
+   * `putRedirect`) to its shared copy, which a bucket leaving redirect mode replaces by the blob.
+   */
+  private async describeSharedBlobs(objects: Map<string, RemoteObject>, state: S3DeployState, signal?: AbortSignal): Promise<void> {
+    if (this.settings.dedupe !== 'redirect' && state.sharedBlobs === false) return
+    const shared = await this.list(`${this.settings.keyPrefix}_blobs/`, signal)
+    for (const [key, object] of objects) {
+      const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(key)?.[1]
+      // The empty blob is empty either way: in copy mode, a redirect to it only while its shared copy is there.
+      if (digest && object.size === 0 && (this.settings.dedupe === 'redirect' || digest !== EMPTY_DIGEST || shared.has(this.sharedBlobKey(digest)))) {
+        objects.set(key, {key, size: 0, redirectTo: this.sharedBlobKey(digest)})
       }
-      for (const [key, object] of await this.list(`${this.settings.keyPrefix}_blobs/`, signal)) objects.set(key, object)
     }
-    return {objects}
+    for (const [key, object] of shared) {
+      // Shared copies are written only under their digest, by this backend: a holder for copies.
+      const digest = /_blobs\/(sha256:[a-f0-9]{64})$/.exec(key)?.[1]
+      objects.set(key, digest ? {...object, digest} : object)
+    }
+  }
+
+  private get stateKey(): string {
+    return `${this.settings.keyPrefix}${S3_STATE_KEY}`
+  }
+
+  private async loadDeployState(signal?: AbortSignal): Promise<S3DeployState> {
+    try {
+      const state = await readS3DeployState(this.client, this.settings.bucket, this.stateKey, signal)
+      this.savedState = serializeS3DeployState(state)
+      return state
+    } catch (error) {
+      if (error instanceof RegError || this.retryVerdict(error).retry) throw error
+      throw explainS3Error(error, this.settings)
+    }
+  }
+
+  /** The state object, rewritten only when it changed (a deploy that changes nothing sends nothing). */
+  private async saveDeployState(state: S3DeployState, signal?: AbortSignal): Promise<void> {
+    const next = serializeS3DeployState(state)
+    if (next === this.savedState) return
+    try {
+      await writeS3DeployState(this.client, this.settings.bucket, this.stateKey, state, signal)
+    } catch (error) {
+      if (!this.retryVerdict(error).retry) throw explainS3Error(error, this.settings)
+      throw error
+    }
+    this.savedState = next
+  }
+
+  /** After the prune phase: what stays unreferenced and since when, and whether shared copies are left to list. */
+  async recordUnreferenced(since: ReadonlyMap<string, number>, signal?: AbortSignal): Promise<void> {
+    const state = this.deployState ?? {unreferenced: new Map(), uploads: new Map()}
+    const shared = `${this.settings.keyPrefix}_blobs/`
+    const sharedBlobs = this.settings.dedupe === 'redirect' || [...since.keys()].some((key) => key.startsWith(shared))
+    this.deployState = {...state, sharedBlobs, unreferenced: new Map(since)}
+    await this.saveDeployState(this.deployState, signal)
   }
 
   async putObject(key: string, object: RegistryObject, file: string, signal?: AbortSignal): Promise<void> {

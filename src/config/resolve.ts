@@ -4,6 +4,8 @@ import type {Backend} from '../publish/backend.js'
 import type {DeployOptions} from '../publish/deploy.js'
 import {parseSourceSpec, type SourceSpec} from '../sources/index.js'
 import type {BuildOptions} from '../tree/builder.js'
+import {parseDuration} from './duration.js'
+import {DEFAULT_PRUNE_GRACE} from './deploy-flags.js'
 import {configSources, loadConfig, resolveFromConfig, selectTarget} from './config-file.js'
 
 /**
@@ -69,6 +71,7 @@ export async function resolveDeploy(dirArg: string | undefined, given: Record<st
   }
   const options: DeployOptions = {
     namePrefix: flags['name-prefix'] as string | undefined, dryRun: Boolean(flags['dry-run']), prune: Boolean(flags.prune),
+    pruneGraceMs: parseDuration(String(flags['prune-grace'] ?? DEFAULT_PRUNE_GRACE), '--prune-grace'),
     concurrency: flags.concurrency as number | undefined, retries: flags.retries as number | undefined,
   }
   return {dir, backend: await plugin.create(flags), target: selected?.name, options}

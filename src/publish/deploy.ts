@@ -14,6 +14,10 @@ export interface DeployOptions {
   namePrefix?: string
   dryRun?: boolean
   prune?: boolean
+  /** with `prune`: delete content only once it has been unreferenced this long (ms; default 0: at once) */
+  pruneGraceMs?: number
+  /** the clock, ms since the epoch (tests inject it) */
+  now?: () => number
   concurrency?: number
   retries?: number
   observer?: PublishObserver
@@ -25,7 +29,9 @@ export interface DeployReport {
   backend: string
   location: string
   dryRun: boolean
-  plan: {uploads: number; copies: number; redirects: number; deletes: number; unchanged: number; bytesToUpload: number; bytesToCopy: number; bytesToDelete: number}
+  plan: {uploads: number; copies: number; redirects: number; deletes: number; unchanged: number; bytesToUpload: number; bytesToCopy: number; bytesToDelete: number
+    /** deployed content the tree no longer has, kept (no --prune, or within --prune-grace) */
+    unreferenced: number}
   result?: PublishResult
   /** atomic hosts: what the final deploy uploaded and where it is live */
   host?: HostDeployReport
@@ -78,6 +84,10 @@ async function refuseNestedDestination(treeDir: string, destination: string): Pr
 }
 
 async function publishTree(tree: RegistryTree, backend: Backend, options: DeployOptions): Promise<DeployReport> {
+  const pruneGraceMs = options.prune ? options.pruneGraceMs ?? 0 : 0
+  if (pruneGraceMs > 0 && !backend.recordUnreferenced) {
+    throw new RegError(`${backend.name} keeps no deploy state to count a prune grace in`, 'run with --prune-grace 0 to delete what the tree no longer has at once')
+  }
   // The listing is retried like every step: it is the first request, where a throttled or flaky host shows.
   const remote = await withRetries(() => backend.describeRemote(options.signal), {
     policy: {retries: options.retries ?? DEFAULT_RETRY.retries}, classify: retryClassifier(backend, options.signal), signal: options.signal,
@@ -86,14 +96,21 @@ async function publishTree(tree: RegistryTree, backend: Backend, options: Deploy
   const caseSensitiveTags = declared === 'destination-file-system'
     ? backend.localDirectory !== undefined && (await isCaseSensitiveDirectory(backend.localDirectory))
     : declared === true
-  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, caseSensitiveTags})
+  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, pruneGraceMs, now: options.now?.(), caseSensitiveTags})
   const count = (action: string) => plan.steps.filter((s) => s.action === action).length
   const report: DeployReport = {
     backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun),
-    plan: {uploads: count('put'), copies: count('copy'), redirects: count('redirect'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete},
+    plan: {uploads: count('put'), copies: count('copy'), redirects: count('redirect'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete, unreferenced: plan.unreferenced.size},
   }
   if (options.dryRun) return report
   report.result = await runPublishPlan(plan, backend, tree, {concurrency: options.concurrency, retries: options.retries, observer: options.observer, signal: options.signal})
+  // What stays unreferenced, and since when, is kept by the host: the next --prune counts the grace from there.
+  if (backend.recordUnreferenced) {
+    const record = backend.recordUnreferenced.bind(backend)
+    await withRetries(() => record(plan.unreferenced, options.signal), {
+      policy: {retries: options.retries ?? DEFAULT_RETRY.retries}, classify: retryClassifier(backend, options.signal), signal: options.signal,
+    })
+  }
   const host = await backend.finish?.(tree, options.signal)
   if (host) report.host = host
   return report

@@ -1,5 +1,6 @@
 import {RegError} from '../core/errors.js'
 import path from 'node:path'
+import {parseDuration} from '../config/duration.js'
 import {globToRegExp} from '../sources/registry/registry-source.js'
 import {BlobStore} from './blob-store.js'
 import {rewriteTree} from './builder.js'
@@ -7,6 +8,8 @@ import {dict, TREE_INDEX_FILE, type TreeState} from './model.js'
 import {repositoryBlobs, repositoryManifests} from './objects.js'
 import {readTreeIndex} from './registry-tree.js'
 import {tagTimes} from './tag-times.js'
+
+export {parseDuration}
 
 /** What `reg prune` (and `retention:` of the config file) removes. A tag goes when every rule given says so. */
 export interface RetentionRules {
@@ -30,17 +33,6 @@ export interface RetentionPlan {
   tags: RemovedTag[]
   /** manifests held untagged that go: `repository@digest` */
   untagged: Array<{repository: string; digest: string}>
-}
-
-const UNITS: Record<string, number> = {s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000}
-
-/** `30d`, `12h`, `90m`, `45s`, `2w`, or `0`: a duration in milliseconds. */
-export function parseDuration(text: string, flag: string): number {
-  const match = /^(\d{1,9})([smhdw]?)$/.exec(text.trim())
-  if (!match || (match[2] === '' && match[1] !== '0')) {
-    throw new RegError(`${flag} ${JSON.stringify(text.slice(0, 40))} is not a duration`, `write a number and a unit: 30d, 12h, 90m, 45s, 2w (or 0)`)
-  }
-  return Number(match[1]) * (match[2] ? UNITS[match[2]] : 0)
 }
 
 interface Version {
