@@ -3,11 +3,11 @@ import {
   CopyObjectCommand, DeleteObjectCommand, ListObjectsV2Command, type ObjectCannedACL, PutObjectCommand, S3Client, S3ServiceException,
   type StorageClass,
 } from '@aws-sdk/client-s3'
-import {Upload} from '@aws-sdk/lib-storage'
 import {RegError} from '../../src/core/errors.js'
 import {type RetryVerdict, serverDelayMs} from '../../src/core/retry.js'
 import type {Backend, BackendCapabilities, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import type {RegistryObject} from '../../src/tree/model.js'
+import {abortUpload, copyInParts, MAX_PART_BYTES, MULTIPART_RESUME_MS, type PendingUploads, uploadInParts} from './multipart.js'
 import {readS3DeployState, S3_STATE_KEY, type S3DeployState, serializeS3DeployState, writeS3DeployState} from './deploy-state.js'
 
 export interface S3Settings {
@@ -30,16 +30,13 @@ export interface S3Settings {
 }
 
 const MiB = 1024 * 1024
-/** Scaleway caps multipart uploads at 1,000 parts: keep a 50 GB layer under 900, never below S3's 5 MiB minimum. */
-export function partSizeFor(size: number): number {
-  return Math.max(8 * MiB, Math.ceil(size / 900 / MiB) * MiB)
-}
+export {partSizeFor} from './multipart.js'
 
 /** sha256 of no bytes: an empty blob, which a redirect mode bucket also holds as an empty object */
 const EMPTY_DIGEST = 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
 
-/** S3's single CopyObject limit; larger objects are uploaded again. */
-const COPY_LIMIT = 5 * 1024 * MiB
+/** S3's single CopyObject limit; larger objects are copied in parts. */
+const COPY_LIMIT = MAX_PART_BYTES
 
 /**
  * One plugin for the S3 family (AWS S3, Cloudflare R2, Scaleway, any endpoint). Every URL is an
@@ -56,6 +53,8 @@ export class S3Backend implements Backend {
   private deployState?: S3DeployState
   /** the state object's bytes as last read or written: unchanged, it is not written again */
   private savedState?: string
+  /** writes of the state object, one after the other */
+  private stateWrites: Promise<void> = Promise.resolve()
 
   constructor(private readonly settings: S3Settings) {
     this.name = settings.provider
@@ -164,6 +163,7 @@ export class S3Backend implements Backend {
     try {
       const state = await readS3DeployState(this.client, this.settings.bucket, this.stateKey, signal)
       this.savedState = serializeS3DeployState(state)
+      await this.abortStaleUploads(state, signal)
       return state
     } catch (error) {
       if (error instanceof RegError || this.retryVerdict(error).retry) throw error
@@ -171,8 +171,27 @@ export class S3Backend implements Backend {
     }
   }
 
-  /** The state object, rewritten only when it changed (a deploy that changes nothing sends nothing). */
-  private async saveDeployState(state: S3DeployState, signal?: AbortSignal): Promise<void> {
+  /**
+   * Uploads in parts a deploy left too long ago are aborted (their parts cost storage until then), not
+   * resumed; dropped from the state, which the deploy writes later.
+   */
+  private async abortStaleUploads(state: S3DeployState, signal?: AbortSignal): Promise<void> {
+    const now = Date.now()
+    for (const [key, upload] of state.uploads) {
+      if (now - upload.started < MULTIPART_RESUME_MS) continue
+      await abortUpload(this.client, this.settings.bucket, key, upload.uploadId, signal)
+      state.uploads.delete(key)
+    }
+  }
+
+  /** The state object, rewritten only when it changed (a deploy that changes nothing sends nothing); one write at a time. */
+  private saveDeployState(state: S3DeployState, signal?: AbortSignal): Promise<void> {
+    const write = this.stateWrites.then(() => this.writeDeployState(state, signal))
+    this.stateWrites = write.catch(() => undefined)
+    return write
+  }
+
+  private async writeDeployState(state: S3DeployState, signal?: AbortSignal): Promise<void> {
     const next = serializeS3DeployState(state)
     if (next === this.savedState) return
     try {
@@ -210,28 +229,49 @@ export class S3Backend implements Backend {
       // Small objects in one request; the body is a stream with a known length (no aws-chunked framing).
       await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: createReadStream(file), ContentLength: object.size}), signal)
     } else {
-      const upload = new Upload({
-        client: this.client,
-        params: {...this.objectParams(object), Key: key, Body: createReadStream(file, {highWaterMark: MiB})},
-        partSize: partSizeFor(object.size),
-        queueSize: 4,
-        leavePartsOnError: false,
-      })
-      const abort = () => void upload.abort().catch(() => undefined)
-      signal?.addEventListener('abort', abort, {once: true})
-      try {
-        await upload.done()
-      } catch (error) {
-        if (!this.retryVerdict(error).retry) throw explainS3Error(error, this.settings)
-        throw error
-      } finally {
-        signal?.removeEventListener('abort', abort)
-      }
+      await this.uploadLarge(key, object, file, signal)
+    }
+  }
+
+  /** The deploy state's uploads in parts, written through: an upload id is on the host before its first part is sent. */
+  private pendingUploads(signal?: AbortSignal): PendingUploads {
+    const state = () => (this.deployState ??= {unreferenced: new Map(), uploads: new Map()})
+    return {
+      get: (key) => state().uploads.get(key),
+      set: async (key, upload) => {
+        state().uploads.set(key, upload)
+        await this.saveDeployState(state(), signal)
+      },
+      remove: async (key) => {
+        if (state().uploads.delete(key)) await this.saveDeployState(state(), signal)
+      },
+    }
+  }
+
+  /** Large objects in parts, resumed after an interrupted deploy from the parts the store has. */
+  private async uploadLarge(key: string, object: RegistryObject, file: string, signal?: AbortSignal): Promise<void> {
+    const {Bucket: _bucket, ...params} = this.objectParams(object)
+    try {
+      await uploadInParts({client: this.client, bucket: this.settings.bucket, key, params, signal}, file, object.digest, object.size, this.pendingUploads(signal), Date.now())
+    } catch (error) {
+      if (!this.retryVerdict(error).retry) throw explainS3Error(error, this.settings)
+      throw error
+    }
+  }
+
+  /** Over 5 GiB, one CopyObject cannot: UploadPartCopy, range by range, still server-side. */
+  private async copyLarge(fromKey: string, key: string, object: RegistryObject, signal?: AbortSignal): Promise<void> {
+    const {Bucket: _bucket, ...params} = this.objectParams(object)
+    try {
+      await copyInParts({client: this.client, bucket: this.settings.bucket, key, params, signal}, encodeURI(`${this.settings.bucket}/${fromKey}`), object.size)
+    } catch (error) {
+      if (!this.retryVerdict(error).retry) throw explainS3Error(error, this.settings)
+      throw error
     }
   }
 
   async copyObject(fromKey: string, key: string, object: RegistryObject, signal?: AbortSignal): Promise<void> {
-    if (object.size > COPY_LIMIT) throw new RegError(`${key}: objects over 5 GiB cannot be copied with one CopyObject`, 'run with --dedupe none')
+    if (object.size > COPY_LIMIT) return this.copyLarge(fromKey, key, object, signal)
     // REPLACE: a tag and its manifest by digest share bytes but not Cache-Control.
     // CopySource keeps ':' as is (encodeURI): s3rver decodes it with decodeURI, AWS accepts either.
     await this.send(new CopyObjectCommand({...this.objectParams(object), Key: key, CopySource: encodeURI(`${this.settings.bucket}/${fromKey}`), MetadataDirective: 'REPLACE'}), signal)
