@@ -9,6 +9,7 @@ import {open, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, afterEach, before, describe, it} from 'node:test'
 import nock from 'nock'
+import {netlifyBackend} from '../plugins/backend-netlify/index.js'
 import {createS3Backend} from '../plugins/backend-s3/index.js'
 import {partSizeFor} from '../plugins/backend-s3/multipart.js'
 import type {Backend} from '../src/publish/backend.js'
@@ -225,6 +226,14 @@ describe('S3: blobs over 5 GiB, uploads in parts resumed', () => {
     assert.deepEqual(aborted(), ['U-stale', 'U-other'], 'an upload of other bytes at the key is aborted')
     assert.equal(partRequests(fake.requests).length, 4, 'both sent whole, two parts each')
     assert.deepEqual(fake.savedState().uploads, {})
+  })
+
+  it('Netlify refuses a blob over its file size before reading a byte of it, and says to use R2 or S3', async () => {
+    const backend = await netlifyBackend.create({site: 'some-site', auth: 'token', 'api-url': FAKE})
+    const object = blobObject(`sha256:${'9'.repeat(64)}`, 6 * GiB)
+    // The file does not exist: a refusal that read it would fail otherwise.
+    await assert.rejects(backend.putObject(`_registry/blobs/${object.digest}`, object, path.join(work, 'no-such-file')), (error: Error & {hint?: string}) =>
+      /is 6442450944 bytes, over the \d+ bytes this host takes per file/.test(error.message) && /--backend s3 or --backend r2/.test(error.hint ?? ''))
   })
 
   it('uploads a blob in parts to s3rver with its headers, bytes intact', async () => {

@@ -161,8 +161,17 @@ export class NetlifyBackend implements Backend {
   }
 
   async putObject(key: string, object: RegistryObject, file: string): Promise<void> {
+    // Refused before its bytes are hashed: a layer of tens of GB would be read whole for nothing.
+    checkHostLimits(new Map([[key, object.size]]), this.limits())
     const source = {file}
     this.staged.set(key, {sha1: await sha1Of(source), size: object.size, source})
+  }
+
+  private limits(): HostLimits {
+    return {
+      host: 'Netlify', maxFilesPerDirectory: NETLIFY_MAX_FILES_PER_DIRECTORY, maxFileSize: this.settings.maxFileSize,
+      instead: 'deploy this registry with --backend s3 or --backend r2 (no per-file or per-directory limits; blobs over 5 GiB go up and are copied in parts), or raise --max-file-size if your plan allows',
+    }
   }
 
   async copyObject(fromKey: string, key: string): Promise<void> {
@@ -223,11 +232,7 @@ export class NetlifyBackend implements Backend {
     const files = new Map<string, {sha1: string; size: number}>()
     for (const [key, file] of this.live) if (!this.removed.has(key)) files.set(key, file)
     for (const [key, file] of this.staged) files.set(key, file)
-    const limits: HostLimits = {
-      host: 'Netlify', maxFilesPerDirectory: NETLIFY_MAX_FILES_PER_DIRECTORY, maxFileSize: this.settings.maxFileSize,
-      instead: 'deploy this registry with --backend s3 or --backend r2 (no per-file or per-directory limits), or raise --max-file-size if your plan allows',
-    }
-    checkHostLimits(new Map([...files].map(([key, file]) => [key, file.size])), limits)
+    checkHostLimits(new Map([...files].map(([key, file]) => [key, file.size])), this.limits())
 
     const manifest = Object.fromEntries([...files].map(([key, file]) => [`/${key}`, file.sha1]))
     const asynchronous = files.size > SYNC_FILE_LIMIT
