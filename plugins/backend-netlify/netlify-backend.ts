@@ -7,6 +7,7 @@ import {mapLimit} from '../../src/core/concurrency.js'
 import {RegError} from '../../src/core/errors.js'
 import {withRetries} from '../../src/core/retry.js'
 import type {Backend, HostDeployReport, RemoteObject, RemoteState} from '../../src/publish/backend.js'
+import {parseUnreferenced} from '../../src/publish/local-files.js'
 import {checkHostLimits, headerFileConfig, headerFileStorageKey, type HostLimits} from '../../src/publish/header-file-host.js'
 import type {RegistryObject} from '../../src/tree/model.js'
 import type {RegistryTree} from '../../src/tree/registry-tree.js'
@@ -23,6 +24,9 @@ export interface NetlifySettings {
   concurrency: number
   retries: number
 }
+
+/** The key of the site's metadata that holds reg's deploy state. */
+export const NETLIFY_STATE_KEY = 'reg-deploy-state'
 
 /** Netlify refuses deploys with more files in one directory (docs: "Files per directory limit"). */
 export const NETLIFY_MAX_FILES_PER_DIRECTORY = 54_000
@@ -100,6 +104,11 @@ export class NetlifyBackend implements Backend {
   private readonly live = new Map<string, {sha1: string; size: number}>()
   private readonly staged = new Map<string, StagedFile>()
   private readonly removed = new Set<string>()
+  /** the site's metadata as read (the deploy state is one key of it) */
+  private siteMetadata: Record<string, unknown> = {}
+  private savedUnreferenced = new Map<string, number>()
+  /** what this deploy leaves unreferenced, written once it is live */
+  private unreferenced?: Map<string, number>
   /** the deploy's Ctrl-C, for the API calls of describeRemote and finish */
   private signal?: AbortSignal
 
@@ -157,7 +166,36 @@ export class NetlifyBackend implements Backend {
       this.live.set(key, {sha1: file.sha, size: file.size})
       objects.set(key, {key, size: file.size})
     }
-    return {objects}
+    return {objects, unreferencedSince: await this.readDeployState()}
+  }
+
+  /**
+   * The deploy state lives in the site's metadata (one key of it, the rest left as it is): the files
+   * the tree no longer has and since when, for --prune-grace. A draft leaves the live site as it
+   * is: it neither reads nor writes the state.
+   */
+  private async readDeployState(): Promise<Map<string, number>> {
+    if (this.settings.draft || !this.site) return new Map()
+    const site = this.site
+    this.siteMetadata = await this.retried('read the site\'s metadata', (s) => this.api.getSiteMetadata({site_id: site.id}, NetlifyBackend.request(s)) as Promise<Record<string, unknown>>, [404]) ?? {}
+    const state = this.siteMetadata[NETLIFY_STATE_KEY] as {unreferenced?: unknown} | undefined
+    this.savedUnreferenced = parseUnreferenced(state?.unreferenced)
+    return this.savedUnreferenced
+  }
+
+  async recordUnreferenced(since: ReadonlyMap<string, number>): Promise<void> {
+    this.unreferenced = new Map(since)
+  }
+
+  /** Once the deploy is live (what it no longer has is unreferenced from then): the state, when it changed. */
+  private async writeDeployState(): Promise<void> {
+    const site = this.site
+    if (this.settings.draft || !site || !this.unreferenced) return
+    const serialize = (map: ReadonlyMap<string, number>) => Object.fromEntries([...map].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, since]) => [key, new Date(since).toISOString()]))
+    const unreferenced = serialize(this.unreferenced)
+    if (JSON.stringify(unreferenced) === JSON.stringify(serialize(this.savedUnreferenced))) return
+    const metadata = {...this.siteMetadata, [NETLIFY_STATE_KEY]: {unreferenced}}
+    await this.retried('write the site\'s metadata', (s) => this.api.updateSiteMetadata({site_id: site.id, body: metadata} as never, NetlifyBackend.request(s)))
   }
 
   async putObject(key: string, object: RegistryObject, file: string): Promise<void> {
@@ -261,6 +299,7 @@ export class NetlifyBackend implements Backend {
       uploadedBytes += size
     })
     const ready = deploy.state === 'ready' ? deploy : await this.waitFor(deploy.id, ['ready'], 'publishing the deploy')
+    await this.writeDeployState()
     const url = (this.settings.draft ? ready.deploy_ssl_url ?? ready.deploy_url : site.custom_domain ? `https://${site.custom_domain}` : ready.ssl_url ?? site.ssl_url ?? ready.url ?? site.url) ?? ''
     return {
       uploadedFiles: uploads.length, uploadedBytes, url,
