@@ -166,7 +166,7 @@ export class S3Backend implements Backend {
       await this.abortStaleUploads(state, signal)
       return state
     } catch (error) {
-      if (error instanceof RegError || this.retryVerdict(error).retry) throw error
+      // The first request of a deploy, like the listing: the errors users hit (credentials, bucket, region) explained.
       throw explainS3Error(error, this.settings)
     }
   }
