@@ -105,27 +105,30 @@ export function planRetention(state: TreeState, rules: RetentionRules, times: Re
     const going = new Set(candidates.filter((tag, rank) =>
       (rules.keepLast === undefined || rank >= rules.keepLast)
       && (rules.olderThanMs === undefined || (time(tag) !== undefined && now - time(tag)! > rules.olderThanMs))))
-    const tags = (keep: (tag: string) => boolean) => dict(Object.entries(repository.tags).filter(([tag]) => keep(tag)))
-    // Until nothing changes: a kept tag can keep another (an index's child), an attachment follows its subject.
-    for (let changed = true; changed;) {
-      changed = false
-      const held = repositoryManifests({...state, repositories: dict([[name, {tags: tags((tag) => !going.has(tag) && attachmentSubject(tag) === undefined)}]])}, name)
-      for (const tag of going) {
-        if (held.has(repository.tags[tag])) {
-          going.delete(tag)
-          changed = true
-        }
+    // Manifests reached from the kept tags, each visited once (a set closed under children).
+    const reach = (held: Set<string>, digest: string): Set<string> => {
+      for (const stack = [digest]; stack.length > 0;) {
+        const next = stack.pop()!
+        if (held.has(next) || !(next in state.manifests)) continue
+        held.add(next)
+        stack.push(...state.manifests[next].children)
       }
+      return held
     }
-    const keptTags = tags((tag) => !going.has(tag) && attachmentSubject(tag) === undefined)
-    const held = repositoryManifests({...state, repositories: dict([[name, {tags: keptTags}]])}, name)
+    const held = new Set<string>()
+    for (const [tag, digest] of Object.entries(repository.tags)) if (!going.has(tag) && attachmentSubject(tag) === undefined) reach(held, digest)
+    // A tag whose manifest a kept tag reaches (an index's child) stays: keeping it reaches nothing new.
+    for (const tag of going) if (held.has(repository.tags[tag])) going.delete(tag)
+    // An attachment follows its subject: it goes when the subject was here and no kept tag reaches it.
+    const heldBefore = new Set<string>()
+    for (const digest of Object.values(repository.tags)) reach(heldBefore, digest)
     for (const tag of Object.keys(repository.tags)) {
       const subject = attachmentSubject(tag)
-      if (subject !== undefined && subject in state.manifests && !held.has(subject)) going.add(tag)
+      if (subject !== undefined && heldBefore.has(subject) && !held.has(subject)) going.add(tag)
     }
     for (const tag of going) removedTags.push({repository: name, tag, digest: repository.tags[tag]})
-    const heldWithAttachments = repositoryManifests({...state, repositories: dict([[name, {tags: tags((tag) => !going.has(tag))}]])}, name)
-    const heldBefore = repositoryManifests({...state, repositories: dict([[name, {tags: repository.tags}]])}, name)
+    const heldWithAttachments = new Set(held)
+    for (const [tag, digest] of Object.entries(repository.tags)) if (!going.has(tag) && attachmentSubject(tag) !== undefined) reach(heldWithAttachments, digest)
     for (const digest of repository.untagged ?? []) {
       const subject = state.manifests[digest]?.subject
       const isReferrer = subject !== undefined
