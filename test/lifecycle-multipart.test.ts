@@ -211,20 +211,24 @@ describe('S3: blobs over 5 GiB, uploads in parts resumed', () => {
     const file = await sparseFile(path.join(work, 'stale'), size)
     const object = blobObject(`sha256:${'e'.repeat(64)}`, size)
     const other = blobObject(`sha256:${'f'.repeat(64)}`, size, 'team/other')
-    fake.uploads.set('U-stale', new Map([[1, partSizeFor(size)]]))
-    fake.uploads.set('U-other', new Map([[1, partSizeFor(size)]]))
+    const gone = blobObject(`sha256:${'7'.repeat(64)}`, size, 'team/gone')
+    const old = new Date(Date.now() - 4 * DAY).toISOString()
+    for (const id of ['U-stale', 'U-other', 'U-gone']) fake.uploads.set(id, new Map([[1, partSizeFor(size)]]))
     fake.state = JSON.stringify({unreferenced: {}, uploads: {
-      [object.path]: {uploadId: 'U-stale', digest: object.digest, size, partSize: partSizeFor(size), started: new Date(Date.now() - 4 * DAY).toISOString()},
+      [object.path]: {uploadId: 'U-stale', digest: object.digest, size, partSize: partSizeFor(size), started: old},
       [other.path]: {uploadId: 'U-other', digest: `sha256:${'0'.repeat(64)}`, size, partSize: partSizeFor(size), started: new Date().toISOString()},
+      [gone.path]: {uploadId: 'U-gone', digest: gone.digest, size, partSize: partSizeFor(size), started: old},
     }})
     const backend = await fakeBackend()
     await backend.describeRemote()
     const aborted = () => fake.requests.filter((r) => r.method === 'DELETE').map((r) => r.query.get('uploadId'))
-    assert.deepEqual(aborted(), ['U-stale'], 'the stale upload is aborted when the state is read')
+    assert.deepEqual(aborted(), [], 'reading the state changes nothing (a dry run touches nothing)')
     await backend.putObject(object.path, object, file)
     await backend.putObject(other.path, other, file)
-    assert.deepEqual(aborted(), ['U-stale', 'U-other'], 'an upload of other bytes at the key is aborted')
+    assert.deepEqual(aborted(), ['U-stale', 'U-other'], 'too old, or of other bytes: aborted, and sent afresh')
     assert.equal(partRequests(fake.requests).length, 4, 'both sent whole, two parts each')
+    await backend.recordUnreferenced!(new Map())
+    assert.deepEqual(aborted(), ['U-stale', 'U-other', 'U-gone'], 'an old upload no step resumed is aborted when the deploy records its state')
     assert.deepEqual(fake.savedState().uploads, {})
   })
 

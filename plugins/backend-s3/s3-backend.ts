@@ -163,7 +163,6 @@ export class S3Backend implements Backend {
     try {
       const state = await readS3DeployState(this.client, this.settings.bucket, this.stateKey, signal)
       this.savedState = serializeS3DeployState(state)
-      await this.abortStaleUploads(state, signal)
       return state
     } catch (error) {
       // The first request of a deploy, like the listing: the errors users hit (credentials, bucket, region) explained.
@@ -173,7 +172,7 @@ export class S3Backend implements Backend {
 
   /**
    * Uploads in parts a deploy left too long ago are aborted (their parts cost storage until then), not
-   * resumed; dropped from the state, which the deploy writes later.
+   * resumed; dropped from the state, which is written next.
    */
   private async abortStaleUploads(state: S3DeployState, signal?: AbortSignal): Promise<void> {
     const now = Date.now()
@@ -208,6 +207,8 @@ export class S3Backend implements Backend {
     const state = this.deployState ?? {unreferenced: new Map(), uploads: new Map()}
     const shared = `${this.settings.keyPrefix}_blobs/`
     const sharedBlobs = this.settings.dedupe === 'redirect' || [...since.keys()].some((key) => key.startsWith(shared))
+    // Not when the state is read: a dry run touches nothing.
+    await this.abortStaleUploads(state, signal)
     this.deployState = {...state, sharedBlobs, unreferenced: new Map(since)}
     await this.saveDeployState(this.deployState, signal)
   }
