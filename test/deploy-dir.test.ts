@@ -86,7 +86,7 @@ describe('reg deploy --backend dir', () => {
   it('--prune removes what the tree no longer has, and nothing else', async () => {
     const built = await runReg(['build', `oci:${second}=team/app:2.0`, '--clean', '-o', tree])
     assert.equal(built.code, 0, built.stderr)
-    const report = await deploy('--prune')
+    const report = await deploy('--prune', '--prune-grace', '0')
     assert.ok(report.result!.deleted > 0)
     const registry = await RegistryTree.load(tree)
     const expected = registry.objects.map((o) => (o.path.endsWith('/') ? `${o.path}index.json` : o.path)).sort()

@@ -30,6 +30,8 @@ interface Recorded {
 function fakeBucket(origin: string): Recorded[] {
   const recorded: Recorded[] = []
   nock(origin).persist()
+    // No deploy state yet (the bucket is new).
+    .get(/\/\.reg-state\.json/).reply(404, s3Error('NoSuchKey', 'The specified key does not exist.'), {'Content-Type': 'application/xml'})
     .get(/.*/).reply(function () {
       recorded.push({method: 'GET', path: this.req.path, headers: this.req.headers})
       return [200, EMPTY_LISTING, {'Content-Type': 'application/xml'}]
@@ -95,6 +97,7 @@ describe('S3 presets and cloud errors', () => {
 
   it('AccessControlListNotSupported: says to use --acl none and prints the bucket policy', async () => {
     nock('https://reg.s3.eu-west-1.amazonaws.com').persist()
+      .get(/\/\.reg-state\.json/).reply(404, s3Error('NoSuchKey', 'The specified key does not exist.'))
       .get(/.*/).reply(200, EMPTY_LISTING)
       .put(/.*/).reply(400, s3Error('AccessControlListNotSupported', 'The bucket does not allow ACLs'))
     await assert.rejects(deployTree(tree, await s3Backend.create({bucket: 'reg', region: 'eu-west-1', acl: 'public-read'}), {retries: 0}), (error: Error & {hint?: string}) => {

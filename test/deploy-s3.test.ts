@@ -103,10 +103,10 @@ for (const implementation of IMPLEMENTATIONS) describe(`reg deploy --backend s3 
     assert.equal(again.code, 0, again.stderr)
     assert.equal(again.report!.result.bytesUploaded, 0)
     assert.equal(again.report!.result.uploaded + again.report!.result.copied, 0)
-    // The listing, and where reg keeps the bucket's CORS configuration, one read of it (unchanged: no write).
+    // The listing, the deploy state, and where reg keeps the bucket's CORS configuration, one read of it (unchanged: no write).
     const corsReads = implementation.bucketCors ? 1 : 0
     assert.ok(proxy.requests.length <= Math.ceil(index.objects.length / 1000) + 2 + corsReads, `${proxy.requests.length} requests: ${proxy.requests.map((r) => `${r.method} ${r.url}`).join(', ')}`)
-    assert.ok(proxy.requests.every((r) => r.method === 'GET' && (r.url.includes('list-type=2') || isCorsRequest(r.url))), proxy.requests.map((r) => `${r.method} ${r.url}`).join(', '))
+    assert.ok(proxy.requests.every((r) => r.method === 'GET' && (r.url.includes('list-type=2') || /\/\.reg-state\.json(\?|$)/.test(r.url) || isCorsRequest(r.url))), `a listing, the deploy state and the CORS configuration: ${proxy.requests.map((r) => `${r.method} ${r.url}`).join(', ')}`)
     assert.equal(proxy.requests.filter((r) => isCorsRequest(r.url)).length, corsReads)
   })
 
@@ -206,7 +206,7 @@ for (const implementation of IMPLEMENTATIONS) describe(`reg deploy --backend s3 
     await fetch(objectUrl('keep-me.txt'), {method: 'PUT', body: 'not ours'})
     const rebuilt = await runReg(['build', `oci:${path.join(work, 'src-single')}=team/only`, '-o', path.join(work, 'small-tree')])
     assert.equal(rebuilt.code, 0, rebuilt.stderr)
-    const result = await runReg(['deploy', path.join(work, 'small-tree'), '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style', '--prune', '--json', ...(implementation.bucketCors ? [] : ['--cors', 'off'])], {env: S3_CREDENTIALS})
+    const result = await runReg(['deploy', path.join(work, 'small-tree'), '--backend', 's3', '--bucket', S3_BUCKET, '--endpoint', s3.endpoint, '--force-path-style', '--prune', '--prune-grace', '0', '--json', ...(implementation.bucketCors ? [] : ['--cors', 'off'])], {env: S3_CREDENTIALS})
     assert.equal(result.code, 0, result.stderr)
     const keys = (await listing('')).map((l) => l.split(' ')[0])
     const rootKeys = keys.filter((k) => k.startsWith('v2/'))

@@ -108,7 +108,7 @@ describe('the local deploy state', () => {
     assert.equal((await runReg(['build', `oci:${EXAMPLE_LAYOUT}`, `oci:${other}=team/other:1`, '-o', tree])).code, 0)
     assert.equal((await runReg(['deploy', tree, '--backend', 'dir', '--dest', out])).code, 0)
     assert.equal((await runReg(['build', `oci:${EXAMPLE_LAYOUT}`, '-o', tree, '--clean'])).code, 0)
-    const pruned = await runReg(['deploy', tree, '--backend', 'dir', '--dest', out, '--prune', '--json'])
+    const pruned = await runReg(['deploy', tree, '--backend', 'dir', '--dest', out, '--prune', '--prune-grace', '0', '--json'])
     assert.equal(pruned.code, 0, pruned.stderr)
     assert.ok((JSON.parse(pruned.stdout) as {result: {deleted: number}}).result.deleted > 0, pruned.stdout)
     const state = JSON.parse(await readFile(path.join(out, '.reg-state.json'), 'utf8')) as {objects: Record<string, string>}

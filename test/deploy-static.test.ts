@@ -102,7 +102,7 @@ for (const testCase of CASES) {
       assert.equal(again.result.uploaded + again.result.copied, 0)
       const rebuilt = await runReg(['build', `oci:${EXAMPLE_LAYOUT}`, '--clean', '-o', tree])
       assert.equal(rebuilt.code, 0, rebuilt.stderr)
-      const pruned = await deploy('--prune')
+      const pruned = await deploy('--prune', '--prune-grace', '0')
       assert.ok(pruned.result.deleted > 0)
       // nginx.conf names its own pid file (OUT/nginx.pid): a reload finds the nginx that serves OUT.
       if (testCase.backend === 'nginx') execFileSync('nginx', ['-p', out, '-c', 'nginx.conf', '-s', 'reload'])

@@ -47,6 +47,8 @@ export interface FakeNetlify {
   faults: InjectedFault[]
   /** the next deploy ends in state "error" with this message */
   failNextDeploy?: string
+  /** the site's metadata (GET/PUT /sites/:id/metadata): reg keeps its deploy state in it */
+  metadata: Record<string, unknown>
   /** the files of the published deploy, path → bytes */
   publishedFiles(): Map<string, Buffer>
   stop(): Promise<void>
@@ -62,7 +64,7 @@ export async function startFakeNetlify(options: {siteName?: string; customDomain
   const siteId = randomUUID()
   const siteName = options.siteName ?? 'reg-test'
   const fake: FakeNetlify = {
-    apiUrl: '', token: `token-${randomUUID()}`, siteId, siteName, requests: [], contents: new Map(), deploys: new Map(), faults: [],
+    apiUrl: '', token: `token-${randomUUID()}`, siteId, siteName, requests: [], contents: new Map(), deploys: new Map(), faults: [], metadata: {},
     publishedFiles() {
       return new Map(Object.entries(fake.published?.files ?? {}).map(([file, sha1]) => [file, fake.contents.get(sha1) ?? Buffer.alloc(0)]))
     },
@@ -111,6 +113,10 @@ export async function startFakeNetlify(options: {siteName?: string; customDomain
       if (method === 'GET' && parts[0] === 'sites' && parts[2] === 'files' && isSite(parts[1])) {
         const files = Object.entries(fake.published?.files ?? {}).map(([file, sha1]) => ({id: file, path: file, sha: sha1, size: fake.contents.get(sha1)?.length ?? 0, mime_type: 'application/octet-stream'}))
         return json(response, 200, files)
+      }
+      if (parts[0] === 'sites' && parts[2] === 'metadata' && parts.length === 3 && isSite(parts[1])) {
+        if (method === 'PUT') fake.metadata = JSON.parse(body.toString('utf8')) as Record<string, unknown>
+        return json(response, 200, fake.metadata)
       }
       if (method === 'POST' && parts[0] === 'sites' && parts[2] === 'deploys' && isSite(parts[1])) {
         const request = JSON.parse(body.toString('utf8')) as {files: Record<string, string>; async?: boolean; draft?: boolean}

@@ -10,6 +10,7 @@ import {withRetries} from '../../src/core/retry.js'
 import type {Backend, BackendCapabilities, HostDeployReport, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import {offloadRedirects} from '../../src/publish/offload.js'
 import type {HostConfigFile} from '../../src/publish/local-host.js'
+import {parseUnreferenced} from '../../src/publish/local-files.js'
 import {checkHostLimits, headerFileConfig, headerFileStorageKey, type HostLimits} from '../../src/publish/header-file-host.js'
 import type {RegistryObject} from '../../src/tree/model.js'
 import type {RegistryTree} from '../../src/tree/registry-tree.js'
@@ -39,6 +40,9 @@ export function netlifyCorsHeaders(headers: string, origin: string | undefined):
   const lines = Object.entries(corsPreflightHeaders(origin)).map(([name, value]) => `  ${name}: ${value}`)
   return `${headers}\n/*\n${lines.join('\n')}\n`
 }
+
+/** The key of the site's metadata that holds reg's deploy state. */
+export const NETLIFY_STATE_KEY = 'reg-deploy-state'
 
 /** Netlify refuses deploys with more files in one directory (docs: "Files per directory limit"). */
 export const NETLIFY_MAX_FILES_PER_DIRECTORY = 54_000
@@ -131,6 +135,11 @@ export class NetlifyBackend implements Backend {
   private readonly live = new Map<string, {sha1: string; size: number}>()
   private readonly staged = new Map<string, StagedFile>()
   private readonly removed = new Set<string>()
+  /** the site's metadata as read (the deploy state is one key of it) */
+  private siteMetadata: Record<string, unknown> = {}
+  private savedUnreferenced = new Map<string, number>()
+  /** what this deploy leaves unreferenced, written once it is live */
+  private unreferenced?: Map<string, number>
   /** the deploy's Ctrl-C, for the API calls of describeRemote and finish */
   private signal?: AbortSignal
 
@@ -188,12 +197,50 @@ export class NetlifyBackend implements Backend {
       this.live.set(key, {sha1: file.sha, size: file.size})
       objects.set(key, {key, size: file.size})
     }
-    return {objects}
+    return {objects, unreferencedSince: await this.readDeployState()}
+  }
+
+  /**
+   * The deploy state lives in the site's metadata (one key of it, the rest left as it is): the files
+   * the tree no longer has and since when, for --prune-grace. A draft leaves the live site as it
+   * is: it neither reads nor writes the state.
+   */
+  private async readDeployState(): Promise<Map<string, number>> {
+    if (this.settings.draft || !this.site) return new Map()
+    const site = this.site
+    this.siteMetadata = await this.retried('read the site\'s metadata', (s) => this.api.getSiteMetadata({site_id: site.id}, NetlifyBackend.request(s)) as Promise<Record<string, unknown>>, [404]) ?? {}
+    const state = this.siteMetadata[NETLIFY_STATE_KEY] as {unreferenced?: unknown} | undefined
+    this.savedUnreferenced = parseUnreferenced(state?.unreferenced)
+    return this.savedUnreferenced
+  }
+
+  async recordUnreferenced(since: ReadonlyMap<string, number>): Promise<void> {
+    this.unreferenced = new Map(since)
+  }
+
+  /** Once the deploy is live (what it no longer has is unreferenced from then): the state, when it changed. */
+  private async writeDeployState(): Promise<void> {
+    const site = this.site
+    if (this.settings.draft || !site || !this.unreferenced) return
+    const serialize = (map: ReadonlyMap<string, number>) => Object.fromEntries([...map].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, since]) => [key, new Date(since).toISOString()]))
+    const unreferenced = serialize(this.unreferenced)
+    if (JSON.stringify(unreferenced) === JSON.stringify(serialize(this.savedUnreferenced))) return
+    const metadata = {...this.siteMetadata, [NETLIFY_STATE_KEY]: {unreferenced}}
+    await this.retried('write the site\'s metadata', (s) => this.api.updateSiteMetadata({site_id: site.id, body: metadata} as never, NetlifyBackend.request(s)))
   }
 
   async putObject(key: string, object: RegistryObject, file: string): Promise<void> {
+    // Refused before its bytes are hashed: a layer of tens of GB would be read whole for nothing.
+    checkHostLimits(new Map([[key, object.size]]), this.limits())
     const source = {file}
     this.staged.set(key, {sha1: await sha1Of(source), size: object.size, source})
+  }
+
+  private limits(): HostLimits {
+    return {
+      host: 'Netlify', maxFilesPerDirectory: NETLIFY_MAX_FILES_PER_DIRECTORY, maxFileSize: this.settings.maxFileSize,
+      instead: 'deploy this registry with --backend s3 or --backend r2 (no per-file or per-directory limits; blobs over 5 GiB go up and are copied in parts), or raise --max-file-size if your plan allows',
+    }
   }
 
   async copyObject(fromKey: string, key: string): Promise<void> {
@@ -255,11 +302,7 @@ export class NetlifyBackend implements Backend {
     const files = new Map<string, {sha1: string; size: number}>()
     for (const [key, file] of this.live) if (!this.removed.has(key)) files.set(key, file)
     for (const [key, file] of this.staged) files.set(key, file)
-    const limits: HostLimits = {
-      host: 'Netlify', maxFilesPerDirectory: NETLIFY_MAX_FILES_PER_DIRECTORY, maxFileSize: this.settings.maxFileSize,
-      instead: 'deploy this registry with --backend s3 or --backend r2 (no per-file or per-directory limits), or raise --max-file-size if your plan allows',
-    }
-    checkHostLimits(new Map([...files].map(([key, file]) => [key, file.size])), limits)
+    checkHostLimits(new Map([...files].map(([key, file]) => [key, file.size])), this.limits())
 
     const manifest = Object.fromEntries([...files].map(([key, file]) => [`/${key}`, file.sha1]))
     const asynchronous = files.size > SYNC_FILE_LIMIT
@@ -288,6 +331,7 @@ export class NetlifyBackend implements Backend {
       uploadedBytes += size
     })
     const ready = deploy.state === 'ready' ? deploy : await this.waitFor(deploy.id, ['ready'], 'publishing the deploy')
+    await this.writeDeployState()
     const url = (this.settings.draft ? ready.deploy_ssl_url ?? ready.deploy_url : site.custom_domain ? `https://${site.custom_domain}` : ready.ssl_url ?? site.ssl_url ?? ready.url ?? site.url) ?? ''
     return {
       uploadedFiles: uploads.length, uploadedBytes, url,

@@ -3,7 +3,6 @@ import {
   CopyObjectCommand, type CORSRule, DeleteObjectCommand, GetBucketCorsCommand, ListObjectsV2Command, type ObjectCannedACL, PutBucketCorsCommand,
   PutObjectCommand, S3Client, S3ServiceException, type StorageClass,
 } from '@aws-sdk/client-s3'
-import {Upload} from '@aws-sdk/lib-storage'
 import {CORS_ALLOW_HEADERS, CORS_ALLOW_METHODS, CORS_EXPOSE_HEADERS, CORS_MAX_AGE_SECONDS} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
 import {publicReadPolicy} from './index.js'
@@ -12,6 +11,8 @@ import {offloadTarget} from '../../src/publish/offload.js'
 import type {Backend, BackendCapabilities, RemoteObject, RemoteState} from '../../src/publish/backend.js'
 import type {RegistryObject} from '../../src/tree/model.js'
 import {PAGE_ROOTS, ROOT_PAGE} from '../../src/page/documents.js'
+import {abortUpload, copyInParts, MAX_PART_BYTES, MULTIPART_RESUME_MS, type PendingUploads, uploadInParts} from './multipart.js'
+import {readS3DeployState, S3_STATE_KEY, type S3DeployState, serializeS3DeployState, writeS3DeployState} from './deploy-state.js'
 
 export interface S3Settings {
   bucket: string
@@ -48,13 +49,13 @@ function corsRuleKey(rule: CORSRule): string {
 }
 
 const MiB = 1024 * 1024
-/** Scaleway caps multipart uploads at 1,000 parts: keep a 50 GB layer under 900, never below S3's 5 MiB minimum. */
-export function partSizeFor(size: number): number {
-  return Math.max(8 * MiB, Math.ceil(size / 900 / MiB) * MiB)
-}
+export {partSizeFor} from './multipart.js'
 
-/** S3's single CopyObject limit; larger objects are uploaded again. */
-const COPY_LIMIT = 5 * 1024 * MiB
+/** sha256 of no bytes: an empty blob, which a redirect mode bucket also holds as an empty object */
+const EMPTY_DIGEST = 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
+
+/** S3's single CopyObject limit; larger objects are copied in parts. */
+const COPY_LIMIT = MAX_PART_BYTES
 
 /**
  * One plugin for the S3 family (AWS S3, Cloudflare R2, Scaleway, any endpoint). Every URL is an
@@ -67,6 +68,12 @@ export class S3Backend implements Backend {
   readonly capabilities: BackendCapabilities
   readonly location: string
   readonly client: S3Client
+  /** the bucket's deploy state, read with the listing */
+  private deployState?: S3DeployState
+  /** the state object's bytes as last read or written: unchanged, it is not written again */
+  private savedState?: string
+  /** writes of the state object, one after the other */
+  private stateWrites: Promise<void> = Promise.resolve()
 
   constructor(private readonly settings: S3Settings) {
     this.name = settings.provider
@@ -145,18 +152,94 @@ export class S3Backend implements Backend {
    * object at a blob URL is what it is: a redirect (written only by `putRedirect`) to its shared copy.
    */
   async describeRemote(signal?: AbortSignal): Promise<RemoteState> {
+    this.deployState = await this.loadDeployState(signal)
     const objects = await this.list(`${this.settings.keyPrefix}v2/`, signal)
     // v2/index.json goes with v2/ (written together): not an object of its own.
     objects.delete(`${this.settings.keyPrefix}v2/index.json`)
     for (const [key, object] of await this.listPage(signal)) objects.set(key, object)
-    if (this.settings.dedupe === 'redirect') {
-      for (const [key, object] of objects) {
-        const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(key)?.[1]
-        if (digest && object.size === 0) objects.set(key, {key, size: 0, redirectTo: this.sharedBlobKey(digest)})
+    await this.describeSharedBlobs(objects, this.deployState, signal)
+    return {objects, unreferencedSince: this.deployState.unreferenced}
+  }
+
+  /**
+   * Redirect mode, now or at the last deploy (or never recorded): the shared copies under `_blobs/`
+   * are listed (so they are pruned like everything else, and a bucket leaving redirect mode copies
+   * from them), and each empty object at a blob URL is what it is: a redirect (written only by
+   * `putRedirect`) to its shared copy, which a bucket leaving redirect mode replaces by the blob.
+   */
+  private async describeSharedBlobs(objects: Map<string, RemoteObject>, state: S3DeployState, signal?: AbortSignal): Promise<void> {
+    if (this.settings.dedupe !== 'redirect' && state.sharedBlobs === false) return
+    const shared = await this.list(`${this.settings.keyPrefix}_blobs/`, signal)
+    for (const [key, object] of objects) {
+      const digest = /\/blobs\/(sha256:[a-f0-9]{64})$/.exec(key)?.[1]
+      // The empty blob is empty either way: in copy mode, a redirect to it only while its shared copy is there.
+      if (digest && object.size === 0 && (this.settings.dedupe === 'redirect' || digest !== EMPTY_DIGEST || shared.has(this.sharedBlobKey(digest)))) {
+        objects.set(key, {key, size: 0, redirectTo: this.sharedBlobKey(digest)})
       }
-      for (const [key, object] of await this.list(`${this.settings.keyPrefix}_blobs/`, signal)) objects.set(key, object)
     }
-    return {objects}
+    for (const [key, object] of shared) {
+      // Shared copies are written only under their digest, by this backend: a holder for copies.
+      const digest = /_blobs\/(sha256:[a-f0-9]{64})$/.exec(key)?.[1]
+      objects.set(key, digest ? {...object, digest} : object)
+    }
+  }
+
+  private get stateKey(): string {
+    return `${this.settings.keyPrefix}${S3_STATE_KEY}`
+  }
+
+  private async loadDeployState(signal?: AbortSignal): Promise<S3DeployState> {
+    try {
+      const state = await readS3DeployState(this.client, this.settings.bucket, this.stateKey, signal)
+      this.savedState = serializeS3DeployState(state)
+      return state
+    } catch (error) {
+      // The first request of a deploy, like the listing: the errors users hit (credentials, bucket, region) explained.
+      throw explainS3Error(error, this.settings)
+    }
+  }
+
+  /**
+   * Uploads in parts a deploy left too long ago are aborted (their parts cost storage until then), not
+   * resumed; dropped from the state, which is written next.
+   */
+  private async abortStaleUploads(state: S3DeployState, signal?: AbortSignal): Promise<void> {
+    const now = Date.now()
+    for (const [key, upload] of state.uploads) {
+      if (now - upload.started < MULTIPART_RESUME_MS) continue
+      await abortUpload(this.client, this.settings.bucket, key, upload.uploadId, signal)
+      state.uploads.delete(key)
+    }
+  }
+
+  /** The state object, rewritten only when it changed (a deploy that changes nothing sends nothing); one write at a time. */
+  private saveDeployState(state: S3DeployState, signal?: AbortSignal): Promise<void> {
+    const write = this.stateWrites.then(() => this.writeDeployState(state, signal))
+    this.stateWrites = write.catch(() => undefined)
+    return write
+  }
+
+  private async writeDeployState(state: S3DeployState, signal?: AbortSignal): Promise<void> {
+    const next = serializeS3DeployState(state)
+    if (next === this.savedState) return
+    try {
+      await writeS3DeployState(this.client, this.settings.bucket, this.stateKey, state, signal)
+    } catch (error) {
+      if (!this.retryVerdict(error).retry) throw explainS3Error(error, this.settings)
+      throw error
+    }
+    this.savedState = next
+  }
+
+  /** After the prune phase: what stays unreferenced and since when, and whether shared copies are left to list. */
+  async recordUnreferenced(since: ReadonlyMap<string, number>, signal?: AbortSignal): Promise<void> {
+    const state = this.deployState ?? {unreferenced: new Map(), uploads: new Map()}
+    const shared = `${this.settings.keyPrefix}_blobs/`
+    const sharedBlobs = this.settings.dedupe === 'redirect' || [...since.keys()].some((key) => key.startsWith(shared))
+    // Not when the state is read: a dry run touches nothing.
+    await this.abortStaleUploads(state, signal)
+    this.deployState = {...state, sharedBlobs, unreferenced: new Map(since)}
+    await this.saveDeployState(this.deployState, signal)
   }
 
   /**
@@ -195,28 +278,49 @@ export class S3Backend implements Backend {
       // Small objects in one request; the body is a stream with a known length (no aws-chunked framing).
       await this.send(new PutObjectCommand({...this.objectParams(object), Key: key, Body: createReadStream(file), ContentLength: object.size}), signal)
     } else {
-      const upload = new Upload({
-        client: this.client,
-        params: {...this.objectParams(object), Key: key, Body: createReadStream(file, {highWaterMark: MiB})},
-        partSize: partSizeFor(object.size),
-        queueSize: 4,
-        leavePartsOnError: false,
-      })
-      const abort = () => void upload.abort().catch(() => undefined)
-      signal?.addEventListener('abort', abort, {once: true})
-      try {
-        await upload.done()
-      } catch (error) {
-        if (!this.retryVerdict(error).retry) throw explainS3Error(error, this.settings)
-        throw error
-      } finally {
-        signal?.removeEventListener('abort', abort)
-      }
+      await this.uploadLarge(key, object, file, signal)
+    }
+  }
+
+  /** The deploy state's uploads in parts, written through: an upload id is on the host before its first part is sent. */
+  private pendingUploads(signal?: AbortSignal): PendingUploads {
+    const state = () => (this.deployState ??= {unreferenced: new Map(), uploads: new Map()})
+    return {
+      get: (key) => state().uploads.get(key),
+      set: async (key, upload) => {
+        state().uploads.set(key, upload)
+        await this.saveDeployState(state(), signal)
+      },
+      remove: async (key) => {
+        if (state().uploads.delete(key)) await this.saveDeployState(state(), signal)
+      },
+    }
+  }
+
+  /** Large objects in parts, resumed after an interrupted deploy from the parts the store has. */
+  private async uploadLarge(key: string, object: RegistryObject, file: string, signal?: AbortSignal): Promise<void> {
+    const {Bucket: _bucket, ...params} = this.objectParams(object)
+    try {
+      await uploadInParts({client: this.client, bucket: this.settings.bucket, key, params, signal}, file, object.digest, object.size, this.pendingUploads(signal), Date.now())
+    } catch (error) {
+      if (!this.retryVerdict(error).retry) throw explainS3Error(error, this.settings)
+      throw error
+    }
+  }
+
+  /** Over 5 GiB, one CopyObject cannot: UploadPartCopy, range by range, still server-side. */
+  private async copyLarge(fromKey: string, key: string, object: RegistryObject, signal?: AbortSignal): Promise<void> {
+    const {Bucket: _bucket, ...params} = this.objectParams(object)
+    try {
+      await copyInParts({client: this.client, bucket: this.settings.bucket, key, params, signal}, encodeURI(`${this.settings.bucket}/${fromKey}`), object.size)
+    } catch (error) {
+      if (!this.retryVerdict(error).retry) throw explainS3Error(error, this.settings)
+      throw error
     }
   }
 
   async copyObject(fromKey: string, key: string, object: RegistryObject, signal?: AbortSignal): Promise<void> {
-    if (object.size > COPY_LIMIT) throw new RegError(`${key}: objects over 5 GiB cannot be copied with one CopyObject`, 'run with --dedupe none')
+    if (object.size > COPY_LIMIT) return this.copyLarge(fromKey, key, object, signal)
     // REPLACE: a tag and its manifest by digest share bytes but not Cache-Control.
     // CopySource keeps ':' as is (encodeURI): s3rver decodes it with decodeURI, AWS accepts either.
     await this.send(new CopyObjectCommand({...this.objectParams(object), Key: key, CopySource: encodeURI(`${this.settings.bucket}/${fromKey}`), MetadataDirective: 'REPLACE'}), signal)

@@ -23,8 +23,18 @@ export interface RegConfig {
   sources?: Array<string | {source: string; name?: string}>
   /** the registry's public URL (--public-url): a target's `public-url` wins over it */
   url?: string
+  /** what `reg prune` removes when no rule is given on its command line */
+  retention?: RetentionConfig
   defaultTarget?: string
   targets?: Record<string, DeployTarget>
+}
+
+/** `retention:` of the config file: the rules of `reg prune`, spelled as its flags are. */
+export interface RetentionConfig {
+  keepLast?: number
+  olderThan?: string
+  match?: string | string[]
+  untagged?: boolean
 }
 
 /** A named deploy target: a backend and its flags, as `reg deploy` spells them (no secrets). */

@@ -51,6 +51,17 @@ export function configSchema(): object {
         },
       },
       url: {type: 'string', pattern: '^https?://[^/?#@\\s]+/?$', description: 'the registry\'s public URL, https://HOST[:PORT], as clients pull from it (reg deploy --public-url; a target\'s public-url wins)'},
+      retention: {
+        type: 'object',
+        additionalProperties: false,
+        description: 'what reg prune removes when no rule is given on its command line (a tag goes when every rule given says so)',
+        properties: {
+          keepLast: {type: 'integer', minimum: 0, description: 'per repository, keep the N newest matched tags (versions by precedence, then other tags by time)'},
+          olderThan: {type: 'string', pattern: '^(0|[0-9]+[smhdw])$', description: 'remove matched tags set longer ago than this: 30d, 12h, 2w'},
+          match: {anyOf: [{type: 'string'}, {type: 'array', items: {type: 'string'}}], description: 'NAME:TAG globs (* within a name component, ** across) of the tags the rules apply to; default every tag'},
+          untagged: {type: 'boolean', description: 'also remove manifests held without a tag (never a referrer of a kept manifest)'},
+        },
+      },
       defaultTarget: {type: 'string', description: 'the target `reg deploy` uses without --target (default: the only one)'},
       targets: {
         type: 'object',

@@ -4,6 +4,8 @@ import type {Backend} from '../publish/backend.js'
 import type {DeployOptions} from '../publish/deploy.js'
 import {parseSourceSpec, type SourceSpec} from '../sources/index.js'
 import type {BuildOptions} from '../tree/builder.js'
+import {parseDuration} from './duration.js'
+import {DEFAULT_PRUNE_GRACE} from './deploy-flags.js'
 import {configSources, loadConfig, resolveFromConfig, selectTarget} from './config-file.js'
 import {parsePublicUrl} from './deploy-flags.js'
 
@@ -75,6 +77,7 @@ export async function resolveDeploy(dirArg: string | undefined, given: Record<st
   }
   const options: DeployOptions = {
     namePrefix: flags['name-prefix'] as string | undefined, dryRun: Boolean(flags['dry-run']), prune: Boolean(flags.prune),
+    pruneGraceMs: parseDuration(String(flags['prune-grace'] ?? DEFAULT_PRUNE_GRACE), '--prune-grace'),
     concurrency: flags.concurrency as number | undefined, retries: flags.retries as number | undefined,
     offload: flags.offload as string[] | undefined, offloadClients: flags['offload-clients'] as string[] | undefined,
   }

@@ -10,6 +10,8 @@ import {RegError} from './errors.js'
 export const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 /** Small JSON documents from upstreams that are not manifests: tokens, tags lists, catalogs, errors. */
 export const MAX_DOCUMENT_BYTES = 4 * 1024 * 1024
+/** A deploy state read back from a host (S3's state object): keys pruned with a grace, uploads in flight; about 100 bytes a key. */
+export const MAX_DEPLOY_STATE_BYTES = 64 * 1024 * 1024
 /**
  * A referrers document `reg serve` filters by `?artifactType=` in memory: parsing it costs what
  * parsing a manifest does. A larger one (thousands of referrers) is served whole and unfiltered,

@@ -39,6 +39,8 @@ export interface RemoteObject {
 
 export interface RemoteState {
   objects: ReadonlyMap<string, RemoteObject>
+  /** deployed keys the last deploys' trees no longer had, and since when (ms since the epoch), from the host's deploy state: what `--prune-grace` counts from */
+  unreferencedSince?: ReadonlyMap<string, number>
 }
 
 /**
@@ -71,6 +73,12 @@ export interface Backend {
   /** store at `key` a redirect to the deployed copy at `to` (hosts with `sharedKeyOf`) */
   putRedirect?(key: string, to: string, object: RegistryObject, signal?: AbortSignal): Promise<void>
   deleteObject(key: string, signal?: AbortSignal): Promise<void>
+  /**
+   * Keep in the host's deploy state the deployed keys the tree no longer has and since when (called
+   * after the prune phase, before `finish`): a later `--prune` deletes each once its grace is over.
+   * A backend without it can only prune at once (`--prune-grace 0`).
+   */
+  recordUnreferenced?(since: ReadonlyMap<string, number>, signal?: AbortSignal): Promise<void>
   /**
    * The host configuration (nginx.conf, .htaccess, _headers...), its own phase of the plan: after
    * every object it routes to, before anything is pruned. `routed`: the URLs it must answer.

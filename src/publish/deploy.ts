@@ -16,6 +16,10 @@ export interface DeployOptions {
   namePrefix?: string
   dryRun?: boolean
   prune?: boolean
+  /** with `prune`: delete content only once it has been unreferenced this long (ms; default 0: at once) */
+  pruneGraceMs?: number
+  /** the clock, ms since the epoch (tests inject it) */
+  now?: () => number
   concurrency?: number
   retries?: number
   observer?: PublishObserver
@@ -52,7 +56,9 @@ export interface DeployReport {
   /** the host stages a whole deploy (its puts are files listed, not uploads: `stagesDeploy`) */
   staged: boolean
   /** counts of objects (one per storage key on the host) and their bytes */
-  plan: {uploads: number; copies: number; redirects: number; deletes: number; unchanged: number; bytesToUpload: number; bytesToCopy: number; bytesToDelete: number}
+  plan: {uploads: number; copies: number; redirects: number; deletes: number; unchanged: number; bytesToUpload: number; bytesToCopy: number; bytesToDelete: number
+    /** deployed content the tree no longer has, kept (no --prune, or within --prune-grace) */
+    unreferenced: number}
   /** `--dry-run` only: every step, phase by phase */
   steps?: DeployStepReport[]
   result?: PublishResult
@@ -135,6 +141,10 @@ export function stepReport(step: PublishStep): DeployStepReport {
 }
 
 async function publishTree(tree: RegistryTree, backend: Backend, options: DeployOptions): Promise<DeployReport> {
+  const pruneGraceMs = options.prune ? options.pruneGraceMs ?? 0 : 0
+  if (pruneGraceMs > 0 && !backend.recordUnreferenced) {
+    throw new RegError(`${backend.name} keeps no deploy state to count a prune grace in`, 'run with --prune-grace 0 to delete what the tree no longer has at once')
+  }
   // The listing is retried like every step: it is the first request, where a throttled or flaky host shows.
   const remote = await withRetries(() => backend.describeRemote(options.signal), {
     policy: {retries: options.retries ?? DEFAULT_RETRY.retries}, classify: retryClassifier(backend, options.signal), signal: options.signal,
@@ -146,11 +156,11 @@ async function publishTree(tree: RegistryTree, backend: Backend, options: Deploy
   const offload = options.offload?.length
     ? await planOffload(tree, backend, {locations: options.offload, clients: options.offloadClients, concurrency: options.concurrency, dryRun: options.dryRun, signal: options.signal})
     : undefined
-  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, caseSensitiveTags, offload: offload && {targets: offload.offloaded, by: offload.by}})
+  const plan: PublishPlan = await createPublishPlan(tree, remote, backend, {prune: options.prune, pruneGraceMs, now: options.now?.(), caseSensitiveTags, offload: offload && {targets: offload.offloaded, by: offload.by}})
   const count = (action: string) => plan.steps.filter((s) => s.action === action).length
   const report: DeployReport = {
     backend: backend.name, location: backend.location, dryRun: Boolean(options.dryRun), staged: backend.capabilities.stagesDeploy === true,
-    plan: {uploads: count('put'), copies: count('copy'), redirects: count('redirect'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete},
+    plan: {uploads: count('put'), copies: count('copy'), redirects: count('redirect'), deletes: count('delete'), unchanged: plan.unchanged, bytesToUpload: plan.bytesToUpload, bytesToCopy: plan.bytesToCopy, bytesToDelete: plan.bytesToDelete, unreferenced: plan.unreferenced.size},
     messages: [],
   }
   if (offload) report.offload = {locations: offload.locations, rejected: offload.rejected, bytesVerified: offload.bytesVerified}
@@ -164,6 +174,13 @@ async function publishTree(tree: RegistryTree, backend: Backend, options: Deploy
     report.steps = plan.steps.map(stepReport)
   } else {
     report.result = await runPublishPlan(plan, backend, tree, {concurrency: options.concurrency, retries: options.retries, observer: options.observer, signal: options.signal})
+    // What stays unreferenced, and since when, is kept by the host: the next --prune counts the grace from there.
+    if (backend.recordUnreferenced) {
+      const record = backend.recordUnreferenced.bind(backend)
+      await withRetries(() => record(plan.unreferenced, options.signal), {
+        policy: {retries: options.retries ?? DEFAULT_RETRY.retries}, classify: retryClassifier(backend, options.signal), signal: options.signal,
+      })
+    }
     const host = await backend.finish?.(tree, options.signal)
     if (host) report.host = host
     report.messages.push(...backend.notes ?? [])

@@ -46,6 +46,20 @@ export async function isCaseSensitiveDirectory(dir: string): Promise<boolean> {
   }
 }
 
+/**
+ * The `unreferenced` map of a deploy state (key → ISO time since which the tree no longer has it):
+ * a time that does not parse is dropped (its key counts from now: later, never earlier).
+ */
+export function parseUnreferenced(saved: unknown): Map<string, number> {
+  const since = new Map<string, number>()
+  if (typeof saved !== 'object' || saved === null || Array.isArray(saved)) return since
+  for (const [key, value] of Object.entries(saved)) {
+    const time = typeof value === 'string' ? Date.parse(value) : Number.NaN
+    if (Number.isFinite(time)) since.set(key, time)
+  }
+  return since
+}
+
 /** Objects at content-addressed keys (blobs and manifests by digest): the bytes of a key can never change. */
 function contentAddressed(object: RegistryObject): boolean {
   return object.class === 'blob' || object.class === 'digest-manifest'
@@ -73,6 +87,8 @@ async function linkOrCopy(source: string, file: string): Promise<void> {
 export class LocalFileTarget {
   /** digests of the files we wrote, by key */
   private state = new Map<string, string>()
+  /** deployed keys the tree no longer has, and since when (ms): kept for --prune-grace */
+  private unreferenced = new Map<string, number>()
   /** each directory this run made (or found), made once: tens of thousands of files share a few thousand directories */
   private readonly directories = new Map<string, Promise<void>>()
 
@@ -87,8 +103,9 @@ export class LocalFileTarget {
 
   async describe(): Promise<RemoteState> {
     try {
-      const saved = JSON.parse(await readFile(path.join(this.root, LOCAL_STATE_FILE), 'utf8')) as {objects?: Record<string, string>}
+      const saved = JSON.parse(await readFile(path.join(this.root, LOCAL_STATE_FILE), 'utf8')) as {objects?: Record<string, string>; unreferenced?: Record<string, string>}
       this.state = new Map(Object.entries(saved.objects ?? {}))
+      this.unreferenced = parseUnreferenced(saved.unreferenced)
     } catch (error) {
       if (errnoCode(error) !== 'ENOENT') throw new RegError(`${path.join(this.root, LOCAL_STATE_FILE)} is corrupt`, 'delete it: the next deploy rewrites what it cannot verify')
     }
@@ -138,7 +155,12 @@ export class LocalFileTarget {
       const size = sizes[i]
       if (size !== undefined) objects.set(key, {key, size, digest: this.state.get(key)})
     })
-    return {objects}
+    return {objects, unreferencedSince: this.unreferenced}
+  }
+
+  /** What the tree no longer has and stays deployed, since when: saved with the state. */
+  recordUnreferenced(since: ReadonlyMap<string, number>): void {
+    this.unreferenced = new Map(since)
   }
 
   private directory(dir: string): Promise<void> {
@@ -222,6 +244,7 @@ export class LocalFileTarget {
   /** Persist the digests of what is deployed, for the next run's plan. */
   async saveState(): Promise<void> {
     const objects = Object.fromEntries([...this.state.entries()].sort(([a], [b]) => (a < b ? -1 : 1)))
-    await this.placeFile(path.join(this.root, LOCAL_STATE_FILE), (temp) => writeFile(temp, JSON.stringify({objects})))
+    const unreferenced = Object.fromEntries([...this.unreferenced].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, since]) => [key, new Date(since).toISOString()]))
+    await this.placeFile(path.join(this.root, LOCAL_STATE_FILE), (temp) => writeFile(temp, JSON.stringify({objects, ...(Object.keys(unreferenced).length > 0 ? {unreferenced} : {})})))
   }
 }

@@ -59,6 +59,10 @@ export class LocalHostBackend implements Backend {
     return this.files.delete(key)
   }
 
+  async recordUnreferenced(since: ReadonlyMap<string, number>): Promise<void> {
+    this.files.recordUnreferenced(since)
+  }
+
   private async writeConfigFiles(tree: RegistryTree, routed: readonly RegistryObject[]): Promise<void> {
     const configs = (await this.options.configFiles?.(tree, routed)) ?? []
     for (const config of configs) {

@@ -37,6 +37,10 @@ export type PublishStep =
 
 export interface PlanOptions {
   prune?: boolean
+  /** with `prune`: delete a key only once it has been unreferenced this long (ms; 0: at once) */
+  pruneGraceMs?: number
+  /** the clock, ms since the epoch (tests inject it) */
+  now?: number
   /** the host's `caseSensitiveTags`, resolved (the deploy probes a destination file system); default: the capability */
   caseSensitiveTags?: boolean
   /**
@@ -53,6 +57,8 @@ export interface PublishPlan {
   bytesToUpload: number
   bytesToCopy: number
   bytesToDelete: number
+  /** deployed keys the tree no longer has and that stay (no --prune, or within the grace), with since when: the host's deploy state keeps them */
+  unreferenced: Map<string, number>
 }
 
 /** MD5 of a (small, mutable) object's bytes, to compare with a host's ETag without downloading. */
@@ -63,6 +69,15 @@ async function md5Of(file: string): Promise<string> {
 /** Objects at content-addressed paths: if the path exists, its bytes are right (written only after verification). */
 function contentAddressed(object: RegistryObject): boolean {
   return object.class === 'blob' || object.class === 'digest-manifest'
+}
+
+/**
+ * A storage key whose bytes are named by their digest (a blob or a manifest by digest, per repository
+ * or shared, with or without an extension), whatever the host's layout: its bytes never change.
+ * A referrers document is named by its subject's digest but changes.
+ */
+export function contentAddressedKey(key: string): boolean {
+  return /(?:^|\/)sha256:[a-f0-9]{64}(?:\.[a-z-]+)?$/.test(key) && !/(?:^|\/)referrers\/[^/]+$/.test(key)
 }
 
 /** `team/app` and `v1` of `v2/team/app/manifests/v1`, for messages; undefined for other paths. */
@@ -172,11 +187,17 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
     }
   }
   if (backend.writeHostConfig) steps.push({action: 'configure', phase: 'configure', key: 'host configuration', routed})
-  if (options.prune) {
-    for (const deployed of remote.objects.values()) {
-      if (!wanted.has(deployed.key)) steps.push({action: 'delete', phase: 'prune', key: deployed.key, size: deployed.size})
-    }
+  // Content a tag pointed at is deleted only once it has been unreferenced for the grace: a client
+  // that resolved the tag just before this deploy is still fetching it. Tags and lists go at once.
+  const now = options.now ?? Date.now()
+  const grace = options.pruneGraceMs ?? 0
+  const unreferenced = new Map<string, number>()
+  for (const deployed of remote.objects.values()) {
+    if (wanted.has(deployed.key)) continue
+    const since = contentAddressedKey(deployed.key) ? Math.min(remote.unreferencedSince?.get(deployed.key) ?? now, now) : undefined
+    if (options.prune && (since === undefined || now - since >= grace)) steps.push({action: 'delete', phase: 'prune', key: deployed.key, size: deployed.size})
+    else if (since !== undefined) unreferenced.set(deployed.key, since)
   }
   const sum = (action: PublishStep['action']) => steps.filter((s) => s.action === action).reduce((total, s) => total + (s.action === 'delete' ? s.size : s.action === 'put' || s.action === 'copy' ? s.object.size : 0), 0)
-  return {steps, unchanged, bytesToUpload: sum('put'), bytesToCopy: sum('copy'), bytesToDelete: sum('delete')}
+  return {steps, unchanged, bytesToUpload: sum('put'), bytesToCopy: sum('copy'), bytesToDelete: sum('delete'), unreferenced}
 }

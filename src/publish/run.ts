@@ -47,7 +47,7 @@ export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: 
   const policy = {retries: options.retries ?? DEFAULT_RETRY.retries, baseMs: options.backoffMs ?? DEFAULT_RETRY.baseMs}
   const {signal} = options
   const result: PublishResult = {uploaded: 0, bytesUploaded: 0, copied: 0, bytesCopied: 0, redirected: 0, deleted: 0, unchanged: plan.unchanged}
-  /** puts in flight by key: a server-side copy or a redirect waits for the put of its source */
+  /** puts and copies in flight by key: a server-side copy waits for the put of its source, a redirect for the put or copy of its target */
   const puts = new Map<string, Promise<void>>()
   const classify = retryClassifier(backend, signal)
 
@@ -80,9 +80,11 @@ export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: 
     if (steps.length === 0) continue
     if (signal?.aborted) throw interrupted(backend)
     options.observer?.phaseStart?.(phase, steps)
-    // Puts first, so copies and redirects in the same phase find their source (or wait for it).
+    // Puts first, then copies, then redirects, so each finds its source started (and waits for it):
+    // a shared copy made from a key that a redirect then replaces (a bucket entering redirect mode)
+    // is complete before the redirect overwrites its source.
     const waits = (s: PublishStep) => s.action === 'copy' || s.action === 'redirect'
-    const ordered = [...steps.filter((s) => !waits(s)), ...steps.filter(waits)]
+    const ordered = [...steps.filter((s) => !waits(s)), ...steps.filter((s) => s.action === 'copy'), ...steps.filter((s) => s.action === 'redirect')]
     await mapLimit(ordered, concurrency, async (step) => {
       if (step.action === 'put') {
         const running = attempt(step)
@@ -91,8 +93,12 @@ export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: 
         result.uploaded++
         result.bytesUploaded += step.object.size
       } else if (step.action === 'copy' || step.action === 'redirect') {
-        await puts.get(step.action === 'copy' ? step.from : step.to)
-        await attempt(step)
+        const running = (async () => {
+          await puts.get(step.action === 'copy' ? step.from : step.to)
+          await attempt(step)
+        })()
+        if (step.action === 'copy') puts.set(step.key, running)
+        await running
         if (step.action === 'copy') {
           result.copied++
           result.bytesCopied += step.object.size

@@ -14,6 +14,7 @@ import {finalizeIndex, writeTreeFiles} from './finalize.js'
 import {repositoryBlobs, repositoryManifests} from './objects.js'
 import {isPublicUrl, readTreeIndex} from './registry-tree.js'
 import {summarizeConfigs} from '../page/config-summary.js'
+import {stampTagTimes} from './tag-times.js'
 
 export interface BuildOptions {
   out: string
@@ -200,6 +201,7 @@ export async function buildTree(specs: SourceSpec[], options: BuildOptions): Pro
     if (previous) await store.linkFrom(new BlobStore(out))
     // The walk's bookkeeping (visits, copies in flight) is let go before the index is finalized.
     const {images, referrers, bytesCopied, blobsAlreadyPresent} = await ingestSources(specs, options, store, index, work)
+    stampTagTimes(previous, index, Date.now())
     await rm(work, {recursive: true, force: true})
     if (settings.page) await summarizeConfigs(store, index)
     const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
@@ -219,6 +221,35 @@ function treeSettings(options: BuildOptions, previous: TreeSettings | undefined)
   const page = options.page ?? previous?.page ?? false
   const publicUrl = options.publicUrl ?? previous?.publicUrl
   return {tagMaxAge: options.tagMaxAge ?? previous?.tagMaxAge ?? DEFAULT_TAG_MAX_AGE, ...(page ? {page} : {}), ...(publicUrl ? {publicUrl} : {})}
+}
+
+/**
+ * Change an existing tree atomically, like a build: `change` edits a copy of its state, then what
+ * nothing reaches any more is collected, in a staging directory (the store hardlinked, not
+ * copied) renamed into place only when complete. `reg prune` is this.
+ */
+export async function rewriteTree(dir: string, change: (state: Omit<TreeIndex, 'objects'>) => void | Promise<void>): Promise<Omit<TreeIndex, 'objects'>> {
+  const out = path.resolve(dir)
+  await recoverSiblings(out)
+  await refuseForeignContent(out)
+  const previous = await readTreeIndex(out)
+  if (!previous) throw new RegError(`${dir} is not a reg tree (no ${TREE_INDEX_FILE})`, 'build one first: reg build SOURCE -o DIR')
+  const staging = `${out}.reg-staging-${process.pid}-${randomBytes(4).toString('hex')}`
+  try {
+    const store = new BlobStore(staging, {private: true})
+    await store.init()
+    await store.linkFrom(new BlobStore(out))
+    const index = {...previous}
+    await change(index)
+    const treeIndex = await finalizeIndex(store, index, {collectGarbage: true})
+    await writeTreeFiles(staging, treeIndex)
+    await store.sync()
+    await swapInto(staging, out)
+    return treeIndex
+  } catch (error) {
+    await rm(staging, {recursive: true, force: true})
+    throw error
+  }
 }
 
 /** Copy every image of the sources into the store and record it in `index`, in the sources' order. */

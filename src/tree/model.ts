@@ -61,6 +61,8 @@ export interface RepositoryRecord {
   tags: Record<string, string>
   /** manifests the repository holds without a tag (pushed by digest, referrers mirrored with their subject), sorted */
   untagged?: string[]
+  /** when each tag was last set (ISO 8601), for retention by age; trees written before it have none */
+  tagged?: Record<string, string>
 }
 
 export interface TreeSettings {

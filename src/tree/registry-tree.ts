@@ -195,7 +195,17 @@ export function parseTreeIndex(text: string, file: string): TreeState {
       untagged = value.untagged.map((digest) => digestOf(digest, `an untagged manifest of ${name}`))
       for (const digest of untagged) if (!(digest in manifests)) return fail(`${name} holds ${digest}, which the index does not have`)
     }
-    repositories[name] = untagged ? {tags, untagged} : {tags}
+    // Times of tags that are no longer there (a tag deleted by a server) are dropped, not refused.
+    let tagged: Record<string, string> | undefined
+    if (value.tagged !== undefined) {
+      if (!isObject(value.tagged)) return fail(`repository ${name} has an invalid tagged map`)
+      tagged = dict()
+      for (const [tag, time] of Object.entries(value.tagged)) {
+        if (typeof time !== 'string' || time.length > 40 || !Number.isFinite(Date.parse(time))) return fail(`repository ${name} has an invalid time for a tag`)
+        if (Object.hasOwn(tags, tag)) tagged[tag] = time
+      }
+    }
+    repositories[name] = {tags, ...(untagged ? {untagged} : {}), ...(tagged && Object.keys(tagged).length > 0 ? {tagged} : {})}
   }
   return {schemaVersion: raw.schemaVersion, generator: 'reg', settings, repositories, manifests, blobs}
 }
