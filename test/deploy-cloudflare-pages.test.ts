@@ -4,18 +4,19 @@
 // real clients pull every core fixture with the source digests, and no rule is dropped or warned about.
 // Every Pages limit is refused before any upload, naming the limit and --backend cloudflare.
 import assert from 'node:assert/strict'
-import {mkdir, writeFile} from 'node:fs/promises'
+import {mkdir, rename, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import nock from 'nock'
 import {pagesConfig, PAGES_LIMITS} from '../plugins/backend-cloudflare-pages/pages-layout.js'
+import {corsHeaders} from '../src/core/cors.js'
 import {BACKENDS} from '../plugins/index.js'
 import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
 import type {RegistryObject, TreeIndex} from '../src/tree/model.js'
 import {RegistryTree} from '../src/tree/registry-tree.js'
 import {type Containerd, podmanPullDigest, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
-import {requireTool} from './static-hosts.js'
+import {requireTool, waitUntil} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir} from './support.js'
 import {type RunningWrangler, startWrangler} from './wrangler.js'
 
@@ -70,8 +71,8 @@ function fakePagesApi() {
   return {calls, contents, deployments}
 }
 
-function deploy(tree: string) {
-  return runReg(['deploy', tree, '--backend', 'cloudflare-pages', '--project', PROJECT, '--account-id', ACCOUNT, '--json'], {env: {CLOUDFLARE_API_TOKEN: TOKEN}})
+function deploy(tree: string, ...extra: string[]) {
+  return runReg(['deploy', tree, '--backend', 'cloudflare-pages', '--project', PROJECT, '--account-id', ACCOUNT, '--json', ...extra], {env: {CLOUDFLARE_API_TOKEN: TOKEN}})
 }
 
 describe('reg deploy --backend cloudflare-pages, served by wrangler pages dev', () => {
@@ -82,6 +83,7 @@ describe('reg deploy --backend cloudflare-pages, served by wrangler pages dev', 
   let pages: RunningWrangler
   let serve: RunningServer
   let containerd: Containerd
+  let out: string
 
   before(async () => {
     for (const tool of ['skopeo', 'ctr', 'containerd', 'podman']) requireTool(tool)
@@ -94,7 +96,7 @@ describe('reg deploy --backend cloudflare-pages, served by wrangler pages dev', 
     assert.equal(result.code, 0, result.stderr)
     firstCalls = [...api.calls]
     // The deployment exactly as Pages received it, as a directory.
-    const out = path.join(work, 'pages-output')
+    out = path.join(work, 'pages-output')
     const deployment = api.deployments[0]
     for (const [file, hash] of Object.entries(deployment.manifest)) {
       const content = api.contents.get(hash)
@@ -214,6 +216,42 @@ describe('reg deploy --backend cloudflare-pages, served by wrangler pages dev', 
       assert.equal(response.status, 404, url)
       assert.match(await response.text(), /"errors"/, url)
     }
+  })
+
+  it('CORS: GET and HEAD answers (redirects, errors too) carry the headers of src/core/cors.ts; OPTIONS is 405 on Pages (no preflight)', async () => {
+    const multi = fixtures.images.find((i) => i.multiArch)!
+    for (const [url, method] of [['/v2/', 'GET'], [`/v2/${multi.name}/manifests/${multi.tag}`, 'GET'], [`/v2/${multi.name}/manifests/${multi.tag}`, 'HEAD'],
+      [`/v2/${multi.name}/manifests/${multi.digest}`, 'HEAD'], ['/v2/_catalog', 'GET'], ['/v2/no/such/tags/list', 'GET']]) {
+      for (const redirect of ['manual', 'follow'] as const) {
+        const response = await fetch(`${pages.url}${url}`, {method, redirect})
+        for (const [name, value] of Object.entries(corsHeaders('*'))) assert.equal(response.headers.get(name), value, `${method} ${url} (${redirect}, ${response.status}): ${name}`)
+      }
+    }
+    const preflight = await fetch(`${pages.url}/v2/${multi.name}/manifests/${multi.tag}`, {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization'}})
+    assert.equal(preflight.status, 405, 'Pages answers no preflight: the README says so')
+    assert.ok(api.deployments[0].headers.includes(`\n/*\n  Access-Control-Allow-Origin: *\n  Access-Control-Expose-Headers: ${corsHeaders('*')['Access-Control-Expose-Headers']}\n`))
+  })
+
+  // Last: it replaces the served _headers with those of a --cors off deploy (wrangler pages dev re-reads it).
+  it('--cors off: no CORS header at all (the one Pages adds by itself is detached), and the rule counts in the 100', async () => {
+    const result = await deploy(fixtures.tree, '--cors', 'off')
+    assert.equal(result.code, 0, result.stderr)
+    const {headers} = api.deployments.at(-1)!
+    assert.ok(!headers.includes('Access-Control-Expose-Headers') && headers.includes('\n/*\n  ! Access-Control-Allow-Origin\n'), headers)
+    assert.equal(pagesConfig((await RegistryTree.load(fixtures.tree)).index).counts.headerRules, pagesConfig((await RegistryTree.load(fixtures.tree)).index, '*').counts.headerRules)
+    // Replaced whole (a rename): a write in place is seen half-done by the watcher, an empty file first.
+    await writeFile(path.join(work, '_headers.next'), headers)
+    await rename(path.join(work, '_headers.next'), path.join(out, '_headers'))
+    const multi = fixtures.images.find((i) => i.multiArch)!
+    await waitUntil('wrangler pages dev answers with the new _headers', async () => {
+      const response = await fetch(`${pages.url}/v2/`)
+      return response.headers.get('access-control-allow-origin') === null && response.headers.get('docker-distribution-api-version') === 'registry/2.0'
+    }, {attempts: 300, intervalMs: 100})
+    for (const [url, method] of [['/v2/', 'GET'], [`/v2/${multi.name}/manifests/${multi.tag}`, 'GET'], [`/v2/${multi.name}/manifests/${multi.tag}`, 'HEAD'], ['/v2/no/such/tags/list', 'GET']]) {
+      const response = await fetch(`${pages.url}${url}`, {method})
+      assert.deepEqual([...response.headers.keys()].filter((name) => name.startsWith('access-control-')), [], `${method} ${url}`)
+    }
+    assert.deepEqual(pages.problems(), [], pages.output())
   })
 })
 

@@ -8,43 +8,57 @@ import {createHash} from 'node:crypto'
 import {readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import nock from 'nock'
 import {basicAuthSecret, WORKER_COMPATIBILITY_DATE} from '../plugins/backend-cloudflare/cloudflare-backend.js'
+import {corsHeaders, corsPreflightHeaders} from '../src/core/cors.js'
 import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
 import {type Containerd, podmanPullDigest, run, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
 import {requireTool} from './static-hosts.js'
 import {REPO_ROOT, removeTempDirs, runReg, tempDir} from './support.js'
-import {type RunningWrangler, S3_OVER_R2_WORKER, startWrangler, writeWorkerProject} from './wrangler.js'
+import {type ApiCall, CF_ACCOUNT, CF_TOKEN, deployThroughR2, R2_BUCKET, type RunningWrangler, startUploadedWorker, type UploadedWorker} from './wrangler.js'
 
-const API = 'https://api.cloudflare.com'
-const ACCOUNT = '0123456789abcdef0123456789abcdef'
-const TOKEN = 'cf-test-token'
-const BUCKET = 'reg-test'
+const ACCOUNT = CF_ACCOUNT
+const TOKEN = CF_TOKEN
+const BUCKET = R2_BUCKET
+/** the tree with a Basic-auth Worker lives under this key prefix of the same bucket */
+const AUTH_PREFIX = 'auth'
 
-interface ApiCall {
-  method: string
-  path: string
-  headers: Record<string, string | string[] | undefined>
-  body: string
+interface Deployed {
+  work: string
+  persist: string
+  fixtures: CoreFixtures
+  main: UploadedWorker
+  auth: UploadedWorker
+  authTree: string
 }
 
-/** The Cloudflare API as nock answers it: every call recorded, each answered with its documented envelope. */
-function fakeCloudflareApi(): ApiCall[] {
-  const calls: ApiCall[] = []
-  const record = (method: string) => function (this: nock.ReplyFnContext, uri: string, body: nock.Body) {
-    calls.push({method, path: uri, headers: this.req.headers, body: typeof body === 'string' ? body : JSON.stringify(body)})
-    if (uri.endsWith('/workers/subdomain')) return [200, {success: true, errors: [], messages: [], result: {subdomain: 'acme'}}]
-    return [200, {success: true, errors: [], messages: [], result: {}}]
-  }
-  nock(API).persist().put(/.*/).reply(record('PUT')).post(/.*/).reply(record('POST')).get(/.*/).reply(record('GET'))
-  return calls
+let deployed: Promise<Deployed> | undefined
+
+/**
+ * Both deploys of this file, through one S3-over-R2 Worker (wrangler starts are slow): the core
+ * fixtures with the defaults, and a Basic-auth registry under its own key prefix.
+ */
+function deployments(): Promise<Deployed> {
+  deployed ??= (async () => {
+    for (const tool of ['skopeo', 'ctr', 'containerd', 'podman']) requireTool(tool)
+    const work = await tempDir()
+    const fixtures = await buildCoreFixtures(work)
+    const authTree = path.join(work, 'auth-tree')
+    const built = await runReg(['build', `oci:${path.join(REPO_ROOT, 'examples/hello')}=team/private:1`, '-o', authTree])
+    assert.equal(built.code, 0, built.stderr)
+    const users = path.join(work, 'users')
+    await writeFile(users, 'puller:correct horse battery staple\n')
+    const persist = path.join(work, 'r2-state')
+    const [main, auth] = await deployThroughR2(work, persist, [
+      {tree: fixtures.tree, args: ['--json']},
+      {tree: authTree, args: ['--key-prefix', AUTH_PREFIX, '--basic-auth', users, '--route', 'registry.example.com/*', '--cors', 'off']},
+    ])
+    return {work, persist, fixtures, main, auth, authTree}
+  })()
+  return deployed
 }
 
-/** The script upload's multipart body, parsed the way a server would. */
-async function uploadedForm(call: ApiCall): Promise<FormData> {
-  return new Response(call.body, {headers: {'Content-Type': String(call.headers['content-type'])}}).formData()
-}
+after(() => removeTempDirs())
 
 interface Answer {
   status: number
@@ -52,7 +66,8 @@ interface Answer {
   bodyDigest: string
 }
 
-const COMPARED_HEADERS = ['content-type', 'content-length', 'docker-content-digest', 'cache-control', 'etag', 'accept-ranges', 'content-range', 'docker-distribution-api-version', 'location', 'link', 'www-authenticate', 'oci-filters-applied']
+const COMPARED_HEADERS = ['content-type', 'content-length', 'docker-content-digest', 'cache-control', 'etag', 'accept-ranges', 'content-range', 'docker-distribution-api-version', 'location', 'link', 'www-authenticate', 'oci-filters-applied',
+  'access-control-allow-origin', 'access-control-expose-headers', 'access-control-allow-methods', 'access-control-allow-headers', 'access-control-max-age', 'allow']
 
 async function answer(base: string, url: string, init: RequestInit = {}): Promise<Answer> {
   // identity: the runtime gzips JSON for clients that accept it (as Cloudflare does), which changes
@@ -79,48 +94,18 @@ describe('reg deploy --backend cloudflare, served by the Worker in wrangler dev'
   let containerd: Containerd
 
   before(async () => {
-    for (const tool of ['skopeo', 'ctr', 'containerd', 'podman']) requireTool(tool)
-    work = await tempDir()
-    fixtures = await buildCoreFixtures(work)
-    persist = path.join(work, 'r2-state')
-    const shimDir = path.join(work, 's3-over-r2')
-    await writeWorkerProject(shimDir, {name: 's3-over-r2', script: S3_OVER_R2_WORKER, compatibilityDate: WORKER_COMPATIBILITY_DATE, r2: {BUCKET}})
-    const shim = await startWrangler(['dev', '--persist-to', persist], shimDir)
-    nock.disableNetConnect()
-    nock.enableNetConnect('127.0.0.1')
-    calls = fakeCloudflareApi()
-    try {
-      const result = await runReg(['deploy', fixtures.tree, '--backend', 'cloudflare', '--account-id', ACCOUNT, '--bucket', BUCKET, '--r2-endpoint', `${shim.url}/__s3`, '--json'], {
-        env: {CLOUDFLARE_API_TOKEN: TOKEN, AWS_ACCESS_KEY_ID: 'r2-key', AWS_SECRET_ACCESS_KEY: 'r2-secret'},
-      })
-      assert.equal(result.code, 0, result.stderr)
-      deployOutput = JSON.parse(result.stdout) as typeof deployOutput
-      assert.deepEqual(shim.problems(), [], shim.output())
-    } finally {
-      await shim.stop()
-    }
-    const upload = calls.find((c) => c.method === 'PUT' && c.path === `/client/v4/accounts/${ACCOUNT}/workers/scripts/reg-${BUCKET}`)
-    assert.ok(upload, `the script was uploaded: ${calls.map((c) => `${c.method} ${c.path}`).join(', ')}`)
-    const form = await uploadedForm(upload)
-    metadata = JSON.parse(await (form.get('metadata') as Blob).text()) as typeof metadata
-    script = await (form.get('worker.js') as Blob).text()
-
-    // The Worker exactly as uploaded: its script, and its bindings as wrangler's configuration.
-    const registryDir = path.join(work, 'registry-worker')
-    const r2 = Object.fromEntries(metadata.bindings.filter((b) => b.type === 'r2_bucket').map((b) => [b.name, b.bucket_name]))
-    const vars = Object.fromEntries(metadata.bindings.filter((b) => b.type === 'plain_text').map((b) => [b.name, b.text]))
-    await writeWorkerProject(registryDir, {name: `reg-${BUCKET}`, script, compatibilityDate: metadata.compatibility_date, r2, vars})
-    worker = await startWrangler(['dev', '--persist-to', persist], registryDir)
+    let main: UploadedWorker
+    ;({work, fixtures, persist, main} = await deployments())
+    ;({calls, metadata, script} = main)
+    deployOutput = JSON.parse(main.stdout) as typeof deployOutput
+    worker = await startUploadedWorker(path.join(work, 'registry-worker'), persist, main)
     serve = await startRegistryServer(fixtures.tree, {port: 0})
     containerd = await startContainerd(path.join(work, 'containerd'))
   })
   after(async () => {
-    nock.cleanAll()
-    nock.enableNetConnect()
     await containerd?.stop()
     await serve?.close()
     await worker?.stop()
-    await removeTempDirs()
   })
 
   it('uploads reg\'s worker.js as an ES module bound to the bucket, then enables workers.dev (no routes)', async () => {
@@ -133,6 +118,8 @@ describe('reg deploy --backend cloudflare, served by the Worker in wrangler dev'
         {type: 'plain_text', name: 'REG_KEY_PREFIX', text: ''},
         {type: 'plain_text', name: 'REG_TAG_MAX_AGE', text: '60'},
         {type: 'plain_text', name: 'REG_MAX_FILTER_BYTES', text: String(4 * 1024 * 1024)},
+        // the CORS headers as src/core/cors.ts computes them (the default origin: *)
+        {type: 'plain_text', name: 'REG_CORS', text: JSON.stringify({response: corsHeaders('*'), preflight: corsPreflightHeaders('*')})},
       ],
     })
     const upload = calls.find((c) => c.path.endsWith(`/workers/scripts/reg-${BUCKET}`))!
@@ -197,11 +184,23 @@ describe('reg deploy --backend cloudflare, served by the Worker in wrangler dev'
       [`/v2/team/app/referrers/${multi.digest}`], [`/v2/team/app/referrers/${multi.digest}?artifactType=application/x-sig`], ['/v2/team/app/referrers/nope'], [`/v2/Team/App/referrers/${multi.digest}`],
       ['/v2/team/app/manifests/1.0', {method: 'POST'}], ['/v2/team/app/blobs/uploads/', {method: 'POST'}], ['/v2/', {method: 'DELETE'}],
       ['/v2/team/app/manifests/1.0', {method: 'HEAD'}], ['/v2/team/app/manifests/1.0', {method: 'HEAD'}],
+      // CORS preflights, for any URL (reg serve answers them 204, as the Worker must)
+      ['/v2/team/app/manifests/1.0', {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization, range'}}],
+      [blob, {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET'}}], ['/nowhere', {method: 'OPTIONS'}],
     ]
     for (const [url, init] of urls) {
       const fromServe = await answer(serve.url, url, init)
       const fromWorker = await answer(worker.url, url, init)
       assert.deepEqual(fromWorker, fromServe, `${init?.method ?? 'GET'} ${url} ${JSON.stringify(init?.headers ?? {})}`)
+    }
+    // CORS on every answer (errors, redirects, cache hits too), 204 to a preflight: what reg serve does, checked above; here by name.
+    const preflight = await fetch(`${worker.url}/v2/team/app/tags/list`, {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET'}})
+    assert.equal(preflight.status, 204)
+    for (const [name, value] of Object.entries(corsPreflightHeaders('*'))) assert.equal(preflight.headers.get(name), value, `preflight: ${name}`)
+    for (const [url, method] of [['/v2/', 'GET'], [blob, 'HEAD'], [blob, 'GET'], ['/v2/team/app/manifests/no-such-tag', 'GET'], ['/v2', 'GET']]) {
+      const response = await fetch(`${worker.url}${url}`, {method, redirect: 'manual'})
+      for (const [name, value] of Object.entries(corsHeaders('*'))) assert.equal(response.headers.get(name), value, `${method} ${url}: ${name}`)
+      assert.equal(response.headers.get('access-control-allow-methods'), null, `${method} ${url}: preflight headers only on the preflight`)
     }
     // The edge cache answers the second GET of a digest: the same bytes and headers.
     for (let i = 0; i < 2; i++) assert.deepEqual(await answer(worker.url, blob), await answer(serve.url, blob), `cached GET ${blob}`)
@@ -212,55 +211,37 @@ describe('reg deploy --backend cloudflare, served by the Worker in wrangler dev'
   })
 })
 
-describe('the Worker with REG_BASIC_AUTH (a Worker secret)', () => {
+describe('the Worker with REG_BASIC_AUTH (a Worker secret), --cors off, under a key prefix', () => {
   let work: string
   let worker: RunningWrangler
-  let fixtures: {tree: string}
 
   before(async () => {
-    requireTool('skopeo')
-    work = await tempDir()
-    fixtures = {tree: path.join(work, 'tree')}
-    const built = await runReg(['build', `oci:${path.join(REPO_ROOT, 'examples/hello')}=team/private:1`, '-o', fixtures.tree])
-    assert.equal(built.code, 0, built.stderr)
-    const persist = path.join(work, 'r2-state')
-    const shimDir = path.join(work, 's3-over-r2')
-    await writeWorkerProject(shimDir, {name: 's3-over-r2', script: S3_OVER_R2_WORKER, compatibilityDate: WORKER_COMPATIBILITY_DATE, r2: {BUCKET}})
-    const shim = await startWrangler(['dev', '--persist-to', persist], shimDir)
-    nock.disableNetConnect()
-    nock.enableNetConnect('127.0.0.1')
-    const calls = fakeCloudflareApi()
-    const users = path.join(work, 'users')
-    await writeFile(users, 'puller:correct horse battery staple\n')
-    try {
-      const result = await runReg(['deploy', fixtures.tree, '--backend', 'cloudflare', '--account-id', ACCOUNT, '--bucket', BUCKET, '--r2-endpoint', `${shim.url}/__s3`, '--basic-auth', users, '--route', 'registry.example.com/*'], {
-        env: {CLOUDFLARE_API_TOKEN: TOKEN, AWS_ACCESS_KEY_ID: 'r2-key', AWS_SECRET_ACCESS_KEY: 'r2-secret'},
-      })
-      assert.equal(result.code, 0, result.stderr)
-    } finally {
-      await shim.stop()
-      nock.cleanAll()
-      nock.enableNetConnect()
-    }
-    const form = await uploadedForm(calls.find((c) => c.method === 'PUT' && c.path.endsWith(`/workers/scripts/reg-${BUCKET}`))!)
-    const metadata = JSON.parse(await (form.get('metadata') as Blob).text()) as {bindings: Array<Record<string, string>>}
-    const script = await (form.get('worker.js') as Blob).text()
+    let auth: UploadedWorker
+    let persist: string
+    ;({work, persist, auth} = await deployments())
+    const {calls, metadata, script} = auth
     const secret = metadata.bindings.find((b) => b.type === 'secret_text')
     assert.ok(secret && secret.name === 'REG_BASIC_AUTH', 'the credentials are a secret binding')
     assert.match(secret.text, /^puller:pbkdf2-sha256:\d+:[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+\n$/, 'hashed, never the password')
     assert.ok(!script.includes('puller') && !secret.text.includes('horse'), 'no credential in the script, no password in the secret')
     assert.deepEqual(JSON.parse(calls.find((c) => c.path.endsWith('/routes'))!.body), [{pattern: 'registry.example.com/*'}])
     assert.deepEqual(JSON.parse(calls.find((c) => c.path.endsWith('/subdomain'))!.body), {enabled: false, previews_enabled: false})
-
-    const dir = path.join(work, 'registry-worker')
-    const r2 = Object.fromEntries(metadata.bindings.filter((b) => b.type === 'r2_bucket').map((b) => [b.name, b.bucket_name]))
-    const vars = Object.fromEntries(metadata.bindings.filter((b) => b.type === 'plain_text').map((b) => [b.name, b.text]))
-    await writeWorkerProject(dir, {name: `reg-${BUCKET}`, script, compatibilityDate: WORKER_COMPATIBILITY_DATE, r2, vars, secrets: {REG_BASIC_AUTH: secret.text}})
-    worker = await startWrangler(['dev', '--persist-to', persist], dir)
+    assert.equal(metadata.bindings.find((b) => b.name === 'REG_KEY_PREFIX')?.text, `${AUTH_PREFIX}/`)
+    assert.ok(!metadata.bindings.some((b) => b.name === 'REG_CORS'), '--cors off: no CORS binding')
+    worker = await startUploadedWorker(path.join(work, 'auth-worker'), persist, auth)
   })
   after(async () => {
     await worker?.stop()
-    await removeTempDirs()
+  })
+
+  it('--cors off: no CORS header on any answer, and OPTIONS is 405 as any other method', async () => {
+    const credentials = {Authorization: `Basic ${Buffer.from('puller:correct horse battery staple').toString('base64')}`}
+    for (const [url, init] of [['/v2/', {}], ['/v2/team/private/manifests/1', {headers: credentials}], ['/v2/team/private/manifests/1', {method: 'HEAD', headers: credentials}], ['/v2/nothing', {headers: credentials}],
+      ['/v2/team/private/manifests/1', {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET'}}]] as Array<[string, RequestInit]>) {
+      const response = await fetch(`${worker.url}${url}`, init)
+      assert.deepEqual([...response.headers.keys()].filter((name) => name.startsWith('access-control-')), [], `${init.method ?? 'GET'} ${url}`)
+      if (init.method === 'OPTIONS') assert.equal(response.status, 405)
+    }
   })
 
   it('asks for credentials (401, Basic challenge, spec error) and refuses wrong ones', async () => {

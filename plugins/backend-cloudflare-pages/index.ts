@@ -1,4 +1,5 @@
 import {Flags} from '@oclif/core'
+import {parseCorsOrigin} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
 import {apiToken, cloudflareApiUrl} from '../backend-cloudflare/cloudflare-api.js'
 import {defineBackend} from '../plugin.js'
@@ -10,15 +11,16 @@ export const cloudflarePagesBackend = defineBackend({
   flags: {
     project: Flags.string({description: 'name of the Pages project (create it first)'}),
   },
-  uses: ['account-id', 'api-token'],
+  uses: ['account-id', 'api-token', 'cors'],
   secrets: ['api-token'],
   async create(flags) {
     if (!flags.project) throw new RegError('--backend cloudflare-pages needs --project NAME', 'create the project first: dashboard → Workers & Pages → Create → Pages → Upload assets, or `wrangler pages project create NAME`')
     const accountId = flags['account-id'] ?? process.env.CLOUDFLARE_ACCOUNT_ID
     if (!accountId) throw new RegError('--backend cloudflare-pages needs --account-id ID (or CLOUDFLARE_ACCOUNT_ID)', 'find it in the Cloudflare dashboard: Workers & Pages (Account ID)')
+    const cors = parseCorsOrigin(flags.cors)
     const token = apiToken(flags['api-token'], 'cloudflare-pages')
     const [{PagesBackend}, {CloudflareApi}] = await Promise.all([import('./pages-backend.js'), import('../backend-cloudflare/cloudflare-api.js')])
     const api = new CloudflareApi({token, apiUrl: cloudflareApiUrl(), retries: flags.retries ?? 4, backend: 'cloudflare-pages'})
-    return new PagesBackend(api, {accountId, project: flags.project, concurrency: flags.concurrency ?? 3})
+    return new PagesBackend(api, {accountId, project: flags.project, concurrency: flags.concurrency ?? 3, cors})
   },
 })

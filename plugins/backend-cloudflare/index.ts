@@ -1,4 +1,5 @@
 import {Flags} from '@oclif/core'
+import {parseCorsOrigin} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
 import {checkEndpoint, createS3Backend, S3_FAMILY_FLAGS} from '../backend-s3/index.js'
 import type {S3Backend} from '../backend-s3/s3-backend.js'
@@ -31,16 +32,18 @@ export const cloudflareBackend = defineBackend({
     const route = flags.route
     if (route !== undefined && (!/^[^\s/:]+\/\S*$/.test(route))) throw new RegError(`--route ${JSON.stringify(route)} is not a route pattern`, 'write HOST/*, e.g. --route registry.example.com/* (no scheme)')
     if (flags['r2-endpoint'] !== undefined) checkEndpoint(flags['r2-endpoint'])
+    const cors = parseCorsOrigin(flags.cors)
     const token = apiToken(flags['api-token'], 'cloudflare')
     const [{CloudflareBackend, basicAuthSecret, WORKER_COMPATIBILITY_DATE}, {CloudflareApi}] = await Promise.all([import('./cloudflare-backend.js'), import('./cloudflare-api.js')])
     const basicAuth = flags['basic-auth'] === undefined ? undefined : await basicAuthSecret(flags['basic-auth'])
     // The S3 engine, as the r2 preset uses it; an endpoint of one's own is path-style (any host works).
-    const objects = await createS3Backend('r2', flags, {
+    // The bucket stays private, read by the Worker only: the Worker sends the CORS headers, not R2's bucket configuration.
+    const objects = await createS3Backend('r2', {...flags, cors: 'off'}, {
       region: 'auto', endpoint: flags['r2-endpoint'] ?? `https://${accountId}.r2.cloudflarestorage.com`, forcePathStyle: flags['r2-endpoint'] !== undefined, acl: undefined,
     }) as S3Backend
     const api = new CloudflareApi({token, apiUrl: cloudflareApiUrl(), retries: flags.retries ?? 4, backend: 'cloudflare'})
     return new CloudflareBackend(objects, api, {
-      accountId, bucket: flags.bucket, worker, routes: route === undefined ? [] : [route], keyPrefix: objects.keyPrefix, basicAuth, compatibilityDate: WORKER_COMPATIBILITY_DATE,
+      accountId, bucket: flags.bucket, worker, routes: route === undefined ? [] : [route], keyPrefix: objects.keyPrefix, basicAuth, cors, compatibilityDate: WORKER_COMPATIBILITY_DATE,
     })
   },
 })
