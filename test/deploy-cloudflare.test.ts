@@ -9,12 +9,13 @@ import {readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {basicAuthSecret, WORKER_COMPATIBILITY_DATE} from '../plugins/backend-cloudflare/cloudflare-backend.js'
+import {accessPolicy, AUTH_REALM} from '../src/config/access.js'
 import {corsHeaders, corsPreflightHeaders} from '../src/core/cors.js'
 import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
-import {type Containerd, podmanPullDigest, run, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
+import {type Containerd, podmanPrivateState, podmanPullDigest, run, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
 import {requireTool} from './static-hosts.js'
-import {REPO_ROOT, removeTempDirs, runReg, tempDir} from './support.js'
+import {REPO_ROOT, removeTempDirs, runReg, tempDir, type TinyImage, writeTinyOciLayout} from './support.js'
 import {type ApiCall, CF_ACCOUNT, CF_TOKEN, deployThroughR2, R2_BUCKET, type RunningWrangler, startUploadedWorker, type UploadedWorker} from './wrangler.js'
 
 const ACCOUNT = CF_ACCOUNT
@@ -22,6 +23,11 @@ const TOKEN = CF_TOKEN
 const BUCKET = R2_BUCKET
 /** the tree with a Basic-auth Worker lives under this key prefix of the same bucket */
 const AUTH_PREFIX = 'auth'
+const USER = 'alice'
+const PASSWORD = 'correct horse'
+const GOOD = `${USER}:${PASSWORD}`
+const WRONG = `${USER}:not the password`
+const basic = (credentials: string) => ({Authorization: `Basic ${Buffer.from(credentials).toString('base64')}`})
 
 interface Deployed {
   work: string
@@ -30,6 +36,8 @@ interface Deployed {
   main: UploadedWorker
   auth: UploadedWorker
   authTree: string
+  privateImage: TinyImage
+  publicImage: TinyImage
 }
 
 let deployed: Promise<Deployed> | undefined
@@ -43,17 +51,20 @@ function deployments(): Promise<Deployed> {
     for (const tool of ['skopeo', 'ctr', 'containerd', 'podman']) requireTool(tool)
     const work = await tempDir()
     const fixtures = await buildCoreFixtures(work)
+    // As test/auth-hosts.test.ts: a private team/app and a public pub/app, each with a layer of its own.
+    const privateImage = await writeTinyOciLayout(path.join(work, 'private-layout'), {'secret.txt': 'private layer\n'}, '1')
+    const publicImage = await writeTinyOciLayout(path.join(work, 'public-layout'), {'hello.txt': 'public layer\n'}, '1')
     const authTree = path.join(work, 'auth-tree')
-    const built = await runReg(['build', `oci:${path.join(REPO_ROOT, 'examples/hello')}=team/private:1`, '-o', authTree])
+    const built = await runReg(['build', `oci:${path.join(work, 'private-layout')}:1=team/app:1`, `oci:${path.join(work, 'public-layout')}:1=pub/app:1`, '-o', authTree])
     assert.equal(built.code, 0, built.stderr)
     const users = path.join(work, 'users')
-    await writeFile(users, 'puller:correct horse battery staple\n')
+    await writeFile(users, `${USER}:${PASSWORD}\n`)
     const persist = path.join(work, 'r2-state')
     const [main, auth] = await deployThroughR2(work, persist, [
       {tree: fixtures.tree, args: ['--json']},
-      {tree: authTree, args: ['--key-prefix', AUTH_PREFIX, '--basic-auth', users, '--route', 'registry.example.com/*', '--cors', 'off']},
+      {tree: authTree, args: ['--key-prefix', AUTH_PREFIX, '--basic-auth', users, '--private', 'team/**', '--route', 'registry.example.com/*', '--cors', 'off']},
     ])
-    return {work, persist, fixtures, main, auth, authTree}
+    return {work, persist, fixtures, main, auth, authTree, privateImage, publicImage}
   })()
   return deployed
 }
@@ -211,55 +222,131 @@ describe('reg deploy --backend cloudflare, served by the Worker in wrangler dev'
   })
 })
 
-describe('the Worker with REG_BASIC_AUTH (a Worker secret), --cors off, under a key prefix', () => {
+describe('access control in the Worker: --basic-auth users, --private team/** (pub/ public), --cors off, under a key prefix', () => {
   let work: string
   let worker: RunningWrangler
+  let privateImage: TinyImage
+  let publicImage: TinyImage
+  let containerd: Containerd
+  let ctrAddress: string
+
+  const status = async (url: string, credentials?: string): Promise<number> => (await fetch(`${worker.url}${url}`, {headers: credentials ? basic(credentials) : {}})).status
 
   before(async () => {
     let auth: UploadedWorker
     let persist: string
-    ;({work, persist, auth} = await deployments())
-    const {calls, metadata, script} = auth
+    ;({work, persist, auth, privateImage, publicImage} = await deployments())
+    worker = await startUploadedWorker(path.join(work, 'auth-worker'), persist, auth)
+    containerd = await startContainerd(path.join(work, 'auth-containerd'))
+    ctrAddress = path.join(work, 'auth-containerd', 'containerd.sock')
+  })
+  after(async () => {
+    await containerd?.stop()
+    await worker?.stop()
+  })
+
+  it('uploads the users as a hashed secret, the realm and the private names (from src/config/access.ts) as REG_ACCESS, no CORS binding', async () => {
+    const {calls, metadata, script} = (await deployments()).auth
     const secret = metadata.bindings.find((b) => b.type === 'secret_text')
     assert.ok(secret && secret.name === 'REG_BASIC_AUTH', 'the credentials are a secret binding')
-    assert.match(secret.text, /^puller:pbkdf2-sha256:\d+:[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+\n$/, 'hashed, never the password')
-    assert.ok(!script.includes('puller') && !secret.text.includes('horse'), 'no credential in the script, no password in the secret')
+    assert.match(secret.text, /^alice:pbkdf2-sha256:\d+:[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+\n$/, 'hashed, never the password')
+    assert.ok(!script.includes(USER) && !secret.text.includes('horse'), 'no credential in the script, no password in the secret')
+    const access = metadata.bindings.find((b) => b.name === 'REG_ACCESS')
+    assert.deepEqual(access, {type: 'plain_text', name: 'REG_ACCESS', text: JSON.stringify({realm: AUTH_REALM, privateNames: accessPolicy(new Map(), ['team/**']).namePattern})})
     assert.deepEqual(JSON.parse(calls.find((c) => c.path.endsWith('/routes'))!.body), [{pattern: 'registry.example.com/*'}])
     assert.deepEqual(JSON.parse(calls.find((c) => c.path.endsWith('/subdomain'))!.body), {enabled: false, previews_enabled: false})
     assert.equal(metadata.bindings.find((b) => b.name === 'REG_KEY_PREFIX')?.text, `${AUTH_PREFIX}/`)
     assert.ok(!metadata.bindings.some((b) => b.name === 'REG_CORS'), '--cors off: no CORS binding')
-    worker = await startUploadedWorker(path.join(work, 'auth-worker'), persist, auth)
   })
-  after(async () => {
-    await worker?.stop()
+
+  it('the ping challenges; private URLs need a user (any spelling); private-only content is not served under other names; public pulls anonymously', async () => {
+    const ping = await fetch(`${worker.url}/v2/`)
+    assert.equal(ping.status, 401, 'anonymous /v2/')
+    assert.equal(ping.headers.get('www-authenticate'), 'Basic realm="reg"')
+    assert.equal((await ping.json() as {errors: Array<{code: string}>}).errors[0].code, 'UNAUTHORIZED')
+    assert.equal(await status('/v2/', GOOD), 200)
+    assert.equal(await status('/v2/', WRONG), 401)
+    assert.equal(await status('/v2/', 'nobody:correct horse'), 401, 'an unknown user')
+    const privateManifest = '/v2/team/app/manifests/1'
+    assert.equal(await status(privateManifest), 401)
+    assert.equal(await status(privateManifest, WRONG), 401)
+    assert.equal(await status(privateManifest, GOOD), 200)
+    assert.equal((await fetch(`${worker.url}${privateManifest}`, {headers: {Authorization: 'Bearer x'}})).status, 401, 'another scheme is no credential')
+    assert.equal((await fetch(`${worker.url}${privateManifest}`, {headers: {Authorization: 'Basic Og=='}})).status, 401, 'empty credentials are none')
+    assert.equal(await status('/v2/team/app/tags/list'), 401)
+    for (const spelling of ['%74eam/app', 'pub/%2e%2e/team/app', 'team/%61pp', 'TEAM/app', 'Team/App']) {
+      assert.notEqual(await status(`/v2/${spelling}/manifests/1`), 200, `anonymous /v2/${spelling}/manifests/1`)
+      assert.notEqual(await status(`/v2/${spelling}/tags/list`), 200, `anonymous /v2/${spelling}/tags/list`)
+    }
+    const manifest = JSON.parse(await (await fetch(`${worker.url}${privateManifest}`, {headers: basic(GOOD)})).text()) as {layers: Array<{digest: string}>}
+    const privateLayer = manifest.layers[0]!.digest
+    assert.equal(await status(`/v2/team/app/blobs/${privateLayer}`, GOOD), 200)
+    for (const via of ['team/app', 'TEAM/app', 'pub/app', 'nobody/here']) {
+      assert.notEqual(await status(`/v2/${via}/blobs/${privateLayer}`), 200, `the private layer, anonymously, under ${via}`)
+      assert.notEqual(await status(`/v2/${via}/manifests/${privateImage.manifestDigest}`), 200, `the private manifest by digest, anonymously, under ${via}`)
+    }
+    assert.notEqual(await status(`/v2/pub/app/blobs/${privateLayer}`, GOOD), 200, 'not under a public name with a user either: pub/app does not hold it')
+    assert.equal(await status('/v2/pub/app/manifests/1'), 200, 'public manifest, anonymously')
+    assert.equal((await fetch(`${worker.url}/v2/pub/app/manifests/1`, {headers: {Authorization: 'Basic Og=='}})).status, 200, 'Basic Og== (skopeo, podman without credentials) is anonymous')
+    assert.equal(await status('/v2/pub/app/manifests/1', WRONG), 401, 'wrong credentials are refused wherever they are sent')
+    assert.equal(await status('/v2/pub/app/manifests/1', GOOD), 200)
+  })
+
+  it('_catalog: the public repositories to anonymous clients, every one to a user; answers of private repositories and the catalog are Cache-Control: private', async () => {
+    const anonymous = await fetch(`${worker.url}/v2/_catalog`)
+    assert.deepEqual(await anonymous.json(), {repositories: ['pub/app']})
+    assert.equal(anonymous.headers.get('cache-control'), 'private, max-age=60')
+    // twice: the edge cache holds the whole catalog for users, never for anonymous clients
+    for (let i = 0; i < 2; i++) assert.deepEqual(await (await fetch(`${worker.url}/v2/_catalog`, {headers: basic(GOOD)})).json(), {repositories: ['pub/app', 'team/app']})
+    assert.deepEqual(await (await fetch(`${worker.url}/v2/_catalog`)).json(), {repositories: ['pub/app']})
+    assert.equal(await status('/v2/_catalog', WRONG), 401)
+    assert.equal((await fetch(`${worker.url}/v2/team/app/manifests/1`, {headers: basic(GOOD)})).headers.get('cache-control'), 'private, max-age=60')
+    assert.equal((await fetch(`${worker.url}/v2/pub/app/manifests/1`)).headers.get('cache-control'), 'public, max-age=60', 'public content stays cacheable')
+  })
+
+  it('skopeo --creds, podman login and ctr --user pull the private repository; anonymous and wrong passwords are denied; the public one pulls anonymously', async () => {
+    const hostPort = worker.hostPort
+    const inspect = async (ref: string, creds?: string) => (JSON.parse(await run('skopeo', ['inspect', '--tls-verify=false', ...(creds ? ['--creds', creds] : []), `docker://${hostPort}/${ref}`])) as {Digest: string}).Digest
+    assert.equal(await inspect('pub/app:1'), publicImage.manifestDigest, 'skopeo, public, anonymous (after a 401 ping)')
+    assert.equal(await inspect('team/app:1', GOOD), privateImage.manifestDigest, 'skopeo --creds, private')
+    await assert.rejects(inspect('team/app:1'), /unauthorized|authentication required/i, 'skopeo, private, anonymous')
+    await assert.rejects(inspect('team/app:1', WRONG), /unauthorized|authentication required|invalid username\/password/i, 'skopeo, private, wrong password')
+    assert.equal(await skopeoCopyDigest(hostPort, 'pub/app:1', path.join(work, 'auth-copies', 'pub')), publicImage.manifestDigest, 'skopeo copy, public, anonymous')
+
+    const podman = podmanPrivateState(path.join(work, 'auth-podman'))
+    const authfile = path.join(work, 'auth.json')
+    const anonymous = path.join(work, 'anonymous.json')
+    await writeFile(anonymous, '{"auths":{}}\n')
+    await assert.rejects(run('podman', [...podman, 'login', '--tls-verify=false', '--authfile', authfile, '-u', USER, '-p', 'not the password', hostPort]), /invalid username\/password|unauthorized/i, 'podman login, wrong password')
+    await run('podman', [...podman, 'login', '--tls-verify=false', '--authfile', authfile, '-u', USER, '-p', PASSWORD, hostPort])
+    const podmanPull = async (ref: string, file: string) => {
+      await run('podman', [...podman, 'pull', '-q', '--tls-verify=false', '--authfile', file, `${hostPort}/${ref}`])
+      const digest = (await run('podman', [...podman, 'image', 'inspect', '--format', '{{.Digest}}', `${hostPort}/${ref}`])).trim()
+      await run('podman', [...podman, 'rmi', '-f', `${hostPort}/${ref}`])
+      return digest
+    }
+    assert.equal(await podmanPull('team/app:1', authfile), privateImage.manifestDigest, 'podman login + pull, private')
+    assert.equal(await podmanPull('pub/app:1', anonymous), publicImage.manifestDigest, 'podman, public, anonymous')
+    await assert.rejects(podmanPull('team/app:1', anonymous), /unauthorized|authentication required/i, 'podman, private, anonymous')
+
+    const ctrPull = async (ref: string, user?: string): Promise<void> => {
+      const base = ['--address', ctrAddress, '--namespace', 'reg-auth-test']
+      await run('ctr', [...base, 'images', 'pull', '--plain-http', ...(user ? ['--user', user] : []), ref])
+      await run('ctr', [...base, 'images', 'rm', ref])
+    }
+    await ctrPull(`${hostPort}/pub/app:1`)
+    await ctrPull(`${hostPort}/team/app:1`, GOOD)
+    await assert.rejects(ctrPull(`${hostPort}/team/app:1`), /401|unauthorized/i, 'ctr, private, anonymous')
+    await assert.rejects(ctrPull(`${hostPort}/team/app:1`, WRONG), /401|unauthorized/i, 'ctr --user, wrong password')
   })
 
   it('--cors off: no CORS header on any answer, and OPTIONS is 405 as any other method', async () => {
-    const credentials = {Authorization: `Basic ${Buffer.from('puller:correct horse battery staple').toString('base64')}`}
-    for (const [url, init] of [['/v2/', {}], ['/v2/team/private/manifests/1', {headers: credentials}], ['/v2/team/private/manifests/1', {method: 'HEAD', headers: credentials}], ['/v2/nothing', {headers: credentials}],
-      ['/v2/team/private/manifests/1', {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET'}}]] as Array<[string, RequestInit]>) {
+    for (const [url, init] of [['/v2/', {}], ['/v2/team/app/manifests/1', {headers: basic(GOOD)}], ['/v2/team/app/manifests/1', {method: 'HEAD', headers: basic(GOOD)}], ['/v2/nothing', {headers: basic(GOOD)}],
+      ['/v2/pub/app/manifests/1', {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET'}}]] as Array<[string, RequestInit]>) {
       const response = await fetch(`${worker.url}${url}`, init)
       assert.deepEqual([...response.headers.keys()].filter((name) => name.startsWith('access-control-')), [], `${init.method ?? 'GET'} ${url}`)
       if (init.method === 'OPTIONS') assert.equal(response.status, 405)
     }
-  })
-
-  it('asks for credentials (401, Basic challenge, spec error) and refuses wrong ones', async () => {
-    for (const authorization of [undefined, `Basic ${Buffer.from('puller:wrong').toString('base64')}`, `Basic ${Buffer.from('nobody:correct horse battery staple').toString('base64')}`, 'Bearer x']) {
-      const response = await fetch(`${worker.url}/v2/team/private/manifests/1`, {headers: authorization ? {Authorization: authorization} : {}})
-      assert.equal(response.status, 401, authorization)
-      assert.equal(response.headers.get('www-authenticate'), 'Basic realm="reg"')
-      assert.equal((await response.json() as {errors: Array<{code: string}>}).errors[0].code, 'UNAUTHORIZED')
-    }
-  })
-
-  it('serves the listed user, with private caching, and skopeo pulls with --creds', async () => {
-    const response = await fetch(`${worker.url}/v2/team/private/manifests/1`, {headers: {Authorization: `Basic ${Buffer.from('puller:correct horse battery staple').toString('base64')}`}})
-    assert.equal(response.status, 200)
-    assert.equal(response.headers.get('cache-control'), 'private, max-age=60')
-    assert.ok(response.headers.get('docker-content-digest'))
-    const inspected = JSON.parse(await run('skopeo', ['inspect', '--tls-verify=false', '--creds', 'puller:correct horse battery staple', `docker://${worker.hostPort}/team/private:1`])) as {Digest: string}
-    assert.equal(inspected.Digest, response.headers.get('docker-content-digest'))
   })
 
   it('the hashing used by the deploy is what the Worker checks (lines already hashed pass through)', async () => {

@@ -7,7 +7,11 @@
 //   REG_TAG_MAX_AGE       Cache-Control max-age of what the tree does not hold (an empty referrers index)
 //   REG_MAX_FILTER_BYTES  the largest document filtered or paginated in memory (reg's MAX_FILTERED_REFERRERS_BYTES)
 //   REG_BASIC_AUTH        optional secret: lines `user:pbkdf2-sha256:ITERATIONS:SALT:HASH` (base64);
-//                         when present, every request needs one of these users (HTTP Basic)
+//                         when present, the ping and the private repositories need one of these
+//                         users (HTTP Basic)
+//   REG_ACCESS            with REG_BASIC_AUTH: JSON {"realm", "privateNames"}, the Basic realm and one
+//                         regular expression of the private repository names (src/config/access.ts);
+//                         absent: every repository is private
 //   REG_CORS              optional: JSON {"response": {...}, "preflight": {...}}, the CORS headers of
 //                         every answer and of the 204 answer to OPTIONS, as reg computed them
 //                         (src/core/cors.ts); absent: no CORS headers, OPTIONS is 405 (--cors off)
@@ -107,13 +111,13 @@ function corsOf(env) {
 
 /**
  * The one place every answer's headers are completed: the CORS headers (errors too: a page reads a
- * 404 as well), and `private` caching when the registry needs credentials.
+ * 404 as well), and `private` caching for what shared caches must not keep (see isShared).
  */
-function complete(response, env) {
+function complete(response, env, shared) {
   const cors = corsOf(env)
   if (cors) for (const [name, value] of Object.entries(cors.response)) response.headers.set(name, value)
   const cacheControl = response.headers.get('Cache-Control')
-  if (env.REG_BASIC_AUTH && cacheControl) response.headers.set('Cache-Control', cacheControl.replace(/^public\b/, 'private'))
+  if (!shared && cacheControl) response.headers.set('Cache-Control', cacheControl.replace(/^public\b/, 'private'))
   return response
 }
 
@@ -296,33 +300,113 @@ function equalBytes(a, b) {
   return difference === 0
 }
 
-/** Whether the request carries the credentials of a listed user. Successes are remembered in this isolate (a pull sends dozens of requests). */
-async function authorized(request, secret) {
+/**
+ * The Basic credentials of a request, or undefined when it sent none. An empty user and password
+ * (`Basic Og==`) are none: containers/image (skopeo, podman) sends them to every URL after a Basic
+ * ping when it has no credentials for the host. Another scheme is none too (as reg serve reads it).
+ */
+function basicCredentials(request) {
   const header = request.headers.get('Authorization') ?? ''
-  const match = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(header)
-  if (!match) return false
-  const remembered = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(`${secret}\n${header}`)))
-  const memo = btoa(String.fromCharCode(...remembered))
-  if (verified.has(memo)) return true
+  const match = /^Basic +(\S*)$/i.exec(header)
+  if (!match) return undefined
   let decoded
   try {
     decoded = new TextDecoder().decode(fromBase64(match[1]))
   } catch {
-    return false
+    return {header, user: '', password: ''}
   }
+  if (decoded === '' || decoded === ':') return undefined
   const colon = decoded.indexOf(':')
-  if (colon < 0) return false
+  return colon > 0 ? {header, user: decoded.slice(0, colon), password: decoded.slice(colon + 1)} : {header, user: '', password: ''}
+}
+
+/** Whether the credentials are a listed user's. Successes are remembered in this isolate (a pull sends dozens of requests). */
+async function authorized(credentials, secret) {
+  const remembered = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(`${secret}\n${credentials.header}`)))
+  const memo = btoa(String.fromCharCode(...remembered))
+  if (verified.has(memo)) return true
   const users = parseUsers(secret)
-  const user = users.get(decoded.slice(0, colon))
+  const user = credentials.user === '' ? undefined : users.get(credentials.user)
   // An unknown user costs the same work as a known one: a listed user's hash is computed anyway.
   const model = user ?? users.values().next().value
   if (!model) return false
   const expected = fromBase64(model.hash)
-  const actual = await pbkdf2(decoded.slice(colon + 1), fromBase64(model.salt), model.iterations, expected.length)
+  const actual = await pbkdf2(credentials.password, fromBase64(model.salt), model.iterations, expected.length)
   if (!user || !equalBytes(actual, expected)) return false
   if (verified.size >= MAX_REMEMBERED) verified.clear()
   verified.set(memo, true)
   return true
+}
+
+// ---- Who may read what: REG_ACCESS (realm, private names) beside the REG_BASIC_AUTH users.
+
+/** reg's longest repository name: a longer one is no repository, and is not matched (the pattern's work stays bounded). */
+const MAX_NAME_LENGTH = 255
+let accessMemo = {text: undefined, value: undefined}
+
+/**
+ * The access policy, or undefined for a public registry. Without REG_ACCESS (or unreadable), every
+ * repository is private: it fails closed.
+ */
+function accessOf(env) {
+  if (!env.REG_BASIC_AUTH) return undefined
+  const text = env.REG_ACCESS ?? ''
+  if (accessMemo.text !== text) {
+    let parsed = {}
+    try {
+      parsed = JSON.parse(text)
+    } catch {}
+    const realm = typeof parsed.realm === 'string' ? parsed.realm : 'reg'
+    let names = /^(?:.*)$/s
+    try {
+      if (typeof parsed.privateNames === 'string') names = new RegExp(`^(?:${parsed.privateNames})$`, 'i')
+    } catch {}
+    accessMemo = {text, value: {realm, names}}
+  }
+  return accessMemo.value
+}
+
+/** Whether a repository name needs a user (any spelling: the names are matched case-insensitively). */
+function isPrivate(access, name) {
+  return name.length > MAX_NAME_LENGTH || access.names.test(name)
+}
+
+/**
+ * Whether an answer may be kept by shared caches: not when it needs a user, nor the catalog (its
+ * content depends on who asks).
+ */
+function isShared(access, route) {
+  return access === undefined || (route.class !== 'catalog' && !(route.name !== undefined && isPrivate(access, route.name)))
+}
+
+/**
+ * Who is reading: 'user' (good credentials) or 'anonymous' where that may read; else a 401 with the
+ * Basic challenge. The API root always challenges an anonymous client (clients decide from the ping
+ * whether to send credentials), a private repository's URLs need a user, wrong credentials are
+ * refused wherever they are sent. Content that only private repositories hold needs no list of its
+ * own here: each repository's URLs are R2 keys of their own (copies, never a shared object), so a
+ * public name's URL never reaches a private repository's content.
+ */
+async function readerOf(request, env, route) {
+  const access = accessOf(env)
+  if (!access) return 'anonymous'
+  const credentials = basicCredentials(request)
+  const needed = route.class === 'api-root' || (route.name !== undefined && isPrivate(access, route.name))
+  if (!credentials && !needed) return 'anonymous'
+  if (credentials && await authorized(credentials, env.REG_BASIC_AUTH)) return 'user'
+  throw new HttpError(401, 'UNAUTHORIZED', 'authentication required', {'WWW-Authenticate': `Basic realm="${access.realm}"`})
+}
+
+/** The catalog an anonymous client may see: the public repositories only (a private name is never told). */
+async function publicCatalog(request, env, route) {
+  const access = accessOf(env)
+  const document = await readDocument(env, route)
+  if (!document.present) throw notFound(route.path)
+  // Too large to filter within a request's budget: only a user sees it.
+  if (!document.value) throw new HttpError(401, 'UNAUTHORIZED', 'authentication required', {'WWW-Authenticate': `Basic realm="${access.realm}"`})
+  const listed = Array.isArray(document.value.repositories) ? document.value.repositories : []
+  const repositories = listed.filter((name) => typeof name === 'string' && !isPrivate(access, name))
+  return json(200, JSON.stringify({repositories}), 'application/json', document.head.httpMetadata?.cacheControl ?? 'no-cache', request.method)
 }
 
 function decodedPath(url) {
@@ -333,27 +417,24 @@ function decodedPath(url) {
   }
 }
 
-async function handle(request, env, ctx) {
+async function handle(request, env, ctx, url, route) {
   const method = request.method
   if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'UNSUPPORTED', 'this registry is read-only: only GET and HEAD are supported', {Allow: 'GET, HEAD'})
-  if (env.REG_BASIC_AUTH && !(await authorized(request, env.REG_BASIC_AUTH))) {
-    throw new HttpError(401, 'UNAUTHORIZED', 'authentication required', {'WWW-Authenticate': 'Basic realm="reg"'})
-  }
-  const url = new URL(request.url)
-  const route = routeOf(decodedPath(url))
+  const reader = await readerOf(request, env, route)
   if (route.class === 'api-version') return respond(301, {Location: `/v2/${url.search}`, 'Content-Length': '0'}, null)
+  if (route.class === 'catalog' && reader === 'anonymous' && accessOf(env)) return publicCatalog(request, env, route)
   if (route.class === 'tags-list' && (url.searchParams.has('n') || url.searchParams.has('last'))) return tagsPage(request, env, ctx, route, url)
   if (route.class === 'referrers') return referrers(request, env, ctx, route, url)
   if (STORED.has(route.class)) return serveStored(request, env, ctx, route)
   throw notFound(route.path.startsWith('v2/') ? route.path : '')
 }
 
-async function answer(request, env, ctx) {
+async function answer(request, env, ctx, url, route) {
   // A browser's preflight, for any URL, before anything else (it never carries credentials).
   const cors = corsOf(env)
   if (cors && request.method === 'OPTIONS') return respond(204, cors.preflight, null)
   try {
-    return await handle(request, env, ctx)
+    return await handle(request, env, ctx, url, route)
   } catch (error) {
     if (error instanceof HttpError) return errorResponse(error, request.method)
     console.error(`reg worker: ${request.method} ${new URL(request.url).pathname}: ${error?.stack ?? error}`)
@@ -363,6 +444,8 @@ async function answer(request, env, ctx) {
 
 export default {
   async fetch(request, env, ctx) {
-    return complete(await answer(request, env, ctx), env)
+    const url = new URL(request.url)
+    const route = routeOf(decodedPath(url))
+    return complete(await answer(request, env, ctx, url, route), env, isShared(accessOf(env), route))
   },
 }
