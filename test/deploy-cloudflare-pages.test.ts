@@ -18,58 +18,9 @@ import {type Containerd, podmanPullDigest, skopeoCopyDigest, skopeoInspectDigest
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
 import {requireTool, waitUntil} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir} from './support.js'
-import {type RunningWrangler, startWrangler} from './wrangler.js'
+import {fakePagesApi, PAGES_ACCOUNT as ACCOUNT, PAGES_JWT as JWT, type PagesApiCall as ApiCall, PAGES_PROJECT as PROJECT, PAGES_TOKEN as TOKEN, type RunningWrangler, startWrangler, writePagesDeployment} from './wrangler.js'
 
-const API = 'https://api.cloudflare.com'
-const ACCOUNT = 'fedcba9876543210fedcba9876543210'
-const TOKEN = 'cf-pages-token'
-const JWT = 'pages-upload-jwt'
-const PROJECT = 'reg-pages'
 const PROJECT_PATH = `/client/v4/accounts/${ACCOUNT}/pages/projects/${PROJECT}`
-
-interface ApiCall {
-  method: string
-  path: string
-  authorization: string
-  contentType: string
-  body: string
-}
-
-/** The Pages API as nock answers it, keeping what a project keeps: contents by hash, the last deployment. */
-function fakePagesApi() {
-  const calls: ApiCall[] = []
-  const contents = new Map<string, Buffer>()
-  const deployments: Array<{manifest: Record<string, string>; headers: string; redirects: string}> = []
-  const ok = (result: unknown) => [200, {success: true, errors: [], messages: [], result}] as const
-  nock(API).persist()
-    .get(/.*/).reply(function (uri) {
-      calls.push({method: 'GET', path: uri, authorization: String(this.req.headers.authorization), contentType: '', body: ''})
-      if (uri === PROJECT_PATH) return ok({name: PROJECT})
-      if (uri === `${PROJECT_PATH}/upload-token`) return ok({jwt: JWT})
-      return [404, {success: false, errors: [{code: 8000007, message: 'Project not found'}], result: null}]
-    })
-    .post(/.*/).reply(async function (uri, body) {
-      const text = typeof body === 'string' ? body : JSON.stringify(body)
-      calls.push({method: 'POST', path: uri, authorization: String(this.req.headers.authorization), contentType: String(this.req.headers['content-type']), body: text})
-      if (uri === '/client/v4/pages/assets/check-missing') return ok((JSON.parse(text) as {hashes: string[]}).hashes.filter((h) => !contents.has(h)))
-      if (uri === '/client/v4/pages/assets/upload') {
-        for (const entry of JSON.parse(text) as Array<{key: string; value: string}>) contents.set(entry.key, Buffer.from(entry.value, 'base64'))
-        return ok({successful_key_count: 1})
-      }
-      if (uri === '/client/v4/pages/assets/upsert-hashes') return ok(null)
-      if (uri === `${PROJECT_PATH}/deployments`) {
-        const form = await new Response(text, {headers: {'Content-Type': String(this.req.headers['content-type'])}}).formData()
-        deployments.push({
-          manifest: JSON.parse(String(form.get('manifest'))) as Record<string, string>,
-          headers: await (form.get('_headers') as Blob).text(),
-          redirects: await (form.get('_redirects') as Blob).text(),
-        })
-        return ok({id: `deployment-${deployments.length}`, url: `https://${deployments.length}.${PROJECT}.pages.dev`})
-      }
-      return [404, {success: false, errors: [{code: 7003, message: 'No route'}], result: null}]
-    })
-  return {calls, contents, deployments}
-}
 
 function deploy(tree: string, ...extra: string[]) {
   return runReg(['deploy', tree, '--backend', 'cloudflare-pages', '--project', PROJECT, '--account-id', ACCOUNT, '--json', ...extra], {env: {CLOUDFLARE_API_TOKEN: TOKEN}})
@@ -97,15 +48,7 @@ describe('reg deploy --backend cloudflare-pages, served by wrangler pages dev', 
     firstCalls = [...api.calls]
     // The deployment exactly as Pages received it, as a directory.
     out = path.join(work, 'pages-output')
-    const deployment = api.deployments[0]
-    for (const [file, hash] of Object.entries(deployment.manifest)) {
-      const content = api.contents.get(hash)
-      assert.ok(content, `${file} was uploaded`)
-      await mkdir(path.dirname(path.join(out, file)), {recursive: true})
-      await writeFile(path.join(out, file), content)
-    }
-    await writeFile(path.join(out, '_headers'), deployment.headers)
-    await writeFile(path.join(out, '_redirects'), deployment.redirects)
+    await writePagesDeployment(api, api.deployments[0], out)
     pages = await startWrangler(['pages', 'dev', out, '--compatibility-date', '2025-01-01', '--persist-to', path.join(work, 'pages-state')], work)
     serve = await startRegistryServer(fixtures.tree, {port: 0})
     containerd = await startContainerd(path.join(work, 'containerd'))

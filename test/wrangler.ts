@@ -228,3 +228,66 @@ export async function startUploadedWorker(dir: string, persist: string, uploaded
   })
   return startWrangler(['dev', '--persist-to', persist], dir)
 }
+
+export const PAGES_ACCOUNT = 'fedcba9876543210fedcba9876543210'
+export const PAGES_TOKEN = 'cf-pages-token'
+export const PAGES_JWT = 'pages-upload-jwt'
+export const PAGES_PROJECT = 'reg-pages'
+const PAGES_PROJECT_PATH = `/client/v4/accounts/${PAGES_ACCOUNT}/pages/projects/${PAGES_PROJECT}`
+
+export interface PagesApiCall {
+  method: string
+  path: string
+  authorization: string
+  contentType: string
+  body: string
+}
+
+/** The Pages API as nock answers it, keeping what a project keeps: contents by hash, the last deployment. */
+export function fakePagesApi() {
+  const calls: PagesApiCall[] = []
+  const contents = new Map<string, Buffer>()
+  const deployments: Array<{manifest: Record<string, string>; headers: string; redirects: string}> = []
+  const ok = (result: unknown) => [200, {success: true, errors: [], messages: [], result}] as const
+  nock(CF_API).persist()
+    .get(/.*/).reply(function (uri) {
+      calls.push({method: 'GET', path: uri, authorization: String(this.req.headers.authorization), contentType: '', body: ''})
+      if (uri === PAGES_PROJECT_PATH) return ok({name: PAGES_PROJECT})
+      if (uri === `${PAGES_PROJECT_PATH}/upload-token`) return ok({jwt: PAGES_JWT})
+      return [404, {success: false, errors: [{code: 8000007, message: 'Project not found'}], result: null}]
+    })
+    .post(/.*/).reply(async function (uri, body) {
+      const text = typeof body === 'string' ? body : JSON.stringify(body)
+      calls.push({method: 'POST', path: uri, authorization: String(this.req.headers.authorization), contentType: String(this.req.headers['content-type']), body: text})
+      if (uri === '/client/v4/pages/assets/check-missing') return ok((JSON.parse(text) as {hashes: string[]}).hashes.filter((h) => !contents.has(h)))
+      if (uri === '/client/v4/pages/assets/upload') {
+        for (const entry of JSON.parse(text) as Array<{key: string; value: string}>) contents.set(entry.key, Buffer.from(entry.value, 'base64'))
+        return ok({successful_key_count: 1})
+      }
+      if (uri === '/client/v4/pages/assets/upsert-hashes') return ok(null)
+      if (uri === `${PAGES_PROJECT_PATH}/deployments`) {
+        const form = await new Response(text, {headers: {'Content-Type': String(this.req.headers['content-type'])}}).formData()
+        deployments.push({
+          manifest: JSON.parse(String(form.get('manifest'))) as Record<string, string>,
+          headers: await (form.get('_headers') as Blob).text(),
+          redirects: await (form.get('_redirects') as Blob).text(),
+        })
+        return ok({id: `deployment-${deployments.length}`, url: `https://${deployments.length}.${PAGES_PROJECT}.pages.dev`})
+      }
+      return [404, {success: false, errors: [{code: 7003, message: 'No route'}], result: null}]
+    })
+  return {calls, contents, deployments}
+}
+
+
+/** A Pages deployment exactly as the fake API received it, as the directory `wrangler pages dev` serves: its files by the manifest, _headers, _redirects. */
+export async function writePagesDeployment(api: ReturnType<typeof fakePagesApi>, deployment: ReturnType<typeof fakePagesApi>['deployments'][number], out: string): Promise<void> {
+  for (const [file, hash] of Object.entries(deployment.manifest)) {
+    const content = api.contents.get(hash)
+    if (!content) throw new Error(`${file} was not uploaded`)
+    await mkdir(path.dirname(path.join(out, file)), {recursive: true})
+    await writeFile(path.join(out, file), content)
+  }
+  await writeFile(path.join(out, '_headers'), deployment.headers)
+  await writeFile(path.join(out, '_redirects'), deployment.redirects)
+}
