@@ -20,6 +20,7 @@ export const SHARED_FLAGS = {
   'api-token': Flags.string({description: 'Cloudflare API token (default: CLOUDFLARE_API_TOKEN; prefer the environment)', helpGroup: 'CLOUDFLARE'}),
   cors: CORS_FLAG,
   checksums: Flags.option({description: 'SDK request/response checksums (when-supported breaks R2 and some S3-compatible servers)', options: ['when-required', 'when-supported'] as const, default: 'when-required' as const, helpGroup: 'S3, R2, SCALEWAY'})(),
-  'auth-file': Flags.string({description: 'htpasswd file of the users who may read private repositories (bcrypt only: htpasswd -B); the host gets a copy outside the served files. Enforced by nginx and apache; the S3 family and netlify refuse it, saying why', helpGroup: 'ACCESS CONTROL'}),
+  'auth-file': Flags.string({description: 'htpasswd file of the users who may read private repositories (bcrypt only: htpasswd -B); the host gets a copy outside the served files. Enforced by nginx and apache; the S3 family, netlify and the cloudflare backends refuse it, saying why (cloudflare: use --basic-auth)', helpGroup: 'ACCESS CONTROL'}),
+  'basic-auth': Flags.string({description: 'file of user:password lines: the users who may read the private repositories (--private, else all of them), checked by the cloudflare Worker (reg uploads PBKDF2 hashes of the passwords as a Worker secret: bcrypt costs more CPU than a Worker may spend); cloudflare-pages refuses it, saying why', helpGroup: 'ACCESS CONTROL'}),
   private: Flags.string({description: 'repositories that need credentials, a glob of names (team/**, *: any characters but /, **: any); repeatable; without it, with --auth-file, the whole registry', multiple: true, helpGroup: 'ACCESS CONTROL'}),
 }

@@ -1,12 +1,15 @@
 // reg deploy --backend cloudflare against nock'd R2 and Cloudflare API endpoints: what cannot be
 // seen in wrangler dev. The Worker goes up only after every object, a refused token says which
 // scopes it needs, 5xx answers are retried, bad flags and credential files are refused before
-// any request (and never echo a password).
+// any request (and never echo a password). Access control: what each Cloudflare backend refuses, and
+// the Worker's policy at its edges (run in this process over a fake R2).
 import assert from 'node:assert/strict'
 import path from 'node:path'
 import {writeFile} from 'node:fs/promises'
 import {after, afterEach, before, describe, it} from 'node:test'
 import nock from 'nock'
+import {basicAuthSecret} from '../plugins/backend-cloudflare/cloudflare-backend.js'
+import {workerAccess} from '../plugins/backend-cloudflare/index.js'
 import {BACKENDS} from '../plugins/index.js'
 import {deployTree} from '../src/publish/deploy.js'
 import {EXAMPLE_LAYOUT, removeTempDirs, runReg, tempDir} from './support.js'
@@ -111,5 +114,77 @@ describe('reg deploy --backend cloudflare: the Cloudflare API', () => {
     delete process.env.CLOUDFLARE_API_TOKEN
     await refuse({}, /needs a Cloudflare API token/)
     process.env.CLOUDFLARE_API_TOKEN = 'tok'
+  })
+})
+
+describe('access control on the Cloudflare backends: what is refused, and the Worker\'s policy where the flags leave gaps', () => {
+  let work: string
+  let users: string
+  const saved = {...process.env}
+
+  before(async () => {
+    work = await tempDir()
+    users = path.join(work, 'users')
+    await writeFile(users, 'alice:correct horse\n')
+    process.env.CLOUDFLARE_API_TOKEN = 'tok'
+    nock.disableNetConnect()
+  })
+  after(async () => {
+    nock.enableNetConnect()
+    process.env = saved
+    await removeTempDirs()
+  })
+
+  it('cloudflare refuses --auth-file (bcrypt), pointing at --basic-auth; --private needs --basic-auth', async () => {
+    const result = await runReg(['deploy', path.join(work, 'none'), '--backend', 'cloudflare', '--account-id', ACCOUNT, '--bucket', 'reg', '--auth-file', users, '--private', 'team/**'])
+    assert.equal(result.code, 1)
+    assert.ok(result.stderr.includes('--backend cloudflare cannot check the bcrypt hashes of --auth-file: bcrypt costs more CPU than a Worker may spend on a request'), result.stderr)
+    assert.ok(result.stderr.includes('give the users as --basic-auth FILE (lines user:password; reg uploads only PBKDF2 hashes of the passwords, as a Worker secret), and the repositories that need them as --private GLOB (without it, the whole registry)'), result.stderr)
+    await assert.rejects(BACKENDS.create('cloudflare', {'account-id': ACCOUNT, bucket: 'reg', private: ['team/**']}), (error: Error & {hint?: string}) => {
+      assert.equal(error.message, '--private needs --basic-auth FILE on --backend cloudflare')
+      assert.match(error.hint ?? '', /a file of user:password lines/)
+      return true
+    })
+    await assert.rejects(BACKENDS.create('cloudflare', {'account-id': ACCOUNT, bucket: 'reg', 'basic-auth': users, private: ['Team/**']}), /--private "Team\/\*\*" is not a glob of repository names/)
+  })
+
+  it('cloudflare-pages refuses --auth-file, --private and --basic-auth, saying why and what can', async () => {
+    for (const flags of [['--basic-auth', users], ['--private', 'team/**'], ['--auth-file', users]]) {
+      const result = await runReg(['deploy', path.join(work, 'none'), '--backend', 'cloudflare-pages', '--project', 'p', '--account-id', ACCOUNT, ...flags])
+      assert.equal(result.code, 1, flags.join(' '))
+      assert.ok(result.stderr.includes('--backend cloudflare-pages cannot take --auth-file/--private/--basic-auth: Pages serves its files to whoever asks and checks no password'), result.stderr)
+      assert.ok(result.stderr.includes('serve private repositories with --backend cloudflare (R2 behind reg\'s Worker: --basic-auth FILE --private GLOB, the users kept as a Worker secret), or with nginx, Apache or reg serve --read-auth'), result.stderr)
+    }
+  })
+
+  /** The Worker script in this process, over a fake R2 holding team/app and pub/app: the policy's edges without wrangler. */
+  async function workerAnswers(env: Record<string, unknown>): Promise<(url: string, credentials?: string) => Promise<Response>> {
+    // the script as uploaded (plain JavaScript, no types): by URL
+    const worker = (await import(new URL('../plugins/backend-cloudflare/worker.js', import.meta.url).href) as {default: unknown}).default as {fetch(request: Request, env: unknown, ctx: unknown): Promise<Response>}
+    const stored = new Map<string, string>([
+      ['v2/team/app/manifests/1', '{}'], ['v2/pub/app/manifests/1', '{}'], ['v2/_catalog', JSON.stringify({repositories: ['pub/app', 'team/app']})],
+    ])
+    const object = (key: string) => {
+      const text = stored.get(key)
+      return text === undefined ? null : {size: text.length, etag: 'e', httpMetadata: {contentType: 'application/json', cacheControl: 'public, max-age=60'}, customMetadata: {}, body: new Response(text).body, text: async () => text}
+    }
+    const bucket = {head: async (key: string) => object(key), get: async (key: string) => object(key)}
+    const ctx = {waitUntil: () => undefined}
+    return (url, credentials) => worker.fetch(new Request(`http://registry.test${url}`, {headers: credentials ? {Authorization: `Basic ${Buffer.from(credentials).toString('base64')}`} : {}}), {REGISTRY: bucket, ...env}, ctx)
+  }
+
+  it('the Worker: without --private every repository is private (the catalog lists none anonymously); without REG_ACCESS it fails closed; an overlong name is private', async () => {
+    const secret = await basicAuthSecret(users)
+    const whole = await workerAnswers({REG_BASIC_AUTH: secret, REG_ACCESS: workerAccess({'basic-auth': users})!.binding})
+    assert.equal((await whole('/v2/pub/app/manifests/1')).status, 401)
+    assert.equal((await whole('/v2/pub/app/manifests/1', 'alice:correct horse')).status, 200)
+    assert.deepEqual(await (await whole('/v2/_catalog')).json(), {repositories: []})
+    const closed = await workerAnswers({REG_BASIC_AUTH: secret})
+    assert.equal((await closed('/v2/pub/app/manifests/1')).status, 401, 'no REG_ACCESS: every repository private')
+    const team = await workerAnswers({REG_BASIC_AUTH: secret, REG_ACCESS: workerAccess({'basic-auth': users, private: ['team/**']})!.binding})
+    assert.equal((await team('/v2/pub/app/manifests/1')).status, 200)
+    assert.equal((await team('/v2/team/app/manifests/1')).status, 401)
+    assert.equal((await team(`/v2/${'a/'.repeat(200)}x/manifests/1`)).status, 401, 'longer than any repository name: not matched, private')
+    assert.deepEqual(await (await team('/v2/_catalog')).json(), {repositories: ['pub/app']})
   })
 })

@@ -4,74 +4,26 @@
 // real clients pull every core fixture with the source digests, and no rule is dropped or warned about.
 // Every Pages limit is refused before any upload, naming the limit and --backend cloudflare.
 import assert from 'node:assert/strict'
-import {mkdir, writeFile} from 'node:fs/promises'
+import {mkdir, rename, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import nock from 'nock'
 import {pagesConfig, PAGES_LIMITS} from '../plugins/backend-cloudflare-pages/pages-layout.js'
+import {corsHeaders} from '../src/core/cors.js'
 import {BACKENDS} from '../plugins/index.js'
 import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
 import type {RegistryObject, TreeIndex} from '../src/tree/model.js'
 import {RegistryTree} from '../src/tree/registry-tree.js'
 import {type Containerd, podmanPullDigest, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
-import {requireTool} from './static-hosts.js'
+import {requireTool, waitUntil} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir} from './support.js'
-import {type RunningWrangler, startWrangler} from './wrangler.js'
+import {fakePagesApi, PAGES_ACCOUNT as ACCOUNT, PAGES_JWT as JWT, type PagesApiCall as ApiCall, PAGES_PROJECT as PROJECT, PAGES_TOKEN as TOKEN, type RunningWrangler, startWrangler, writePagesDeployment} from './wrangler.js'
 
-const API = 'https://api.cloudflare.com'
-const ACCOUNT = 'fedcba9876543210fedcba9876543210'
-const TOKEN = 'cf-pages-token'
-const JWT = 'pages-upload-jwt'
-const PROJECT = 'reg-pages'
 const PROJECT_PATH = `/client/v4/accounts/${ACCOUNT}/pages/projects/${PROJECT}`
 
-interface ApiCall {
-  method: string
-  path: string
-  authorization: string
-  contentType: string
-  body: string
-}
-
-/** The Pages API as nock answers it, keeping what a project keeps: contents by hash, the last deployment. */
-function fakePagesApi() {
-  const calls: ApiCall[] = []
-  const contents = new Map<string, Buffer>()
-  const deployments: Array<{manifest: Record<string, string>; headers: string; redirects: string}> = []
-  const ok = (result: unknown) => [200, {success: true, errors: [], messages: [], result}] as const
-  nock(API).persist()
-    .get(/.*/).reply(function (uri) {
-      calls.push({method: 'GET', path: uri, authorization: String(this.req.headers.authorization), contentType: '', body: ''})
-      if (uri === PROJECT_PATH) return ok({name: PROJECT})
-      if (uri === `${PROJECT_PATH}/upload-token`) return ok({jwt: JWT})
-      return [404, {success: false, errors: [{code: 8000007, message: 'Project not found'}], result: null}]
-    })
-    .post(/.*/).reply(async function (uri, body) {
-      const text = typeof body === 'string' ? body : JSON.stringify(body)
-      calls.push({method: 'POST', path: uri, authorization: String(this.req.headers.authorization), contentType: String(this.req.headers['content-type']), body: text})
-      if (uri === '/client/v4/pages/assets/check-missing') return ok((JSON.parse(text) as {hashes: string[]}).hashes.filter((h) => !contents.has(h)))
-      if (uri === '/client/v4/pages/assets/upload') {
-        for (const entry of JSON.parse(text) as Array<{key: string; value: string}>) contents.set(entry.key, Buffer.from(entry.value, 'base64'))
-        return ok({successful_key_count: 1})
-      }
-      if (uri === '/client/v4/pages/assets/upsert-hashes') return ok(null)
-      if (uri === `${PROJECT_PATH}/deployments`) {
-        const form = await new Response(text, {headers: {'Content-Type': String(this.req.headers['content-type'])}}).formData()
-        deployments.push({
-          manifest: JSON.parse(String(form.get('manifest'))) as Record<string, string>,
-          headers: await (form.get('_headers') as Blob).text(),
-          redirects: await (form.get('_redirects') as Blob).text(),
-        })
-        return ok({id: `deployment-${deployments.length}`, url: `https://${deployments.length}.${PROJECT}.pages.dev`})
-      }
-      return [404, {success: false, errors: [{code: 7003, message: 'No route'}], result: null}]
-    })
-  return {calls, contents, deployments}
-}
-
-function deploy(tree: string) {
-  return runReg(['deploy', tree, '--backend', 'cloudflare-pages', '--project', PROJECT, '--account-id', ACCOUNT, '--json'], {env: {CLOUDFLARE_API_TOKEN: TOKEN}})
+function deploy(tree: string, ...extra: string[]) {
+  return runReg(['deploy', tree, '--backend', 'cloudflare-pages', '--project', PROJECT, '--account-id', ACCOUNT, '--json', ...extra], {env: {CLOUDFLARE_API_TOKEN: TOKEN}})
 }
 
 describe('reg deploy --backend cloudflare-pages, served by wrangler pages dev', () => {
@@ -82,6 +34,7 @@ describe('reg deploy --backend cloudflare-pages, served by wrangler pages dev', 
   let pages: RunningWrangler
   let serve: RunningServer
   let containerd: Containerd
+  let out: string
 
   before(async () => {
     for (const tool of ['skopeo', 'ctr', 'containerd', 'podman']) requireTool(tool)
@@ -94,16 +47,8 @@ describe('reg deploy --backend cloudflare-pages, served by wrangler pages dev', 
     assert.equal(result.code, 0, result.stderr)
     firstCalls = [...api.calls]
     // The deployment exactly as Pages received it, as a directory.
-    const out = path.join(work, 'pages-output')
-    const deployment = api.deployments[0]
-    for (const [file, hash] of Object.entries(deployment.manifest)) {
-      const content = api.contents.get(hash)
-      assert.ok(content, `${file} was uploaded`)
-      await mkdir(path.dirname(path.join(out, file)), {recursive: true})
-      await writeFile(path.join(out, file), content)
-    }
-    await writeFile(path.join(out, '_headers'), deployment.headers)
-    await writeFile(path.join(out, '_redirects'), deployment.redirects)
+    out = path.join(work, 'pages-output')
+    await writePagesDeployment(api, api.deployments[0], out)
     pages = await startWrangler(['pages', 'dev', out, '--compatibility-date', '2025-01-01', '--persist-to', path.join(work, 'pages-state')], work)
     serve = await startRegistryServer(fixtures.tree, {port: 0})
     containerd = await startContainerd(path.join(work, 'containerd'))
@@ -214,6 +159,42 @@ describe('reg deploy --backend cloudflare-pages, served by wrangler pages dev', 
       assert.equal(response.status, 404, url)
       assert.match(await response.text(), /"errors"/, url)
     }
+  })
+
+  it('CORS: GET and HEAD answers (redirects, errors too) carry the headers of src/core/cors.ts; OPTIONS is 405 on Pages (no preflight)', async () => {
+    const multi = fixtures.images.find((i) => i.multiArch)!
+    for (const [url, method] of [['/v2/', 'GET'], [`/v2/${multi.name}/manifests/${multi.tag}`, 'GET'], [`/v2/${multi.name}/manifests/${multi.tag}`, 'HEAD'],
+      [`/v2/${multi.name}/manifests/${multi.digest}`, 'HEAD'], ['/v2/_catalog', 'GET'], ['/v2/no/such/tags/list', 'GET']]) {
+      for (const redirect of ['manual', 'follow'] as const) {
+        const response = await fetch(`${pages.url}${url}`, {method, redirect})
+        for (const [name, value] of Object.entries(corsHeaders('*'))) assert.equal(response.headers.get(name), value, `${method} ${url} (${redirect}, ${response.status}): ${name}`)
+      }
+    }
+    const preflight = await fetch(`${pages.url}/v2/${multi.name}/manifests/${multi.tag}`, {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization'}})
+    assert.equal(preflight.status, 405, 'Pages answers no preflight: the README says so')
+    assert.ok(api.deployments[0].headers.includes(`\n/*\n  Access-Control-Allow-Origin: *\n  Access-Control-Expose-Headers: ${corsHeaders('*')['Access-Control-Expose-Headers']}\n`))
+  })
+
+  // Last: it replaces the served _headers with those of a --cors off deploy (wrangler pages dev re-reads it).
+  it('--cors off: no CORS header at all (the one Pages adds by itself is detached), and the rule counts in the 100', async () => {
+    const result = await deploy(fixtures.tree, '--cors', 'off')
+    assert.equal(result.code, 0, result.stderr)
+    const {headers} = api.deployments.at(-1)!
+    assert.ok(!headers.includes('Access-Control-Expose-Headers') && headers.includes('\n/*\n  ! Access-Control-Allow-Origin\n'), headers)
+    assert.equal(pagesConfig((await RegistryTree.load(fixtures.tree)).index).counts.headerRules, pagesConfig((await RegistryTree.load(fixtures.tree)).index, '*').counts.headerRules)
+    // Replaced whole (a rename): a write in place is seen half-done by the watcher, an empty file first.
+    await writeFile(path.join(work, '_headers.next'), headers)
+    await rename(path.join(work, '_headers.next'), path.join(out, '_headers'))
+    const multi = fixtures.images.find((i) => i.multiArch)!
+    await waitUntil('wrangler pages dev answers with the new _headers', async () => {
+      const response = await fetch(`${pages.url}/v2/`)
+      return response.headers.get('access-control-allow-origin') === null && response.headers.get('docker-distribution-api-version') === 'registry/2.0'
+    }, {attempts: 300, intervalMs: 100})
+    for (const [url, method] of [['/v2/', 'GET'], [`/v2/${multi.name}/manifests/${multi.tag}`, 'GET'], [`/v2/${multi.name}/manifests/${multi.tag}`, 'HEAD'], ['/v2/no/such/tags/list', 'GET']]) {
+      const response = await fetch(`${pages.url}${url}`, {method})
+      assert.deepEqual([...response.headers.keys()].filter((name) => name.startsWith('access-control-')), [], `${method} ${url}`)
+    }
+    assert.deepEqual(pages.problems(), [], pages.output())
   })
 })
 

@@ -8,43 +8,68 @@ import {createHash} from 'node:crypto'
 import {readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import nock from 'nock'
 import {basicAuthSecret, WORKER_COMPATIBILITY_DATE} from '../plugins/backend-cloudflare/cloudflare-backend.js'
+import {accessPolicy, AUTH_REALM} from '../src/config/access.js'
+import {corsHeaders, corsPreflightHeaders} from '../src/core/cors.js'
 import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
-import {type Containerd, podmanPullDigest, run, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
+import {type Containerd, podmanPrivateState, podmanPullDigest, run, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
 import {requireTool} from './static-hosts.js'
-import {REPO_ROOT, removeTempDirs, runReg, tempDir} from './support.js'
-import {type RunningWrangler, S3_OVER_R2_WORKER, startWrangler, writeWorkerProject} from './wrangler.js'
+import {REPO_ROOT, removeTempDirs, runReg, tempDir, type TinyImage, writeTinyOciLayout} from './support.js'
+import {type ApiCall, CF_ACCOUNT, CF_TOKEN, deployThroughR2, R2_BUCKET, type RunningWrangler, startUploadedWorker, type UploadedWorker} from './wrangler.js'
 
-const API = 'https://api.cloudflare.com'
-const ACCOUNT = '0123456789abcdef0123456789abcdef'
-const TOKEN = 'cf-test-token'
-const BUCKET = 'reg-test'
+const ACCOUNT = CF_ACCOUNT
+const TOKEN = CF_TOKEN
+const BUCKET = R2_BUCKET
+/** the tree with a Basic-auth Worker lives under this key prefix of the same bucket */
+const AUTH_PREFIX = 'auth'
+const USER = 'alice'
+const PASSWORD = 'correct horse'
+const GOOD = `${USER}:${PASSWORD}`
+const WRONG = `${USER}:not the password`
+const basic = (credentials: string) => ({Authorization: `Basic ${Buffer.from(credentials).toString('base64')}`})
 
-interface ApiCall {
-  method: string
-  path: string
-  headers: Record<string, string | string[] | undefined>
-  body: string
+interface Deployed {
+  work: string
+  persist: string
+  fixtures: CoreFixtures
+  main: UploadedWorker
+  auth: UploadedWorker
+  authTree: string
+  privateImage: TinyImage
+  publicImage: TinyImage
 }
 
-/** The Cloudflare API as nock answers it: every call recorded, each answered with its documented envelope. */
-function fakeCloudflareApi(): ApiCall[] {
-  const calls: ApiCall[] = []
-  const record = (method: string) => function (this: nock.ReplyFnContext, uri: string, body: nock.Body) {
-    calls.push({method, path: uri, headers: this.req.headers, body: typeof body === 'string' ? body : JSON.stringify(body)})
-    if (uri.endsWith('/workers/subdomain')) return [200, {success: true, errors: [], messages: [], result: {subdomain: 'acme'}}]
-    return [200, {success: true, errors: [], messages: [], result: {}}]
-  }
-  nock(API).persist().put(/.*/).reply(record('PUT')).post(/.*/).reply(record('POST')).get(/.*/).reply(record('GET'))
-  return calls
+let deployed: Promise<Deployed> | undefined
+
+/**
+ * Both deploys of this file, through one S3-over-R2 Worker (wrangler starts are slow): the core
+ * fixtures with the defaults, and a Basic-auth registry under its own key prefix.
+ */
+function deployments(): Promise<Deployed> {
+  deployed ??= (async () => {
+    for (const tool of ['skopeo', 'ctr', 'containerd', 'podman']) requireTool(tool)
+    const work = await tempDir()
+    const fixtures = await buildCoreFixtures(work)
+    // As test/auth-hosts.test.ts: a private team/app and a public pub/app, each with a layer of its own.
+    const privateImage = await writeTinyOciLayout(path.join(work, 'private-layout'), {'secret.txt': 'private layer\n'}, '1')
+    const publicImage = await writeTinyOciLayout(path.join(work, 'public-layout'), {'hello.txt': 'public layer\n'}, '1')
+    const authTree = path.join(work, 'auth-tree')
+    const built = await runReg(['build', `oci:${path.join(work, 'private-layout')}:1=team/app:1`, `oci:${path.join(work, 'public-layout')}:1=pub/app:1`, '-o', authTree])
+    assert.equal(built.code, 0, built.stderr)
+    const users = path.join(work, 'users')
+    await writeFile(users, `${USER}:${PASSWORD}\n`)
+    const persist = path.join(work, 'r2-state')
+    const [main, auth] = await deployThroughR2(work, persist, [
+      {tree: fixtures.tree, args: ['--json']},
+      {tree: authTree, args: ['--key-prefix', AUTH_PREFIX, '--basic-auth', users, '--private', 'team/**', '--route', 'registry.example.com/*', '--cors', 'off']},
+    ])
+    return {work, persist, fixtures, main, auth, authTree, privateImage, publicImage}
+  })()
+  return deployed
 }
 
-/** The script upload's multipart body, parsed the way a server would. */
-async function uploadedForm(call: ApiCall): Promise<FormData> {
-  return new Response(call.body, {headers: {'Content-Type': String(call.headers['content-type'])}}).formData()
-}
+after(() => removeTempDirs())
 
 interface Answer {
   status: number
@@ -52,7 +77,8 @@ interface Answer {
   bodyDigest: string
 }
 
-const COMPARED_HEADERS = ['content-type', 'content-length', 'docker-content-digest', 'cache-control', 'etag', 'accept-ranges', 'content-range', 'docker-distribution-api-version', 'location', 'link', 'www-authenticate', 'oci-filters-applied']
+const COMPARED_HEADERS = ['content-type', 'content-length', 'docker-content-digest', 'cache-control', 'etag', 'accept-ranges', 'content-range', 'docker-distribution-api-version', 'location', 'link', 'www-authenticate', 'oci-filters-applied',
+  'access-control-allow-origin', 'access-control-expose-headers', 'access-control-allow-methods', 'access-control-allow-headers', 'access-control-max-age', 'allow']
 
 async function answer(base: string, url: string, init: RequestInit = {}): Promise<Answer> {
   // identity: the runtime gzips JSON for clients that accept it (as Cloudflare does), which changes
@@ -79,48 +105,18 @@ describe('reg deploy --backend cloudflare, served by the Worker in wrangler dev'
   let containerd: Containerd
 
   before(async () => {
-    for (const tool of ['skopeo', 'ctr', 'containerd', 'podman']) requireTool(tool)
-    work = await tempDir()
-    fixtures = await buildCoreFixtures(work)
-    persist = path.join(work, 'r2-state')
-    const shimDir = path.join(work, 's3-over-r2')
-    await writeWorkerProject(shimDir, {name: 's3-over-r2', script: S3_OVER_R2_WORKER, compatibilityDate: WORKER_COMPATIBILITY_DATE, r2: {BUCKET}})
-    const shim = await startWrangler(['dev', '--persist-to', persist], shimDir)
-    nock.disableNetConnect()
-    nock.enableNetConnect('127.0.0.1')
-    calls = fakeCloudflareApi()
-    try {
-      const result = await runReg(['deploy', fixtures.tree, '--backend', 'cloudflare', '--account-id', ACCOUNT, '--bucket', BUCKET, '--r2-endpoint', `${shim.url}/__s3`, '--json'], {
-        env: {CLOUDFLARE_API_TOKEN: TOKEN, AWS_ACCESS_KEY_ID: 'r2-key', AWS_SECRET_ACCESS_KEY: 'r2-secret'},
-      })
-      assert.equal(result.code, 0, result.stderr)
-      deployOutput = JSON.parse(result.stdout) as typeof deployOutput
-      assert.deepEqual(shim.problems(), [], shim.output())
-    } finally {
-      await shim.stop()
-    }
-    const upload = calls.find((c) => c.method === 'PUT' && c.path === `/client/v4/accounts/${ACCOUNT}/workers/scripts/reg-${BUCKET}`)
-    assert.ok(upload, `the script was uploaded: ${calls.map((c) => `${c.method} ${c.path}`).join(', ')}`)
-    const form = await uploadedForm(upload)
-    metadata = JSON.parse(await (form.get('metadata') as Blob).text()) as typeof metadata
-    script = await (form.get('worker.js') as Blob).text()
-
-    // The Worker exactly as uploaded: its script, and its bindings as wrangler's configuration.
-    const registryDir = path.join(work, 'registry-worker')
-    const r2 = Object.fromEntries(metadata.bindings.filter((b) => b.type === 'r2_bucket').map((b) => [b.name, b.bucket_name]))
-    const vars = Object.fromEntries(metadata.bindings.filter((b) => b.type === 'plain_text').map((b) => [b.name, b.text]))
-    await writeWorkerProject(registryDir, {name: `reg-${BUCKET}`, script, compatibilityDate: metadata.compatibility_date, r2, vars})
-    worker = await startWrangler(['dev', '--persist-to', persist], registryDir)
+    let main: UploadedWorker
+    ;({work, fixtures, persist, main} = await deployments())
+    ;({calls, metadata, script} = main)
+    deployOutput = JSON.parse(main.stdout) as typeof deployOutput
+    worker = await startUploadedWorker(path.join(work, 'registry-worker'), persist, main)
     serve = await startRegistryServer(fixtures.tree, {port: 0})
     containerd = await startContainerd(path.join(work, 'containerd'))
   })
   after(async () => {
-    nock.cleanAll()
-    nock.enableNetConnect()
     await containerd?.stop()
     await serve?.close()
     await worker?.stop()
-    await removeTempDirs()
   })
 
   it('uploads reg\'s worker.js as an ES module bound to the bucket, then enables workers.dev (no routes)', async () => {
@@ -133,6 +129,8 @@ describe('reg deploy --backend cloudflare, served by the Worker in wrangler dev'
         {type: 'plain_text', name: 'REG_KEY_PREFIX', text: ''},
         {type: 'plain_text', name: 'REG_TAG_MAX_AGE', text: '60'},
         {type: 'plain_text', name: 'REG_MAX_FILTER_BYTES', text: String(4 * 1024 * 1024)},
+        // the CORS headers as src/core/cors.ts computes them (the default origin: *)
+        {type: 'plain_text', name: 'REG_CORS', text: JSON.stringify({response: corsHeaders('*'), preflight: corsPreflightHeaders('*')})},
       ],
     })
     const upload = calls.find((c) => c.path.endsWith(`/workers/scripts/reg-${BUCKET}`))!
@@ -197,11 +195,23 @@ describe('reg deploy --backend cloudflare, served by the Worker in wrangler dev'
       [`/v2/team/app/referrers/${multi.digest}`], [`/v2/team/app/referrers/${multi.digest}?artifactType=application/x-sig`], ['/v2/team/app/referrers/nope'], [`/v2/Team/App/referrers/${multi.digest}`],
       ['/v2/team/app/manifests/1.0', {method: 'POST'}], ['/v2/team/app/blobs/uploads/', {method: 'POST'}], ['/v2/', {method: 'DELETE'}],
       ['/v2/team/app/manifests/1.0', {method: 'HEAD'}], ['/v2/team/app/manifests/1.0', {method: 'HEAD'}],
+      // CORS preflights, for any URL (reg serve answers them 204, as the Worker must)
+      ['/v2/team/app/manifests/1.0', {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET', 'Access-Control-Request-Headers': 'authorization, range'}}],
+      [blob, {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET'}}], ['/nowhere', {method: 'OPTIONS'}],
     ]
     for (const [url, init] of urls) {
       const fromServe = await answer(serve.url, url, init)
       const fromWorker = await answer(worker.url, url, init)
       assert.deepEqual(fromWorker, fromServe, `${init?.method ?? 'GET'} ${url} ${JSON.stringify(init?.headers ?? {})}`)
+    }
+    // CORS on every answer (errors, redirects, cache hits too), 204 to a preflight: what reg serve does, checked above; here by name.
+    const preflight = await fetch(`${worker.url}/v2/team/app/tags/list`, {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET'}})
+    assert.equal(preflight.status, 204)
+    for (const [name, value] of Object.entries(corsPreflightHeaders('*'))) assert.equal(preflight.headers.get(name), value, `preflight: ${name}`)
+    for (const [url, method] of [['/v2/', 'GET'], [blob, 'HEAD'], [blob, 'GET'], ['/v2/team/app/manifests/no-such-tag', 'GET'], ['/v2', 'GET']]) {
+      const response = await fetch(`${worker.url}${url}`, {method, redirect: 'manual'})
+      for (const [name, value] of Object.entries(corsHeaders('*'))) assert.equal(response.headers.get(name), value, `${method} ${url}: ${name}`)
+      assert.equal(response.headers.get('access-control-allow-methods'), null, `${method} ${url}: preflight headers only on the preflight`)
     }
     // The edge cache answers the second GET of a digest: the same bytes and headers.
     for (let i = 0; i < 2; i++) assert.deepEqual(await answer(worker.url, blob), await answer(serve.url, blob), `cached GET ${blob}`)
@@ -212,73 +222,131 @@ describe('reg deploy --backend cloudflare, served by the Worker in wrangler dev'
   })
 })
 
-describe('the Worker with REG_BASIC_AUTH (a Worker secret)', () => {
+describe('access control in the Worker: --basic-auth users, --private team/** (pub/ public), --cors off, under a key prefix', () => {
   let work: string
   let worker: RunningWrangler
-  let fixtures: {tree: string}
+  let privateImage: TinyImage
+  let publicImage: TinyImage
+  let containerd: Containerd
+  let ctrAddress: string
+
+  const status = async (url: string, credentials?: string): Promise<number> => (await fetch(`${worker.url}${url}`, {headers: credentials ? basic(credentials) : {}})).status
 
   before(async () => {
-    requireTool('skopeo')
-    work = await tempDir()
-    fixtures = {tree: path.join(work, 'tree')}
-    const built = await runReg(['build', `oci:${path.join(REPO_ROOT, 'examples/hello')}=team/private:1`, '-o', fixtures.tree])
-    assert.equal(built.code, 0, built.stderr)
-    const persist = path.join(work, 'r2-state')
-    const shimDir = path.join(work, 's3-over-r2')
-    await writeWorkerProject(shimDir, {name: 's3-over-r2', script: S3_OVER_R2_WORKER, compatibilityDate: WORKER_COMPATIBILITY_DATE, r2: {BUCKET}})
-    const shim = await startWrangler(['dev', '--persist-to', persist], shimDir)
-    nock.disableNetConnect()
-    nock.enableNetConnect('127.0.0.1')
-    const calls = fakeCloudflareApi()
-    const users = path.join(work, 'users')
-    await writeFile(users, 'puller:correct horse battery staple\n')
-    try {
-      const result = await runReg(['deploy', fixtures.tree, '--backend', 'cloudflare', '--account-id', ACCOUNT, '--bucket', BUCKET, '--r2-endpoint', `${shim.url}/__s3`, '--basic-auth', users, '--route', 'registry.example.com/*'], {
-        env: {CLOUDFLARE_API_TOKEN: TOKEN, AWS_ACCESS_KEY_ID: 'r2-key', AWS_SECRET_ACCESS_KEY: 'r2-secret'},
-      })
-      assert.equal(result.code, 0, result.stderr)
-    } finally {
-      await shim.stop()
-      nock.cleanAll()
-      nock.enableNetConnect()
-    }
-    const form = await uploadedForm(calls.find((c) => c.method === 'PUT' && c.path.endsWith(`/workers/scripts/reg-${BUCKET}`))!)
-    const metadata = JSON.parse(await (form.get('metadata') as Blob).text()) as {bindings: Array<Record<string, string>>}
-    const script = await (form.get('worker.js') as Blob).text()
-    const secret = metadata.bindings.find((b) => b.type === 'secret_text')
-    assert.ok(secret && secret.name === 'REG_BASIC_AUTH', 'the credentials are a secret binding')
-    assert.match(secret.text, /^puller:pbkdf2-sha256:\d+:[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+\n$/, 'hashed, never the password')
-    assert.ok(!script.includes('puller') && !secret.text.includes('horse'), 'no credential in the script, no password in the secret')
-    assert.deepEqual(JSON.parse(calls.find((c) => c.path.endsWith('/routes'))!.body), [{pattern: 'registry.example.com/*'}])
-    assert.deepEqual(JSON.parse(calls.find((c) => c.path.endsWith('/subdomain'))!.body), {enabled: false, previews_enabled: false})
-
-    const dir = path.join(work, 'registry-worker')
-    const r2 = Object.fromEntries(metadata.bindings.filter((b) => b.type === 'r2_bucket').map((b) => [b.name, b.bucket_name]))
-    const vars = Object.fromEntries(metadata.bindings.filter((b) => b.type === 'plain_text').map((b) => [b.name, b.text]))
-    await writeWorkerProject(dir, {name: `reg-${BUCKET}`, script, compatibilityDate: WORKER_COMPATIBILITY_DATE, r2, vars, secrets: {REG_BASIC_AUTH: secret.text}})
-    worker = await startWrangler(['dev', '--persist-to', persist], dir)
+    let auth: UploadedWorker
+    let persist: string
+    ;({work, persist, auth, privateImage, publicImage} = await deployments())
+    worker = await startUploadedWorker(path.join(work, 'auth-worker'), persist, auth)
+    containerd = await startContainerd(path.join(work, 'auth-containerd'))
+    ctrAddress = path.join(work, 'auth-containerd', 'containerd.sock')
   })
   after(async () => {
+    await containerd?.stop()
     await worker?.stop()
-    await removeTempDirs()
   })
 
-  it('asks for credentials (401, Basic challenge, spec error) and refuses wrong ones', async () => {
-    for (const authorization of [undefined, `Basic ${Buffer.from('puller:wrong').toString('base64')}`, `Basic ${Buffer.from('nobody:correct horse battery staple').toString('base64')}`, 'Bearer x']) {
-      const response = await fetch(`${worker.url}/v2/team/private/manifests/1`, {headers: authorization ? {Authorization: authorization} : {}})
-      assert.equal(response.status, 401, authorization)
-      assert.equal(response.headers.get('www-authenticate'), 'Basic realm="reg"')
-      assert.equal((await response.json() as {errors: Array<{code: string}>}).errors[0].code, 'UNAUTHORIZED')
+  it('uploads the users as a hashed secret, the realm and the private names (from src/config/access.ts) as REG_ACCESS, no CORS binding', async () => {
+    const {calls, metadata, script} = (await deployments()).auth
+    const secret = metadata.bindings.find((b) => b.type === 'secret_text')
+    assert.ok(secret && secret.name === 'REG_BASIC_AUTH', 'the credentials are a secret binding')
+    assert.match(secret.text, /^alice:pbkdf2-sha256:\d+:[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+\n$/, 'hashed, never the password')
+    assert.ok(!script.includes(USER) && !secret.text.includes('horse'), 'no credential in the script, no password in the secret')
+    const access = metadata.bindings.find((b) => b.name === 'REG_ACCESS')
+    assert.deepEqual(access, {type: 'plain_text', name: 'REG_ACCESS', text: JSON.stringify({realm: AUTH_REALM, privateNames: accessPolicy(new Map(), ['team/**']).namePattern})})
+    assert.deepEqual(JSON.parse(calls.find((c) => c.path.endsWith('/routes'))!.body), [{pattern: 'registry.example.com/*'}])
+    assert.deepEqual(JSON.parse(calls.find((c) => c.path.endsWith('/subdomain'))!.body), {enabled: false, previews_enabled: false})
+    assert.equal(metadata.bindings.find((b) => b.name === 'REG_KEY_PREFIX')?.text, `${AUTH_PREFIX}/`)
+    assert.ok(!metadata.bindings.some((b) => b.name === 'REG_CORS'), '--cors off: no CORS binding')
+  })
+
+  it('the ping challenges; private URLs need a user (any spelling); private-only content is not served under other names; public pulls anonymously', async () => {
+    const ping = await fetch(`${worker.url}/v2/`)
+    assert.equal(ping.status, 401, 'anonymous /v2/')
+    assert.equal(ping.headers.get('www-authenticate'), 'Basic realm="reg"')
+    assert.equal((await ping.json() as {errors: Array<{code: string}>}).errors[0].code, 'UNAUTHORIZED')
+    assert.equal(await status('/v2/', GOOD), 200)
+    assert.equal(await status('/v2/', WRONG), 401)
+    assert.equal(await status('/v2/', 'nobody:correct horse'), 401, 'an unknown user')
+    const privateManifest = '/v2/team/app/manifests/1'
+    assert.equal(await status(privateManifest), 401)
+    assert.equal(await status(privateManifest, WRONG), 401)
+    assert.equal(await status(privateManifest, GOOD), 200)
+    assert.equal((await fetch(`${worker.url}${privateManifest}`, {headers: {Authorization: 'Bearer x'}})).status, 401, 'another scheme is no credential')
+    assert.equal((await fetch(`${worker.url}${privateManifest}`, {headers: {Authorization: 'Basic Og=='}})).status, 401, 'empty credentials are none')
+    assert.equal(await status('/v2/team/app/tags/list'), 401)
+    for (const spelling of ['%74eam/app', 'pub/%2e%2e/team/app', 'team/%61pp', 'TEAM/app', 'Team/App']) {
+      assert.notEqual(await status(`/v2/${spelling}/manifests/1`), 200, `anonymous /v2/${spelling}/manifests/1`)
+      assert.notEqual(await status(`/v2/${spelling}/tags/list`), 200, `anonymous /v2/${spelling}/tags/list`)
     }
+    const manifest = JSON.parse(await (await fetch(`${worker.url}${privateManifest}`, {headers: basic(GOOD)})).text()) as {layers: Array<{digest: string}>}
+    const privateLayer = manifest.layers[0]!.digest
+    assert.equal(await status(`/v2/team/app/blobs/${privateLayer}`, GOOD), 200)
+    for (const via of ['team/app', 'TEAM/app', 'pub/app', 'nobody/here']) {
+      assert.notEqual(await status(`/v2/${via}/blobs/${privateLayer}`), 200, `the private layer, anonymously, under ${via}`)
+      assert.notEqual(await status(`/v2/${via}/manifests/${privateImage.manifestDigest}`), 200, `the private manifest by digest, anonymously, under ${via}`)
+    }
+    assert.notEqual(await status(`/v2/pub/app/blobs/${privateLayer}`, GOOD), 200, 'not under a public name with a user either: pub/app does not hold it')
+    assert.equal(await status('/v2/pub/app/manifests/1'), 200, 'public manifest, anonymously')
+    assert.equal((await fetch(`${worker.url}/v2/pub/app/manifests/1`, {headers: {Authorization: 'Basic Og=='}})).status, 200, 'Basic Og== (skopeo, podman without credentials) is anonymous')
+    assert.equal(await status('/v2/pub/app/manifests/1', WRONG), 401, 'wrong credentials are refused wherever they are sent')
+    assert.equal(await status('/v2/pub/app/manifests/1', GOOD), 200)
   })
 
-  it('serves the listed user, with private caching, and skopeo pulls with --creds', async () => {
-    const response = await fetch(`${worker.url}/v2/team/private/manifests/1`, {headers: {Authorization: `Basic ${Buffer.from('puller:correct horse battery staple').toString('base64')}`}})
-    assert.equal(response.status, 200)
-    assert.equal(response.headers.get('cache-control'), 'private, max-age=60')
-    assert.ok(response.headers.get('docker-content-digest'))
-    const inspected = JSON.parse(await run('skopeo', ['inspect', '--tls-verify=false', '--creds', 'puller:correct horse battery staple', `docker://${worker.hostPort}/team/private:1`])) as {Digest: string}
-    assert.equal(inspected.Digest, response.headers.get('docker-content-digest'))
+  it('_catalog: the public repositories to anonymous clients, every one to a user; answers of private repositories and the catalog are Cache-Control: private', async () => {
+    const anonymous = await fetch(`${worker.url}/v2/_catalog`)
+    assert.deepEqual(await anonymous.json(), {repositories: ['pub/app']})
+    assert.equal(anonymous.headers.get('cache-control'), 'private, max-age=60')
+    // twice: the edge cache holds the whole catalog for users, never for anonymous clients
+    for (let i = 0; i < 2; i++) assert.deepEqual(await (await fetch(`${worker.url}/v2/_catalog`, {headers: basic(GOOD)})).json(), {repositories: ['pub/app', 'team/app']})
+    assert.deepEqual(await (await fetch(`${worker.url}/v2/_catalog`)).json(), {repositories: ['pub/app']})
+    assert.equal(await status('/v2/_catalog', WRONG), 401)
+    assert.equal((await fetch(`${worker.url}/v2/team/app/manifests/1`, {headers: basic(GOOD)})).headers.get('cache-control'), 'private, max-age=60')
+    assert.equal((await fetch(`${worker.url}/v2/pub/app/manifests/1`)).headers.get('cache-control'), 'public, max-age=60', 'public content stays cacheable')
+  })
+
+  it('skopeo --creds, podman login and ctr --user pull the private repository; anonymous and wrong passwords are denied; the public one pulls anonymously', async () => {
+    const hostPort = worker.hostPort
+    const inspect = async (ref: string, creds?: string) => (JSON.parse(await run('skopeo', ['inspect', '--tls-verify=false', ...(creds ? ['--creds', creds] : []), `docker://${hostPort}/${ref}`])) as {Digest: string}).Digest
+    assert.equal(await inspect('pub/app:1'), publicImage.manifestDigest, 'skopeo, public, anonymous (after a 401 ping)')
+    assert.equal(await inspect('team/app:1', GOOD), privateImage.manifestDigest, 'skopeo --creds, private')
+    await assert.rejects(inspect('team/app:1'), /unauthorized|authentication required/i, 'skopeo, private, anonymous')
+    await assert.rejects(inspect('team/app:1', WRONG), /unauthorized|authentication required|invalid username\/password/i, 'skopeo, private, wrong password')
+    assert.equal(await skopeoCopyDigest(hostPort, 'pub/app:1', path.join(work, 'auth-copies', 'pub')), publicImage.manifestDigest, 'skopeo copy, public, anonymous')
+
+    const podman = podmanPrivateState(path.join(work, 'auth-podman'))
+    const authfile = path.join(work, 'auth.json')
+    const anonymous = path.join(work, 'anonymous.json')
+    await writeFile(anonymous, '{"auths":{}}\n')
+    await assert.rejects(run('podman', [...podman, 'login', '--tls-verify=false', '--authfile', authfile, '-u', USER, '-p', 'not the password', hostPort]), /invalid username\/password|unauthorized/i, 'podman login, wrong password')
+    await run('podman', [...podman, 'login', '--tls-verify=false', '--authfile', authfile, '-u', USER, '-p', PASSWORD, hostPort])
+    const podmanPull = async (ref: string, file: string) => {
+      await run('podman', [...podman, 'pull', '-q', '--tls-verify=false', '--authfile', file, `${hostPort}/${ref}`])
+      const digest = (await run('podman', [...podman, 'image', 'inspect', '--format', '{{.Digest}}', `${hostPort}/${ref}`])).trim()
+      await run('podman', [...podman, 'rmi', '-f', `${hostPort}/${ref}`])
+      return digest
+    }
+    assert.equal(await podmanPull('team/app:1', authfile), privateImage.manifestDigest, 'podman login + pull, private')
+    assert.equal(await podmanPull('pub/app:1', anonymous), publicImage.manifestDigest, 'podman, public, anonymous')
+    await assert.rejects(podmanPull('team/app:1', anonymous), /unauthorized|authentication required/i, 'podman, private, anonymous')
+
+    const ctrPull = async (ref: string, user?: string): Promise<void> => {
+      const base = ['--address', ctrAddress, '--namespace', 'reg-auth-test']
+      await run('ctr', [...base, 'images', 'pull', '--plain-http', ...(user ? ['--user', user] : []), ref])
+      await run('ctr', [...base, 'images', 'rm', ref])
+    }
+    await ctrPull(`${hostPort}/pub/app:1`)
+    await ctrPull(`${hostPort}/team/app:1`, GOOD)
+    await assert.rejects(ctrPull(`${hostPort}/team/app:1`), /401|unauthorized/i, 'ctr, private, anonymous')
+    await assert.rejects(ctrPull(`${hostPort}/team/app:1`, WRONG), /401|unauthorized/i, 'ctr --user, wrong password')
+  })
+
+  it('--cors off: no CORS header on any answer, and OPTIONS is 405 as any other method', async () => {
+    for (const [url, init] of [['/v2/', {}], ['/v2/team/app/manifests/1', {headers: basic(GOOD)}], ['/v2/team/app/manifests/1', {method: 'HEAD', headers: basic(GOOD)}], ['/v2/nothing', {headers: basic(GOOD)}],
+      ['/v2/pub/app/manifests/1', {method: 'OPTIONS', headers: {Origin: 'https://ui.example', 'Access-Control-Request-Method': 'GET'}}]] as Array<[string, RequestInit]>) {
+      const response = await fetch(`${worker.url}${url}`, init)
+      assert.deepEqual([...response.headers.keys()].filter((name) => name.startsWith('access-control-')), [], `${init.method ?? 'GET'} ${url}`)
+      if (init.method === 'OPTIONS') assert.equal(response.status, 405)
+    }
   })
 
   it('the hashing used by the deploy is what the Worker checks (lines already hashed pass through)', async () => {

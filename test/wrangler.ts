@@ -5,8 +5,9 @@
 import {spawn} from 'node:child_process'
 import {mkdir, writeFile} from 'node:fs/promises'
 import path from 'node:path'
+import nock from 'nock'
 import {freePort, waitUntil} from './static-hosts.js'
-import {REPO_ROOT} from './support.js'
+import {REPO_ROOT, runReg} from './support.js'
 
 export function wranglerNode(): string {
   if (process.env.REG_WRANGLER_NODE) return process.env.REG_WRANGLER_NODE
@@ -138,4 +139,157 @@ export async function writeWorkerProject(dir: string, project: {name: string; sc
     vars: project.vars ?? {},
   }, null, 2))
   if (project.secrets) await writeFile(path.join(dir, '.dev.vars'), Object.entries(project.secrets).map(([name, value]) => `${name}=${JSON.stringify(value)}`).join('\n') + '\n')
+}
+
+export const CF_ACCOUNT = '0123456789abcdef0123456789abcdef'
+export const CF_TOKEN = 'cf-test-token'
+/** the one bucket the S3-over-R2 Worker binds; deploys of several trees share it under their own --key-prefix */
+export const R2_BUCKET = 'reg-test'
+const CF_API = 'https://api.cloudflare.com'
+
+export interface ApiCall {
+  method: string
+  path: string
+  headers: Record<string, string | string[] | undefined>
+  body: string
+}
+
+/** The Cloudflare API as nock answers it: every call recorded, each answered with its documented envelope. */
+export function fakeCloudflareApi(): ApiCall[] {
+  const calls: ApiCall[] = []
+  const record = (method: string) => function (this: nock.ReplyFnContext, uri: string, body: nock.Body) {
+    calls.push({method, path: uri, headers: this.req.headers, body: typeof body === 'string' ? body : JSON.stringify(body)})
+    if (uri.endsWith('/workers/subdomain')) return [200, {success: true, errors: [], messages: [], result: {subdomain: 'acme'}}]
+    return [200, {success: true, errors: [], messages: [], result: {}}]
+  }
+  nock(CF_API).persist().put(/.*/).reply(record('PUT')).post(/.*/).reply(record('POST')).get(/.*/).reply(record('GET'))
+  return calls
+}
+
+/** What one `reg deploy --backend cloudflare` sent: its API calls, its output, and the Worker it uploaded. */
+export interface UploadedWorker {
+  calls: ApiCall[]
+  stdout: string
+  /** the upload's metadata part: main module, compatibility date, bindings */
+  metadata: {main_module: string; compatibility_date: string; bindings: Array<Record<string, string>>}
+  script: string
+}
+
+/** The script upload's multipart body, parsed the way a server would. */
+export async function uploadedForm(call: ApiCall): Promise<FormData> {
+  return new Response(call.body, {headers: {'Content-Type': String(call.headers['content-type'])}}).formData()
+}
+
+/**
+ * `reg deploy TREE --backend cloudflare ARGS...` for each deploy, its objects written through one
+ * S3-over-R2 Worker (started once) into wrangler's local R2 persistence at `persist`, the
+ * Cloudflare API nock'd. Each deploy's Worker name is reg-BUCKET unless its args say otherwise.
+ */
+export async function deployThroughR2(work: string, persist: string, deploys: Array<{tree: string; args: string[]}>): Promise<UploadedWorker[]> {
+  const shimDir = path.join(work, 's3-over-r2')
+  await writeWorkerProject(shimDir, {name: 's3-over-r2', script: S3_OVER_R2_WORKER, compatibilityDate: '2025-01-01', r2: {BUCKET: R2_BUCKET}})
+  const shim = await startWrangler(['dev', '--persist-to', persist], shimDir)
+  nock.disableNetConnect()
+  nock.enableNetConnect('127.0.0.1')
+  const uploaded: UploadedWorker[] = []
+  try {
+    for (const {tree, args} of deploys) {
+      nock.cleanAll()
+      const calls = fakeCloudflareApi()
+      const result = await runReg(['deploy', tree, '--backend', 'cloudflare', '--account-id', CF_ACCOUNT, '--bucket', R2_BUCKET, '--r2-endpoint', `${shim.url}/__s3`, ...args], {
+        env: {CLOUDFLARE_API_TOKEN: CF_TOKEN, AWS_ACCESS_KEY_ID: 'r2-key', AWS_SECRET_ACCESS_KEY: 'r2-secret'},
+      })
+      if (result.code !== 0) throw new Error(`reg deploy ${args.join(' ')} failed (${result.code}): ${result.stderr}`)
+      const upload = calls.find((c) => c.method === 'PUT' && /\/workers\/scripts\/[^/]+$/.test(c.path))
+      if (!upload) throw new Error(`no script upload among ${calls.map((c) => `${c.method} ${c.path}`).join(', ')}`)
+      const form = await uploadedForm(upload)
+      uploaded.push({
+        calls, stdout: result.stdout,
+        metadata: JSON.parse(await (form.get('metadata') as Blob).text()) as UploadedWorker['metadata'],
+        script: await (form.get('worker.js') as Blob).text(),
+      })
+    }
+    const problems = shim.problems()
+    if (problems.length > 0) throw new Error(`the S3-over-R2 Worker printed problems:\n${shim.output()}`)
+  } finally {
+    await shim.stop()
+    nock.cleanAll()
+    nock.enableNetConnect()
+  }
+  return uploaded
+}
+
+/** The Worker exactly as uploaded, in `wrangler dev` over the R2 persistence the deploy wrote: its script, its bindings as wrangler's configuration, its secrets in .dev.vars. */
+export async function startUploadedWorker(dir: string, persist: string, uploaded: UploadedWorker): Promise<RunningWrangler> {
+  const {bindings} = uploaded.metadata
+  const byType = (type: string, value: string) => Object.fromEntries(bindings.filter((b) => b.type === type).map((b) => [b.name, b[value]]))
+  const secrets = byType('secret_text', 'text')
+  await writeWorkerProject(dir, {
+    name: 'reg-worker', script: uploaded.script, compatibilityDate: uploaded.metadata.compatibility_date,
+    r2: byType('r2_bucket', 'bucket_name'), vars: byType('plain_text', 'text'), secrets: Object.keys(secrets).length > 0 ? secrets : undefined,
+  })
+  return startWrangler(['dev', '--persist-to', persist], dir)
+}
+
+export const PAGES_ACCOUNT = 'fedcba9876543210fedcba9876543210'
+export const PAGES_TOKEN = 'cf-pages-token'
+export const PAGES_JWT = 'pages-upload-jwt'
+export const PAGES_PROJECT = 'reg-pages'
+const PAGES_PROJECT_PATH = `/client/v4/accounts/${PAGES_ACCOUNT}/pages/projects/${PAGES_PROJECT}`
+
+export interface PagesApiCall {
+  method: string
+  path: string
+  authorization: string
+  contentType: string
+  body: string
+}
+
+/** The Pages API as nock answers it, keeping what a project keeps: contents by hash, the last deployment. */
+export function fakePagesApi() {
+  const calls: PagesApiCall[] = []
+  const contents = new Map<string, Buffer>()
+  const deployments: Array<{manifest: Record<string, string>; headers: string; redirects: string}> = []
+  const ok = (result: unknown) => [200, {success: true, errors: [], messages: [], result}] as const
+  nock(CF_API).persist()
+    .get(/.*/).reply(function (uri) {
+      calls.push({method: 'GET', path: uri, authorization: String(this.req.headers.authorization), contentType: '', body: ''})
+      if (uri === PAGES_PROJECT_PATH) return ok({name: PAGES_PROJECT})
+      if (uri === `${PAGES_PROJECT_PATH}/upload-token`) return ok({jwt: PAGES_JWT})
+      return [404, {success: false, errors: [{code: 8000007, message: 'Project not found'}], result: null}]
+    })
+    .post(/.*/).reply(async function (uri, body) {
+      const text = typeof body === 'string' ? body : JSON.stringify(body)
+      calls.push({method: 'POST', path: uri, authorization: String(this.req.headers.authorization), contentType: String(this.req.headers['content-type']), body: text})
+      if (uri === '/client/v4/pages/assets/check-missing') return ok((JSON.parse(text) as {hashes: string[]}).hashes.filter((h) => !contents.has(h)))
+      if (uri === '/client/v4/pages/assets/upload') {
+        for (const entry of JSON.parse(text) as Array<{key: string; value: string}>) contents.set(entry.key, Buffer.from(entry.value, 'base64'))
+        return ok({successful_key_count: 1})
+      }
+      if (uri === '/client/v4/pages/assets/upsert-hashes') return ok(null)
+      if (uri === `${PAGES_PROJECT_PATH}/deployments`) {
+        const form = await new Response(text, {headers: {'Content-Type': String(this.req.headers['content-type'])}}).formData()
+        deployments.push({
+          manifest: JSON.parse(String(form.get('manifest'))) as Record<string, string>,
+          headers: await (form.get('_headers') as Blob).text(),
+          redirects: await (form.get('_redirects') as Blob).text(),
+        })
+        return ok({id: `deployment-${deployments.length}`, url: `https://${deployments.length}.${PAGES_PROJECT}.pages.dev`})
+      }
+      return [404, {success: false, errors: [{code: 7003, message: 'No route'}], result: null}]
+    })
+  return {calls, contents, deployments}
+}
+
+
+/** A Pages deployment exactly as the fake API received it, as the directory `wrangler pages dev` serves: its files by the manifest, _headers, _redirects. */
+export async function writePagesDeployment(api: ReturnType<typeof fakePagesApi>, deployment: ReturnType<typeof fakePagesApi>['deployments'][number], out: string): Promise<void> {
+  for (const [file, hash] of Object.entries(deployment.manifest)) {
+    const content = api.contents.get(hash)
+    if (!content) throw new Error(`${file} was not uploaded`)
+    await mkdir(path.dirname(path.join(out, file)), {recursive: true})
+    await writeFile(path.join(out, file), content)
+  }
+  await writeFile(path.join(out, '_headers'), deployment.headers)
+  await writeFile(path.join(out, '_redirects'), deployment.redirects)
 }

@@ -14,6 +14,8 @@ export interface PagesSettings {
   accountId: string
   project: string
   concurrency: number
+  /** the origin CORS lets read (`*`, one origin), or undefined: no CORS headers */
+  cors?: string
 }
 
 interface StagedFile {
@@ -93,7 +95,7 @@ export class PagesBackend implements Backend {
   }
 
   async writeHostConfig(tree: RegistryTree): Promise<void> {
-    this.config = pagesConfig(tree.index)
+    this.config = pagesConfig(tree.index, this.settings.cors)
     const content = Buffer.from(this.config.notFound)
     this.staged.set('404.html', {hash: assetHash(content, '404.html'), size: content.length, source: {content}})
   }

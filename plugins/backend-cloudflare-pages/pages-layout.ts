@@ -1,3 +1,4 @@
+import {corsHeaders} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
 import {cacheControls, ERROR_DOCUMENTS, MANIFEST_EXTENSIONS, STORE_DIR} from '../../src/publish/static-host.js'
 import type {RegistryObject, TreeIndex} from '../../src/tree/model.js'
@@ -79,8 +80,11 @@ export interface PagesConfig {
   counts: {headerRules: number; staticRedirects: number; dynamicRedirects: number}
 }
 
-/** `_headers`, `_redirects` and `404.html` for a tree; every Pages limit on rules checked (RegError naming it). */
-export function pagesConfig(index: Pick<TreeIndex, 'repositories' | 'settings' | 'objects'>): PagesConfig {
+/**
+ * `_headers`, `_redirects` and `404.html` for a tree; every Pages limit on rules checked (RegError
+ * naming it). `cors`: the origin CORS lets read, or undefined (no CORS headers).
+ */
+export function pagesConfig(index: Pick<TreeIndex, 'repositories' | 'settings' | 'objects'>, cors?: string): PagesConfig {
   const cache = cacheControls(index)
   const json = 'application/json'
   const depths = [...new Set(Object.keys(index.repositories).map((name) => name.split('/').length))].sort((a, b) => a - b)
@@ -90,6 +94,11 @@ export function pagesConfig(index: Pick<TreeIndex, 'repositories' | 'settings' |
     block('/v2/', {'Content-Type': json, 'Cache-Control': cache.root}),
     block('/v2/_catalog', {'Content-Type': json, 'Cache-Control': cache.mutable}),
   ]
+  // CORS: one rule for every path (no other rule sets these headers, so Pages joins nothing). Pages
+  // answers OPTIONS with 405 whatever the rules say: no preflight, so a page reads only what needs
+  // none (GET and HEAD without Authorization or Range). Pages' asset server adds
+  // `Access-Control-Allow-Origin: *` to every answer by itself: --cors off detaches it (`! NAME`).
+  headerRules.push(cors === undefined ? '/*\n  ! Access-Control-Allow-Origin\n' : block('/*', corsHeaders(cors)))
   for (const [mediaType, kind] of Object.entries(MANIFEST_EXTENSIONS)) {
     headerRules.push(block(`/${STORE_DIR}/manifests/${kind}/*`, {'Content-Type': mediaType, 'Docker-Content-Digest': 'sha256::splat', 'Cache-Control': cache.immutable}))
   }

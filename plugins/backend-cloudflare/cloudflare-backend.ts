@@ -2,6 +2,7 @@ import {pbkdf2, randomBytes} from 'node:crypto'
 import {readFile} from 'node:fs/promises'
 import {fileURLToPath} from 'node:url'
 import {promisify} from 'node:util'
+import {corsHeaders, corsPreflightHeaders} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
 import {MAX_DOCUMENT_BYTES, MAX_FILTERED_REFERRERS_BYTES, readFileBounded} from '../../src/core/limits.js'
 import type {RetryVerdict} from '../../src/core/retry.js'
@@ -21,11 +22,17 @@ export interface CloudflareSettings {
   keyPrefix: string
   /** the REG_BASIC_AUTH secret (`user:pbkdf2-sha256:…` lines), or none: a public registry */
   basicAuth?: string
+  /** the REG_ACCESS binding (JSON: realm, private names), with basicAuth */
+  access?: string
+  /** the --private globs, for the summary (`**`: the whole registry) */
+  privatePatterns?: readonly string[]
+  /** the origin CORS lets read (`*`, one origin), or undefined: no CORS headers (--cors off) */
+  cors?: string
   compatibilityDate: string
 }
 
 /** The Worker's bindings, by name: what the script reads from `env` (see worker.js). */
-export const WORKER_BINDINGS = {bucket: 'REGISTRY', keyPrefix: 'REG_KEY_PREFIX', tagMaxAge: 'REG_TAG_MAX_AGE', maxFilterBytes: 'REG_MAX_FILTER_BYTES', basicAuth: 'REG_BASIC_AUTH'} as const
+export const WORKER_BINDINGS = {bucket: 'REGISTRY', keyPrefix: 'REG_KEY_PREFIX', tagMaxAge: 'REG_TAG_MAX_AGE', maxFilterBytes: 'REG_MAX_FILTER_BYTES', basicAuth: 'REG_BASIC_AUTH', access: 'REG_ACCESS', cors: 'REG_CORS'} as const
 /** The runtime version the Worker is written for (Cloudflare keeps old dates working). */
 export const WORKER_COMPATIBILITY_DATE = '2025-01-01'
 const WORKER_MODULE = 'worker.js'
@@ -43,13 +50,24 @@ export async function workerSource(): Promise<string> {
   throw new RegError('internal: the Cloudflare Worker script plugins/backend-cloudflare/worker.js is missing from this installation')
 }
 
+/**
+ * The REG_CORS binding: the headers of every answer and of the preflight's, computed here from
+ * src/core/cors.ts (the Worker is uploaded as is and imports nothing), or undefined: no CORS.
+ */
+export function workerCorsBinding(origin: string | undefined): string | undefined {
+  return origin === undefined ? undefined : JSON.stringify({response: corsHeaders(origin), preflight: corsPreflightHeaders(origin)})
+}
+
 /** The bindings' metadata as the Workers script upload takes it. */
 export function workerBindings(settings: CloudflareSettings, tagMaxAge: number): Array<Record<string, string>> {
+  const cors = workerCorsBinding(settings.cors)
   return [
     {type: 'r2_bucket', name: WORKER_BINDINGS.bucket, bucket_name: settings.bucket},
     {type: 'plain_text', name: WORKER_BINDINGS.keyPrefix, text: settings.keyPrefix},
     {type: 'plain_text', name: WORKER_BINDINGS.tagMaxAge, text: String(tagMaxAge)},
     {type: 'plain_text', name: WORKER_BINDINGS.maxFilterBytes, text: String(MAX_FILTERED_REFERRERS_BYTES)},
+    ...(cors === undefined ? [] : [{type: 'plain_text', name: WORKER_BINDINGS.cors, text: cors}]),
+    ...(settings.access === undefined ? [] : [{type: 'plain_text', name: WORKER_BINDINGS.access, text: settings.access}]),
     ...(settings.basicAuth === undefined ? [] : [{type: 'secret_text', name: WORKER_BINDINGS.basicAuth, text: settings.basicAuth}]),
   ]
 }
@@ -164,7 +182,7 @@ export class CloudflareBackend implements Backend {
     return {
       // the Worker script; the objects went to R2 in the plan's steps
       uploadedFiles: 1, uploadedBytes: this.scriptBytes, url,
-      messages: [`Worker ${this.settings.worker} serves R2 bucket ${this.settings.bucket}${url ? ` at ${url}` : ''}${this.settings.basicAuth === undefined ? '' : ' (Basic auth)'}`],
+      messages: [`Worker ${this.settings.worker} serves R2 bucket ${this.settings.bucket}${url ? ` at ${url}` : ''}${this.settings.basicAuth === undefined ? '' : ` (Basic auth for ${this.settings.privatePatterns?.join(', ') ?? '**'})`}`],
     }
   }
 }
