@@ -7,7 +7,14 @@
 //   REG_TAG_MAX_AGE       Cache-Control max-age of what the tree does not hold (an empty referrers index)
 //   REG_MAX_FILTER_BYTES  the largest document filtered or paginated in memory (reg's MAX_FILTERED_REFERRERS_BYTES)
 //   REG_BASIC_AUTH        optional secret: lines `user:pbkdf2-sha256:ITERATIONS:SALT:HASH` (base64);
-//                         when present, every request needs one of these users (HTTP Basic)
+//                         when present, the ping and the private repositories need one of these
+//                         users (HTTP Basic)
+//   REG_ACCESS            with REG_BASIC_AUTH: JSON {"realm", "privateNames"}, the Basic realm and one
+//                         regular expression of the private repository names (src/config/access.ts);
+//                         absent: every repository is private
+//   REG_CORS              optional: JSON {"response": {...}, "preflight": {...}}, the CORS headers of
+//                         every answer and of the 204 answer to OPTIONS, as reg computed them
+//                         (src/core/cors.ts); absent: no CORS headers, OPTIONS is 405 (--cors off)
 
 const API_VERSION = 'registry/2.0'
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
@@ -85,25 +92,43 @@ function isWellFormedDigest(value) {
   return match !== null && (DIGEST_ENCODINGS[match[1]]?.test(match[2]) ?? true)
 }
 
-/**
- * Every response leaves through here: the one place its headers are completed (the API version;
- * `private` caching when the registry needs credentials).
- */
-function respond(status, headers, body, env) {
+/** Every response is made here, with the API version; `complete` adds what holds for the whole request. */
+function respond(status, headers, body) {
   const all = new Headers(headers)
   all.set('Docker-Distribution-API-Version', API_VERSION)
-  if (env.REG_BASIC_AUTH && all.has('Cache-Control')) all.set('Cache-Control', all.get('Cache-Control').replace(/^public\b/, 'private'))
   return new Response(body, {status, headers: all})
 }
 
-function json(status, body, contentType, cacheControl, env, method, extra = {}) {
-  const bytes = new TextEncoder().encode(body)
-  return respond(status, {'Content-Type': contentType, 'Content-Length': String(bytes.length), 'Cache-Control': cacheControl, ...extra}, method === 'HEAD' ? null : bytes, env)
+let corsMemo = {text: undefined, value: undefined}
+
+/** The REG_CORS binding, parsed once per isolate; undefined: no CORS. */
+function corsOf(env) {
+  const text = env.REG_CORS
+  if (!text) return undefined
+  if (corsMemo.text !== text) corsMemo = {text, value: JSON.parse(text)}
+  return corsMemo.value
 }
 
-function errorResponse(error, env, method) {
+/**
+ * The one place every answer's headers are completed: the CORS headers (errors too: a page reads a
+ * 404 as well), and `private` caching for what shared caches must not keep (see isShared).
+ */
+function complete(response, env, shared) {
+  const cors = corsOf(env)
+  if (cors) for (const [name, value] of Object.entries(cors.response)) response.headers.set(name, value)
+  const cacheControl = response.headers.get('Cache-Control')
+  if (!shared && cacheControl) response.headers.set('Cache-Control', cacheControl.replace(/^public\b/, 'private'))
+  return response
+}
+
+function json(status, body, contentType, cacheControl, method, extra = {}) {
+  const bytes = new TextEncoder().encode(body)
+  return respond(status, {'Content-Type': contentType, 'Content-Length': String(bytes.length), 'Cache-Control': cacheControl, ...extra}, method === 'HEAD' ? null : bytes)
+}
+
+function errorResponse(error, method) {
   const detail = error.hint === undefined ? {} : {detail: error.hint}
-  return json(error.status, JSON.stringify({errors: [{code: error.code, message: error.message, ...detail}]}), 'application/json', 'no-store', env, method, error.headers)
+  return json(error.status, JSON.stringify({errors: [{code: error.code, message: error.message, ...detail}]}), 'application/json', 'no-store', method, error.headers)
 }
 
 /** A single `bytes=a-b` range; undefined: all of it (multi-range is not supported, as the spec allows). */
@@ -158,8 +183,8 @@ async function serveStored(request, env, ctx, route) {
   if (cache && method === 'GET' && !range) {
     const hit = await cache.match(cacheKey)
     if (hit) {
-      if (ifNoneMatch && ifNoneMatch === hit.headers.get('ETag')) return respond(304, notModified(hit.headers), null, env)
-      return respond(200, hit.headers, sized(hit.body, Number(hit.headers.get('Content-Length')), ctx), env)
+      if (ifNoneMatch && ifNoneMatch === hit.headers.get('ETag')) return respond(304, notModified(hit.headers), null)
+      return respond(200, hit.headers, sized(hit.body, Number(hit.headers.get('Content-Length')), ctx))
     }
   }
   const bucket = env.REGISTRY
@@ -169,14 +194,14 @@ async function serveStored(request, env, ctx, route) {
     const head = await bucket.head(key)
     if (!head) throw notFound(route.path)
     const headers = objectHeaders(head, route)
-    if (ifNoneMatch && ifNoneMatch === headers.ETag) return respond(304, notModified(headers), null, env)
+    if (ifNoneMatch && ifNoneMatch === headers.ETag) return respond(304, notModified(headers), null)
     const wanted = range ? parseRange(range, head.size) : undefined
-    if (wanted === 'unsatisfiable') return respond(416, {...headers, 'Content-Range': `bytes */${head.size}`, 'Content-Length': '0'}, null, env)
-    if (method === 'HEAD') return respond(wanted ? 206 : 200, {...headers, 'Content-Length': String(wanted ? wanted.end - wanted.start + 1 : head.size), ...(wanted ? {'Content-Range': `bytes ${wanted.start}-${wanted.end}/${head.size}`} : {})}, null, env)
+    if (wanted === 'unsatisfiable') return respond(416, {...headers, 'Content-Range': `bytes */${head.size}`, 'Content-Length': '0'}, null)
+    if (method === 'HEAD') return respond(wanted ? 206 : 200, {...headers, 'Content-Length': String(wanted ? wanted.end - wanted.start + 1 : head.size), ...(wanted ? {'Content-Range': `bytes ${wanted.start}-${wanted.end}/${head.size}`} : {})}, null)
     if (wanted) {
       const part = await bucket.get(key, {range: {offset: wanted.start, length: wanted.end - wanted.start + 1}})
       if (!part) throw notFound(route.path)
-      return respond(206, {...headers, 'Content-Length': String(wanted.end - wanted.start + 1), 'Content-Range': `bytes ${wanted.start}-${wanted.end}/${head.size}`}, part.body, env)
+      return respond(206, {...headers, 'Content-Length': String(wanted.end - wanted.start + 1), 'Content-Range': `bytes ${wanted.start}-${wanted.end}/${head.size}`}, part.body)
     }
   }
   const object = await bucket.get(key)
@@ -185,9 +210,9 @@ async function serveStored(request, env, ctx, route) {
   if (cache && method === 'GET' && object.size > 0 && /max-age=[1-9]/.test(headers['Cache-Control'])) {
     const [mine, cached] = object.body.tee()
     ctx.waitUntil(cache.put(cacheKey, new Response(cached, {headers})).catch(() => undefined))
-    return respond(200, headers, sized(mine, object.size, ctx), env)
+    return respond(200, headers, sized(mine, object.size, ctx))
   }
-  return respond(200, headers, object.size === 0 ? null : object.body, env)
+  return respond(200, headers, object.size === 0 ? null : object.body)
 }
 
 /** A stream without a length of its own (a branch of a tee, a cached body) sent with Content-Length, not chunked. */
@@ -229,7 +254,7 @@ async function tagsPage(request, env, ctx, route, url) {
   const after = last === null ? tags : tags.filter((tag) => tag > last)
   const page = n === undefined ? after : after.slice(0, n)
   const link = n !== undefined && n > 0 && after.length > n ? {Link: `</v2/${name}/tags/list?n=${n}&last=${encodeURIComponent(page[page.length - 1])}>; rel="next"`} : {}
-  return json(200, JSON.stringify({name, tags: page}), 'application/json', document.head.httpMetadata?.cacheControl ?? 'no-cache', env, request.method, link)
+  return json(200, JSON.stringify({name, tags: page}), 'application/json', document.head.httpMetadata?.cacheControl ?? 'no-cache', request.method, link)
 }
 
 /** The referrers API: the stored index of the subject, else an empty one (never a 404); `?artifactType=` filters. */
@@ -242,7 +267,7 @@ async function referrers(request, env, ctx, route, url) {
   let manifests = document.value?.manifests ?? []
   if (artifactType) manifests = manifests.filter((entry) => entry.artifactType === artifactType)
   const cacheControl = document.head?.httpMetadata?.cacheControl ?? `public, max-age=${Number(env.REG_TAG_MAX_AGE ?? 60)}`
-  return json(200, JSON.stringify({schemaVersion: 2, mediaType: OCI_INDEX, manifests}), OCI_INDEX, cacheControl, env, request.method, artifactType ? {'OCI-Filters-Applied': 'artifactType'} : {})
+  return json(200, JSON.stringify({schemaVersion: 2, mediaType: OCI_INDEX, manifests}), OCI_INDEX, cacheControl, request.method, artifactType ? {'OCI-Filters-Applied': 'artifactType'} : {})
 }
 
 // ---- Basic auth: PBKDF2-SHA256 hashes from the REG_BASIC_AUTH secret, checked with Web Crypto.
@@ -275,33 +300,113 @@ function equalBytes(a, b) {
   return difference === 0
 }
 
-/** Whether the request carries the credentials of a listed user. Successes are remembered in this isolate (a pull sends dozens of requests). */
-async function authorized(request, secret) {
+/**
+ * The Basic credentials of a request, or undefined when it sent none. An empty user and password
+ * (`Basic Og==`) are none: containers/image (skopeo, podman) sends them to every URL after a Basic
+ * ping when it has no credentials for the host. Another scheme is none too (as reg serve reads it).
+ */
+function basicCredentials(request) {
   const header = request.headers.get('Authorization') ?? ''
-  const match = /^Basic ([A-Za-z0-9+/=]+)$/i.exec(header)
-  if (!match) return false
-  const remembered = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(`${secret}\n${header}`)))
-  const memo = btoa(String.fromCharCode(...remembered))
-  if (verified.has(memo)) return true
+  const match = /^Basic +(\S*)$/i.exec(header)
+  if (!match) return undefined
   let decoded
   try {
     decoded = new TextDecoder().decode(fromBase64(match[1]))
   } catch {
-    return false
+    return {header, user: '', password: ''}
   }
+  if (decoded === '' || decoded === ':') return undefined
   const colon = decoded.indexOf(':')
-  if (colon < 0) return false
+  return colon > 0 ? {header, user: decoded.slice(0, colon), password: decoded.slice(colon + 1)} : {header, user: '', password: ''}
+}
+
+/** Whether the credentials are a listed user's. Successes are remembered in this isolate (a pull sends dozens of requests). */
+async function authorized(credentials, secret) {
+  const remembered = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(`${secret}\n${credentials.header}`)))
+  const memo = btoa(String.fromCharCode(...remembered))
+  if (verified.has(memo)) return true
   const users = parseUsers(secret)
-  const user = users.get(decoded.slice(0, colon))
+  const user = credentials.user === '' ? undefined : users.get(credentials.user)
   // An unknown user costs the same work as a known one: a listed user's hash is computed anyway.
   const model = user ?? users.values().next().value
   if (!model) return false
   const expected = fromBase64(model.hash)
-  const actual = await pbkdf2(decoded.slice(colon + 1), fromBase64(model.salt), model.iterations, expected.length)
+  const actual = await pbkdf2(credentials.password, fromBase64(model.salt), model.iterations, expected.length)
   if (!user || !equalBytes(actual, expected)) return false
   if (verified.size >= MAX_REMEMBERED) verified.clear()
   verified.set(memo, true)
   return true
+}
+
+// ---- Who may read what: REG_ACCESS (realm, private names) beside the REG_BASIC_AUTH users.
+
+/** reg's longest repository name: a longer one is no repository, and is not matched (the pattern's work stays bounded). */
+const MAX_NAME_LENGTH = 255
+let accessMemo = {text: undefined, value: undefined}
+
+/**
+ * The access policy, or undefined for a public registry. Without REG_ACCESS (or unreadable), every
+ * repository is private: it fails closed.
+ */
+function accessOf(env) {
+  if (!env.REG_BASIC_AUTH) return undefined
+  const text = env.REG_ACCESS ?? ''
+  if (accessMemo.text !== text) {
+    let parsed = {}
+    try {
+      parsed = JSON.parse(text)
+    } catch {}
+    const realm = typeof parsed.realm === 'string' ? parsed.realm : 'reg'
+    let names = /^(?:.*)$/s
+    try {
+      if (typeof parsed.privateNames === 'string') names = new RegExp(`^(?:${parsed.privateNames})$`, 'i')
+    } catch {}
+    accessMemo = {text, value: {realm, names}}
+  }
+  return accessMemo.value
+}
+
+/** Whether a repository name needs a user (any spelling: the names are matched case-insensitively). */
+function isPrivate(access, name) {
+  return name.length > MAX_NAME_LENGTH || access.names.test(name)
+}
+
+/**
+ * Whether an answer may be kept by shared caches: not when it needs a user, nor the catalog (its
+ * content depends on who asks).
+ */
+function isShared(access, route) {
+  return access === undefined || (route.class !== 'catalog' && !(route.name !== undefined && isPrivate(access, route.name)))
+}
+
+/**
+ * Who is reading: 'user' (good credentials) or 'anonymous' where that may read; else a 401 with the
+ * Basic challenge. The API root always challenges an anonymous client (clients decide from the ping
+ * whether to send credentials), a private repository's URLs need a user, wrong credentials are
+ * refused wherever they are sent. Content that only private repositories hold needs no list of its
+ * own here: each repository's URLs are R2 keys of their own (copies, never a shared object), so a
+ * public name's URL never reaches a private repository's content.
+ */
+async function readerOf(request, env, route) {
+  const access = accessOf(env)
+  if (!access) return 'anonymous'
+  const credentials = basicCredentials(request)
+  const needed = route.class === 'api-root' || (route.name !== undefined && isPrivate(access, route.name))
+  if (!credentials && !needed) return 'anonymous'
+  if (credentials && await authorized(credentials, env.REG_BASIC_AUTH)) return 'user'
+  throw new HttpError(401, 'UNAUTHORIZED', 'authentication required', {'WWW-Authenticate': `Basic realm="${access.realm}"`})
+}
+
+/** The catalog an anonymous client may see: the public repositories only (a private name is never told). */
+async function publicCatalog(request, env, route) {
+  const access = accessOf(env)
+  const document = await readDocument(env, route)
+  if (!document.present) throw notFound(route.path)
+  // Too large to filter within a request's budget: only a user sees it.
+  if (!document.value) throw new HttpError(401, 'UNAUTHORIZED', 'authentication required', {'WWW-Authenticate': `Basic realm="${access.realm}"`})
+  const listed = Array.isArray(document.value.repositories) ? document.value.repositories : []
+  const repositories = listed.filter((name) => typeof name === 'string' && !isPrivate(access, name))
+  return json(200, JSON.stringify({repositories}), 'application/json', document.head.httpMetadata?.cacheControl ?? 'no-cache', request.method)
 }
 
 function decodedPath(url) {
@@ -312,29 +417,35 @@ function decodedPath(url) {
   }
 }
 
-async function handle(request, env, ctx) {
+async function handle(request, env, ctx, url, route) {
   const method = request.method
   if (method !== 'GET' && method !== 'HEAD') throw new HttpError(405, 'UNSUPPORTED', 'this registry is read-only: only GET and HEAD are supported', {Allow: 'GET, HEAD'})
-  if (env.REG_BASIC_AUTH && !(await authorized(request, env.REG_BASIC_AUTH))) {
-    throw new HttpError(401, 'UNAUTHORIZED', 'authentication required', {'WWW-Authenticate': 'Basic realm="reg"'})
-  }
-  const url = new URL(request.url)
-  const route = routeOf(decodedPath(url))
-  if (route.class === 'api-version') return respond(301, {Location: `/v2/${url.search}`, 'Content-Length': '0'}, null, env)
+  const reader = await readerOf(request, env, route)
+  if (route.class === 'api-version') return respond(301, {Location: `/v2/${url.search}`, 'Content-Length': '0'}, null)
+  if (route.class === 'catalog' && reader === 'anonymous' && accessOf(env)) return publicCatalog(request, env, route)
   if (route.class === 'tags-list' && (url.searchParams.has('n') || url.searchParams.has('last'))) return tagsPage(request, env, ctx, route, url)
   if (route.class === 'referrers') return referrers(request, env, ctx, route, url)
   if (STORED.has(route.class)) return serveStored(request, env, ctx, route)
   throw notFound(route.path.startsWith('v2/') ? route.path : '')
 }
 
+async function answer(request, env, ctx, url, route) {
+  // A browser's preflight, for any URL, before anything else (it never carries credentials).
+  const cors = corsOf(env)
+  if (cors && request.method === 'OPTIONS') return respond(204, cors.preflight, null)
+  try {
+    return await handle(request, env, ctx, url, route)
+  } catch (error) {
+    if (error instanceof HttpError) return errorResponse(error, request.method)
+    console.error(`reg worker: ${request.method} ${new URL(request.url).pathname}: ${error?.stack ?? error}`)
+    return errorResponse(new HttpError(500, 'UNKNOWN', 'internal error'), request.method)
+  }
+}
+
 export default {
   async fetch(request, env, ctx) {
-    try {
-      return await handle(request, env, ctx)
-    } catch (error) {
-      if (error instanceof HttpError) return errorResponse(error, env, request.method)
-      console.error(`reg worker: ${request.method} ${new URL(request.url).pathname}: ${error?.stack ?? error}`)
-      return errorResponse(new HttpError(500, 'UNKNOWN', 'internal error'), env, request.method)
-    }
+    const url = new URL(request.url)
+    const route = routeOf(decodedPath(url))
+    return complete(await answer(request, env, ctx, url, route), env, isShared(accessOf(env), route))
   },
 }
