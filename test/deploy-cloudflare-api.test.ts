@@ -22,6 +22,8 @@ const EMPTY_LISTING = '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><
 function fakeCloudflare(scriptAnswers: Array<[number, unknown]>): string[] {
   const order: string[] = []
   nock(`https://reg.${ACCOUNT}.r2.cloudflarestorage.com`).persist()
+    // No deploy state yet (the S3 engine's .reg-state.json).
+    .get(/\/\.reg-state\.json/).reply(404, '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>no</Message></Error>', {'Content-Type': 'application/xml'})
     .get(/.*/).reply(function () {
       order.push(`R2 GET ${this.req.path}`)
       return [200, EMPTY_LISTING, {'Content-Type': 'application/xml'}]

@@ -309,6 +309,7 @@ describe('S3: the bucket CORS configuration where the endpoint cannot or may not
   /** An endpoint that takes every object and answers the bucket's CORS configuration with `status` and `code`. */
   const endpoint = (origin: string, status: number, code: string) => nock(origin).persist()
     .get(/[?&]cors/).reply(status, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>no</Message></Error>`, {'Content-Type': 'application/xml'})
+    .get(/\/\.reg-state\.json/).reply(404, '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>no</Message></Error>', {'Content-Type': 'application/xml'})
     .get(/.*/).reply(200, '<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><IsTruncated>false</IsTruncated><KeyCount>0</KeyCount></ListBucketResult>', {'Content-Type': 'application/xml'})
     .put(/.*/).reply(function () {
       return this.req.headers['x-amz-copy-source'] ? [200, '<CopyObjectResult><ETag>"x"</ETag></CopyObjectResult>'] : [200, '', {ETag: '"x"'}]

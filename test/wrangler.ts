@@ -105,6 +105,11 @@ export default {
       const next = listed.truncated ? '<NextContinuationToken>' + xml(listed.cursor) + '</NextContinuationToken>' : ''
       return new Response('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><IsTruncated>' + listed.truncated + '</IsTruncated><KeyCount>' + listed.objects.length + '</KeyCount>' + contents + next + '</ListBucketResult>', {headers: {'Content-Type': 'application/xml'}})
     }
+    if ((request.method === 'GET' || request.method === 'HEAD') && key !== '') {
+      const object = await env.BUCKET.get(key)
+      if (!object) return new Response('<Error><Code>NoSuchKey</Code><Message>no ' + xml(key) + '</Message></Error>', {status: 404, headers: {'Content-Type': 'application/xml'}})
+      return new Response(request.method === 'HEAD' ? null : object.body, {headers: {ETag: '"' + object.etag + '"', 'Content-Length': String(object.size)}})
+    }
     if (request.method === 'PUT' && key !== '' && !url.searchParams.has('uploadId')) {
       const copySource = request.headers.get('x-amz-copy-source')
       let body
