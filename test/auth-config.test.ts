@@ -32,7 +32,7 @@ describe('access control: flags, refusals, htpasswd, globs', () => {
       const result = await runReg(['deploy', tree, '--backend', backend, ...extra, '--auth-file', htpasswd, '--private', 'team/**'])
       assert.notEqual(result.code, 0)
       assert.ok(result.stderr.includes(`--backend ${backend} cannot enforce --auth-file/--private: a bucket serves each object to whoever may read it and checks no passwords, so private repositories would be public`), result.stderr)
-      assert.ok(result.stderr.includes('put the Cloudflare Worker backend in front of the bucket (--backend cloudflare --basic-auth: it checks users kept as a Worker secret), or deploy to nginx, Apache or reg serve --read-auth. CloudFront signed cookies or signed URLs are no alternative: docker, podman, skopeo and containerd send neither'), result.stderr)
+      assert.ok(result.stderr.includes('put the Cloudflare Worker backend in front of the bucket (--backend cloudflare --basic-auth FILE --private GLOB: it checks users kept as a Worker secret), or deploy to nginx, Apache or reg serve --read-auth. CloudFront signed cookies or signed URLs are no alternative: docker, podman, skopeo and containerd send neither'), result.stderr)
     }
     const alone = await runReg(['deploy', tree, '--backend', 's3', '--bucket', 'b', '--private', 'team/**'])
     assert.match(alone.stderr, /--backend s3 cannot enforce --auth-file\/--private/)

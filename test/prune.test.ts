@@ -6,7 +6,9 @@ import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {pruneTree, compareVersions, parseDuration, parseVersion} from '../src/tree/retention.js'
 import {RegistryTree} from '../src/tree/registry-tree.js'
-import {removeTempDirs, runReg, tempDir, treeSnapshot, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
+import {removeTempDirs, runReg, startServe, tempDir, treeSnapshot, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
+import {run} from './clients.js'
+import {requireTool} from './static-hosts.js'
 
 const DAY = 86_400_000
 
@@ -168,3 +170,29 @@ describe('reg prune', () => {
     assert.equal(index.repositories['team/app'].untagged, undefined)
   })
 })
+
+describe('tag times of pushed tags', () => {
+  after(removeTempDirs)
+
+  it('reg serve --push records when a tag was set (as a build does), and forgets it with the tag', async () => {
+    requireTool('skopeo')
+    const work = await tempDir()
+    const tree = path.join(work, 'tree')
+    await writeTinyOciLayout(path.join(work, 'layout'), {'pushed.txt': 'pushed\n'}, '1')
+    const server = await startServe(tree, ['--push', '--allow-delete'])
+    try {
+      const before = Date.now()
+      await run('skopeo', ['copy', '-q', '--dest-tls-verify=false', `oci:${path.join(work, 'layout')}:1`, `docker://${server.hostPort}/team/pushed:1`])
+      const pushed = (await RegistryTree.load(tree)).index.repositories['team/pushed']
+      const time = Date.parse(pushed?.tagged?.['1'] ?? '')
+      assert.ok(time >= before - 1000 && time <= Date.now(), `tagged: ${JSON.stringify(pushed?.tagged)}`)
+      const deleted = await fetch(`${server.url}/v2/team/pushed/manifests/1`, {method: 'DELETE'})
+      assert.equal(deleted.status, 202)
+      const after_ = (await RegistryTree.load(tree)).index.repositories['team/pushed']
+      assert.equal(after_?.tagged?.['1'], undefined)
+    } finally {
+      await server.stop()
+    }
+  })
+})
+

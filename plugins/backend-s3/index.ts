@@ -31,7 +31,7 @@ export function refuseAccessControl(provider: string, flags: {'auth-file'?: stri
   if (flags['auth-file'] === undefined && !flags.private?.length) return
   throw new RegError(
     `--backend ${provider} cannot enforce --auth-file/--private: a bucket serves each object to whoever may read it and checks no passwords, so private repositories would be public`,
-    'put the Cloudflare Worker backend in front of the bucket (--backend cloudflare --basic-auth: it checks users kept as a Worker secret), or deploy to nginx, Apache or reg serve --read-auth. CloudFront signed cookies or signed URLs are no alternative: docker, podman, skopeo and containerd send neither',
+    'put the Cloudflare Worker backend in front of the bucket (--backend cloudflare --basic-auth FILE --private GLOB: it checks users kept as a Worker secret), or deploy to nginx, Apache or reg serve --read-auth. CloudFront signed cookies or signed URLs are no alternative: docker, podman, skopeo and containerd send neither',
     'AUTH_UNSUPPORTED',
   )
 }

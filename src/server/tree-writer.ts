@@ -8,7 +8,7 @@ import {BlobStore} from '../tree/blob-store.js'
 import {summarizeConfigs} from '../page/config-summary.js'
 import {finalizeIndex, writeTreeFiles} from '../tree/finalize.js'
 import {GraphIngester} from '../tree/ingest.js'
-import {emptyIndex, repositoryRecord, type TreeIndex} from '../tree/model.js'
+import {dict, emptyIndex, repositoryRecord, type TreeIndex} from '../tree/model.js'
 import {repositoryManifests} from '../tree/objects.js'
 import {readTreeIndex} from '../tree/registry-tree.js'
 
@@ -68,7 +68,12 @@ export class TreeWriter {
 
   publishTag(name: string, tag: string, descriptor: Descriptor): Promise<void> {
     return this.publish(name, descriptor, `${name}:${tag}`, (index) => {
-      repositoryRecord(index, name).tags[tag] = descriptor.digest
+      const repository = repositoryRecord(index, name)
+      if (repository.tags[tag] !== descriptor.digest) {
+        repository.tags[tag] = descriptor.digest
+        // When the tag was set, for `reg prune --older-than` (as a build records it).
+        ;(repository.tagged ??= dict())[tag] = new Date().toISOString()
+      }
       return true
     })
   }
@@ -106,6 +111,7 @@ export class TreeWriter {
       const repository = index?.repositories[name]
       if (!index || !repository || !Object.hasOwn(repository.tags, tag)) return false
       delete repository.tags[tag]
+      delete repository.tagged?.[tag]
       await this.rewrite(index, name)
       return true
     })
@@ -123,7 +129,10 @@ export class TreeWriter {
       if (!index || !repository) return {outcome: 'unknown'}
       const tags = Object.keys(repository.tags).filter((tag) => repository.tags[tag] === digest)
       const held = tags.length > 0 || (repository.untagged ?? []).includes(digest)
-      for (const tag of tags) delete repository.tags[tag]
+      for (const tag of tags) {
+        delete repository.tags[tag]
+        delete repository.tagged?.[tag]
+      }
       if (repository.untagged) repository.untagged = repository.untagged.filter((d) => d !== digest)
       const kept = repositoryManifests(index, name)
       if (kept.has(digest)) {
