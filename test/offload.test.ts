@@ -275,6 +275,14 @@ describe('reg deploy --offload', () => {
     assert.equal(tokenLocation.blobBytes(layer.digest), before + layer.size, 'skopeo and podman got no byte of the layer')
     assert.equal(tokenRequests.length, tokensBefore + 1, 'skopeo and podman never asked the realm for a token after the redirect')
     for (const blob of baseBlobs) assert.equal(host.blobBytes(blob.digest), 0)
+
+    // reg verify says the same as the clients did: containerd pulls, podman (skopeo) does not.
+    const verified = await runReg(['verify', `http://${host.hostPort}`, '--tree', appTree, '--all', '--json'])
+    assert.equal(verified.code, 1, verified.stderr)
+    const verdict = JSON.parse(verified.stdout) as {failing: string[]; verdicts: Record<string, {failedRules: string[]}>}
+    assert.deepEqual(verdict.failing.sort(), ['crane', 'docker', 'podman'])
+    assert.deepEqual(verdict.verdicts.podman.failedRules, ['redirect-token'])
+    assert.deepEqual(verdict.verdicts.containerd.failedRules, [])
   })
 
   it('apache: the same redirects in .htaccess', async () => {
