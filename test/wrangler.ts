@@ -78,7 +78,7 @@ export async function startWrangler(args: string[], cwd: string): Promise<Runnin
 
 /**
  * A test-only Worker that speaks the part of the S3 API reg's S3 engine uses (ListObjectsV2,
- * PutObject, CopyObject with REPLACE, DeleteObject) over an R2 binding: the deploy code path writes
+ * GetObject and HeadObject (the deploy state), PutObject, CopyObject with REPLACE, DeleteObject) over an R2 binding: the deploy code path writes
  * through it into wrangler's local R2 persistence exactly as R2 stores what its S3 API receives
  * (Content-Type and Cache-Control as HTTP metadata, x-amz-meta-* as custom metadata). Paths are
  * `/__s3/BUCKET/KEY` (path-style under the endpoint's path).
@@ -104,6 +104,12 @@ export default {
       const contents = listed.objects.map((o) => '<Contents><Key>' + xml(o.key) + '</Key><Size>' + o.size + '</Size><ETag>&quot;' + o.etag + '&quot;</ETag></Contents>').join('')
       const next = listed.truncated ? '<NextContinuationToken>' + xml(listed.cursor) + '</NextContinuationToken>' : ''
       return new Response('<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><IsTruncated>' + listed.truncated + '</IsTruncated><KeyCount>' + listed.objects.length + '</KeyCount>' + contents + next + '</ListBucketResult>', {headers: {'Content-Type': 'application/xml'}})
+    }
+    if ((request.method === 'GET' || request.method === 'HEAD') && key !== '') {
+      const object = await env.BUCKET.get(key)
+      if (!object) return new Response(request.method === 'HEAD' ? null : '<Error><Code>NoSuchKey</Code><Message>no ' + xml(key) + '</Message></Error>', {status: 404, headers: {'Content-Type': 'application/xml'}})
+      const headers = {'Content-Length': String(object.size), ETag: '"' + object.etag + '"', 'Content-Type': object.httpMetadata?.contentType ?? 'application/octet-stream'}
+      return new Response(request.method === 'HEAD' ? null : object.body, {headers})
     }
     if (request.method === 'PUT' && key !== '' && !url.searchParams.has('uploadId')) {
       const copySource = request.headers.get('x-amz-copy-source')
