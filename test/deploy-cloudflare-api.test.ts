@@ -26,6 +26,8 @@ function fakeCloudflare(scriptAnswers: Array<[number, unknown]>): string[] {
     .get(/\/\.reg-state\.json/).reply(404, '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>no</Message></Error>', {'Content-Type': 'application/xml'})
     .get(/.*/).reply(function () {
       order.push(`R2 GET ${this.req.path}`)
+      // a listing of an empty bucket; any object (the S3 engine's deploy state) is not there
+      if (!this.req.path.includes('list-type=2')) return [404, '<Error><Code>NoSuchKey</Code></Error>', {'Content-Type': 'application/xml'}]
       return [200, EMPTY_LISTING, {'Content-Type': 'application/xml'}]
     })
     .put(/.*/).reply(function () {
@@ -75,9 +77,13 @@ describe('reg deploy --backend cloudflare: the Cloudflare API', () => {
   it('the Worker goes up after every object; every key is under --key-prefix', async () => {
     const order = fakeCloudflare([])
     const report = await deployTree(tree, await BACKENDS.create('cloudflare', {'account-id': ACCOUNT, bucket: 'reg', 'key-prefix': 'registry'}))
-    const firstApiCall = order.findIndex((line) => line.startsWith('API'))
-    assert.ok(firstApiCall > 0 && order.slice(firstApiCall).every((line) => line.startsWith('API')), order.join('\n'))
-    assert.ok(order.filter((line) => line.startsWith('R2 PUT')).every((line) => line.startsWith('R2 PUT /registry/v2/')), 'every key under the prefix')
+    // The S3 engine's deploy state (the prune grace) is written last, beside the registry: never served.
+    const state = 'R2 PUT /registry/.reg-state.json?x-id=PutObject'
+    assert.equal(order.at(-1), state, order.join('\n'))
+    const served = order.slice(0, -1)
+    const firstApiCall = served.findIndex((line) => line.startsWith('API'))
+    assert.ok(firstApiCall > 0 && served.slice(firstApiCall).every((line) => line.startsWith('API')), order.join('\n'))
+    assert.ok(served.filter((line) => line.startsWith('R2 PUT')).every((line) => line.startsWith('R2 PUT /registry/v2/')), 'every key under the prefix')
     assert.equal(report.host?.url, 'https://reg-reg.acme.workers.dev')
   })
 

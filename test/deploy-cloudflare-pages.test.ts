@@ -209,6 +209,14 @@ describe('Cloudflare Pages limits, refused before any upload', () => {
     assert.throws(() => pagesConfig(index(names, [])), (error: Error & {hint?: string}) => /at most 100 _headers rules/.test(error.message) && /--backend cloudflare/.test(error.hint ?? ''))
   })
 
+  it('the catalog page\'s rules count: 22 depths fit without the page (97 rules), not with it (104)', () => {
+    const names = Array.from({length: 22}, (_, depth) => Array.from({length: depth + 1}, () => 'n').join('/'))
+    assert.equal(pagesConfig(index(names, [])).counts.headerRules, 97)
+    const withPage = index(names, [])
+    withPage.settings.page = true
+    assert.throws(() => pagesConfig(withPage), (error: Error) => /at most 100 _headers rules; this registry needs 104 \(22 namespace depths, 7 for the catalog page\)/.test(error.message))
+  })
+
   it('more than 2,000 static redirects (tags and manifests)', () => {
     const tags = Array.from({length: 2001}, (_, i) => object({path: `v2/a/manifests/t${i}`}))
     assert.throws(() => pagesConfig(index(['a'], tags)), (error: Error & {hint?: string}) => /at most 2000 static _redirects rules; this registry needs 2003/.test(error.message) && /--backend cloudflare/.test(error.hint ?? ''))

@@ -78,7 +78,7 @@ export async function startWrangler(args: string[], cwd: string): Promise<Runnin
 
 /**
  * A test-only Worker that speaks the part of the S3 API reg's S3 engine uses (ListObjectsV2,
- * PutObject, CopyObject with REPLACE, DeleteObject) over an R2 binding: the deploy code path writes
+ * GetObject and HeadObject (the deploy state), PutObject, CopyObject with REPLACE, DeleteObject) over an R2 binding: the deploy code path writes
  * through it into wrangler's local R2 persistence exactly as R2 stores what its S3 API receives
  * (Content-Type and Cache-Control as HTTP metadata, x-amz-meta-* as custom metadata). Paths are
  * `/__s3/BUCKET/KEY` (path-style under the endpoint's path).
@@ -107,8 +107,9 @@ export default {
     }
     if ((request.method === 'GET' || request.method === 'HEAD') && key !== '') {
       const object = await env.BUCKET.get(key)
-      if (!object) return new Response('<Error><Code>NoSuchKey</Code><Message>no ' + xml(key) + '</Message></Error>', {status: 404, headers: {'Content-Type': 'application/xml'}})
-      return new Response(request.method === 'HEAD' ? null : object.body, {headers: {ETag: '"' + object.etag + '"', 'Content-Length': String(object.size)}})
+      if (!object) return new Response(request.method === 'HEAD' ? null : '<Error><Code>NoSuchKey</Code><Message>no ' + xml(key) + '</Message></Error>', {status: 404, headers: {'Content-Type': 'application/xml'}})
+      const headers = {'Content-Length': String(object.size), ETag: '"' + object.etag + '"', 'Content-Type': object.httpMetadata?.contentType ?? 'application/octet-stream'}
+      return new Response(request.method === 'HEAD' ? null : object.body, {headers})
     }
     if (request.method === 'PUT' && key !== '' && !url.searchParams.has('uploadId')) {
       const copySource = request.headers.get('x-amz-copy-source')

@@ -1,5 +1,7 @@
 import {corsHeaders} from '../../src/core/cors.js'
 import {RegError} from '../../src/core/errors.js'
+import {REPOSITORIES_DIR} from '../../src/page/documents.js'
+import {headerFilePageRules} from '../../src/publish/header-file-host.js'
 import {cacheControls, ERROR_DOCUMENTS, MANIFEST_EXTENSIONS, STORE_DIR} from '../../src/publish/static-host.js'
 import type {RegistryObject, TreeIndex} from '../../src/tree/model.js'
 import {API_VERSION_HEADER} from '../../src/tree/objects.js'
@@ -38,7 +40,11 @@ export const PAGES_INSTEAD = 'deploy this registry with --backend cloudflare (R2
  * - blobs are stored once, `_registry/blobs/<hex>`, served at every repository's URL by one 200
  *   rewrite per depth, their headers (the digest from the URL) by one rule per depth;
  * - tags lists, the catalog and referrers are files at their URLs; Pages has no 404 rules: a
- *   missing URL is answered by `404.html` (a spec error body, as text/html).
+ *   missing URL is answered by `404.html` (a spec error body, as text/html);
+ * - the catalog page (reg build --page) is files at their paths, beside /v2/: Pages serves `/` and
+ *   a directory from its index.html by itself; its rules are the other header-file hosts' (a few
+ *   URL shapes, whatever the number of repositories), plus one for a repository's directory URL,
+ *   which Pages matches as requested, not as the index.html it serves.
  */
 export function pagesStorageKey(object: RegistryObject): string | null {
   switch (object.class) {
@@ -102,6 +108,8 @@ export function pagesConfig(index: Pick<TreeIndex, 'repositories' | 'settings' |
   for (const [mediaType, kind] of Object.entries(MANIFEST_EXTENSIONS)) {
     headerRules.push(block(`/${STORE_DIR}/manifests/${kind}/*`, {'Content-Type': mediaType, 'Docker-Content-Digest': 'sha256::splat', 'Cache-Control': cache.immutable}))
   }
+  const pageRules = headerFilePageRules(index)
+  if (pageRules.length > 0) headerRules.push(...pageRules, block(`/${REPOSITORIES_DIR}/*/`, {'Content-Type': 'text/html; charset=utf-8', 'Cache-Control': cache.mutable}))
   const staticRedirects: string[] = ['/v2  /v2/  301', `/v2/  /${STORE_DIR}/v2.json  200`]
   const dynamicRedirects: string[] = []
   for (const depth of depths) {
@@ -129,7 +137,7 @@ export function pagesConfig(index: Pick<TreeIndex, 'repositories' | 'settings' |
   const over = (what: string, count: number, limit: number, why: string) => {
     if (count > limit) throw new RegError(`Cloudflare Pages reads at most ${limit} ${what}; this registry needs ${count} (${why})`, PAGES_INSTEAD)
   }
-  over('_headers rules', counts.headerRules, PAGES_LIMITS.headerRules, `${depths.length} namespace depths`)
+  over('_headers rules', counts.headerRules, PAGES_LIMITS.headerRules, `${depths.length} namespace depths${pageRules.length > 0 ? `, ${pageRules.length + 1} for the catalog page` : ''}`)
   over('static _redirects rules', counts.staticRedirects, PAGES_LIMITS.staticRedirects, 'one per tag and one per manifest')
   over('dynamic _redirects rules', counts.dynamicRedirects, PAGES_LIMITS.dynamicRedirects, `two per namespace depth, ${depths.length} depths`)
   for (const rule of [...staticRedirects, ...headerRules.map((b) => b.split('\n')[0])]) {

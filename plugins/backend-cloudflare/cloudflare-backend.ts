@@ -143,6 +143,11 @@ export class CloudflareBackend implements Backend {
     return this.objects.deleteObject(key, signal)
   }
 
+  /** The prune grace is counted in the S3 engine's deploy state in the bucket (never served: the Worker answers only the registry's and the page's URLs). */
+  recordUnreferenced(since: ReadonlyMap<string, number>, signal?: AbortSignal): Promise<void> {
+    return this.objects.recordUnreferenced(since, signal)
+  }
+
   retryVerdict(error: unknown): RetryVerdict {
     // The API client retries its own calls; a RegError is final.
     if (error instanceof RegError) return {retry: false}

@@ -15,6 +15,8 @@
 //   REG_CORS              optional: JSON {"response": {...}, "preflight": {...}}, the CORS headers of
 //                         every answer and of the 204 answer to OPTIONS, as reg computed them
 //                         (src/core/cors.ts); absent: no CORS headers, OPTIONS is 405 (--cors off)
+// The catalog page (reg build --page) is served from its objects beside /v2/, as reg serve answers it:
+// `/` and `/index.html` are index.html, a directory URL under r/ or -/ its index.html.
 
 const API_VERSION = 'registry/2.0'
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json'
@@ -36,17 +38,34 @@ const REPOSITORY_URLS = [
 ]
 
 /** Classes whose object is the stored one at the URL's path. */
-const STORED = new Set(['api-root', 'catalog', 'manifest', 'blob', 'tags-list'])
+const STORED = new Set(['api-root', 'catalog', 'manifest', 'blob', 'tags-list', 'page'])
+
+/** The catalog page's root file, and the directories its other files are in (src/page/documents.ts: ROOT_PAGE, PAGE_ROOTS). */
+const ROOT_PAGE = 'index.html'
+const PAGE_ROOTS = ['-/', 'r/']
 
 export function routeOf(path) {
   if (path === 'v2') return {class: 'api-version', path}
   if (path === 'v2/') return {class: 'api-root', path}
   if (path === 'v2/_catalog') return {class: 'catalog', path}
+  const page = pageRoute(path)
+  if (page) return page
   for (const [pattern, urlClass] of REPOSITORY_URLS) {
     const match = pattern.exec(path)
     if (match) return {class: urlClass, path, name: match[1], reference: match[2] ?? ''}
   }
   return {class: 'unknown', path}
+}
+
+/**
+ * A URL of the catalog page, as reg serve routes it: `/` and a directory are their index.html. Only
+ * ever an object key under the page's own directories (`-` is no repository name component, and
+ * nothing of the registry is stored under `r/` or `-/`), so it never reaches a /v2/ object.
+ */
+function pageRoute(path) {
+  if (path === '' || path === ROOT_PAGE) return {class: 'page', path: ROOT_PAGE}
+  if (!PAGE_ROOTS.some((root) => path.startsWith(root))) return undefined
+  return {class: 'page', path: path.endsWith('/') ? `${path}${ROOT_PAGE}` : path}
 }
 
 class HttpError extends Error {
@@ -92,10 +111,13 @@ function isWellFormedDigest(value) {
   return match !== null && (DIGEST_ENCODINGS[match[1]]?.test(match[2]) ?? true)
 }
 
-/** Every response is made here, with the API version; `complete` adds what holds for the whole request. */
-function respond(status, headers, body) {
+/**
+ * Every response is made here, with the API version (not on the catalog page's files, which are no
+ * registry answer: as reg serve sends them); `complete` adds what holds for the whole request.
+ */
+function respond(status, headers, body, apiVersion = true) {
   const all = new Headers(headers)
-  all.set('Docker-Distribution-API-Version', API_VERSION)
+  if (apiVersion) all.set('Docker-Distribution-API-Version', API_VERSION)
   return new Response(body, {status, headers: all})
 }
 
@@ -175,6 +197,7 @@ function keyOf(env, route) {
 
 /** The stored object at the route's path: GET and HEAD alike, If-None-Match, Range on blobs. */
 async function serveStored(request, env, ctx, route) {
+  const reply = (status, headers, body) => respond(status, headers, body, route.class !== 'page')
   const method = request.method
   const ifNoneMatch = request.headers.get('If-None-Match')
   const range = route.class === 'blob' ? request.headers.get('Range') : null
@@ -183,8 +206,8 @@ async function serveStored(request, env, ctx, route) {
   if (cache && method === 'GET' && !range) {
     const hit = await cache.match(cacheKey)
     if (hit) {
-      if (ifNoneMatch && ifNoneMatch === hit.headers.get('ETag')) return respond(304, notModified(hit.headers), null)
-      return respond(200, hit.headers, sized(hit.body, Number(hit.headers.get('Content-Length')), ctx))
+      if (ifNoneMatch && ifNoneMatch === hit.headers.get('ETag')) return reply(304, notModified(hit.headers), null)
+      return reply(200, hit.headers, sized(hit.body, Number(hit.headers.get('Content-Length')), ctx))
     }
   }
   const bucket = env.REGISTRY
@@ -194,14 +217,14 @@ async function serveStored(request, env, ctx, route) {
     const head = await bucket.head(key)
     if (!head) throw notFound(route.path)
     const headers = objectHeaders(head, route)
-    if (ifNoneMatch && ifNoneMatch === headers.ETag) return respond(304, notModified(headers), null)
+    if (ifNoneMatch && ifNoneMatch === headers.ETag) return reply(304, notModified(headers), null)
     const wanted = range ? parseRange(range, head.size) : undefined
-    if (wanted === 'unsatisfiable') return respond(416, {...headers, 'Content-Range': `bytes */${head.size}`, 'Content-Length': '0'}, null)
-    if (method === 'HEAD') return respond(wanted ? 206 : 200, {...headers, 'Content-Length': String(wanted ? wanted.end - wanted.start + 1 : head.size), ...(wanted ? {'Content-Range': `bytes ${wanted.start}-${wanted.end}/${head.size}`} : {})}, null)
+    if (wanted === 'unsatisfiable') return reply(416, {...headers, 'Content-Range': `bytes */${head.size}`, 'Content-Length': '0'}, null)
+    if (method === 'HEAD') return reply(wanted ? 206 : 200, {...headers, 'Content-Length': String(wanted ? wanted.end - wanted.start + 1 : head.size), ...(wanted ? {'Content-Range': `bytes ${wanted.start}-${wanted.end}/${head.size}`} : {})}, null)
     if (wanted) {
       const part = await bucket.get(key, {range: {offset: wanted.start, length: wanted.end - wanted.start + 1}})
       if (!part) throw notFound(route.path)
-      return respond(206, {...headers, 'Content-Length': String(wanted.end - wanted.start + 1), 'Content-Range': `bytes ${wanted.start}-${wanted.end}/${head.size}`}, part.body)
+      return reply(206, {...headers, 'Content-Length': String(wanted.end - wanted.start + 1), 'Content-Range': `bytes ${wanted.start}-${wanted.end}/${head.size}`}, part.body)
     }
   }
   const object = await bucket.get(key)
@@ -210,9 +233,9 @@ async function serveStored(request, env, ctx, route) {
   if (cache && method === 'GET' && object.size > 0 && /max-age=[1-9]/.test(headers['Cache-Control'])) {
     const [mine, cached] = object.body.tee()
     ctx.waitUntil(cache.put(cacheKey, new Response(cached, {headers})).catch(() => undefined))
-    return respond(200, headers, sized(mine, object.size, ctx))
+    return reply(200, headers, sized(mine, object.size, ctx))
   }
-  return respond(200, headers, object.size === 0 ? null : object.body)
+  return reply(200, headers, object.size === 0 ? null : object.body)
 }
 
 /** A stream without a length of its own (a branch of a tee, a cached body) sent with Content-Length, not chunked. */
@@ -372,11 +395,11 @@ function isPrivate(access, name) {
 }
 
 /**
- * Whether an answer may be kept by shared caches: not when it needs a user, nor the catalog (its
- * content depends on who asks).
+ * Whether an answer may be kept by shared caches: not when it needs a user (the catalog page
+ * included), nor the catalog (its content depends on who asks).
  */
 function isShared(access, route) {
-  return access === undefined || (route.class !== 'catalog' && !(route.name !== undefined && isPrivate(access, route.name)))
+  return access === undefined || (route.class !== 'catalog' && route.class !== 'page' && !(route.name !== undefined && isPrivate(access, route.name)))
 }
 
 /**
@@ -391,7 +414,8 @@ async function readerOf(request, env, route) {
   const access = accessOf(env)
   if (!access) return 'anonymous'
   const credentials = basicCredentials(request)
-  const needed = route.class === 'api-root' || (route.name !== undefined && isPrivate(access, route.name))
+  // The catalog page lists every repository: it needs a user whenever anything is private (as reg serve's --read-auth).
+  const needed = route.class === 'api-root' || route.class === 'page' || (route.name !== undefined && isPrivate(access, route.name))
   if (!credentials && !needed) return 'anonymous'
   if (credentials && await authorized(credentials, env.REG_BASIC_AUTH)) return 'user'
   throw new HttpError(401, 'UNAUTHORIZED', 'authentication required', {'WWW-Authenticate': `Basic realm="${access.realm}"`})
