@@ -3,7 +3,7 @@ import {BACKENDS} from '../../plugins/index.js'
 import {RegCommand} from '../ui/reg-command.js'
 import {type DeployReport, deployTree} from '../publish/deploy.js'
 import {stepBytes} from '../publish/run.js'
-import {deployLines, phaseLine, stepLines} from '../ui/deploy-report.js'
+import {deployLines, phaseLine, reportJson, stepLines} from '../ui/deploy-report.js'
 import {offloadLines} from '../publish/offload.js'
 import {DEPLOY_FLAGS} from '../config/deploy-flags.js'
 import {resolveDeploy} from '../config/resolve.js'
@@ -67,7 +67,8 @@ export default class Deploy extends RegCommand {
     }
     progress.stop()
     if (given.json) {
-      this.log(JSON.stringify(verified ? {...report, verify: verified} : report, null, 2))
+      for (const piece of reportJson(verified ? {...report, verify: verified} : report)) process.stdout.write(piece)
+      process.stdout.write('\n')
       this.failIfUnverified(verified)
       return
     }

@@ -453,13 +453,13 @@ class Verification {
   /** Status, bytes and size of content addressed by digest; false when there is nothing more to read from it. */
   private checkContent(answer: Answer, node: Node, ref: string): boolean {
     this.checked.add('redirect')
+    this.checked.add('redirect-token')
     this.checked.add('content-live')
     this.checked.add('digest-content')
     if (this.transportFailed(answer)) return false
     const challenge = answer.headers['www-authenticate'] ?? ''
     if (answer.status === 401 && answer.redirects.length > 0 && /^\s*bearer\b/i.test(challenge)) {
       // Redirected to a registry that wants a token: only clients that answer a challenge from another host pull.
-      this.checked.add('redirect-token')
       this.find('redirect-token', answer, seenHeader(answer, 'WWW-Authenticate'), `${ref} (listed by ${node.from}) is redirected to a location that asks for a token`)
       return false
     }
