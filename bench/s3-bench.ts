@@ -1,11 +1,14 @@
 // `npm run bench:s3`: deploy the same ≥ 500 MB tree to s3rver with reg, `aws s3 sync` (Debian
 // awscli) and `rclone sync --fast-list` (Debian rclone), first and no-change re-deploy, in the
 // same run, each through a counting proxy: wall time, bytes sent, requests.
-// Sizes: BENCH_IMAGES (4 big images: a 400 MiB shared base + 32 MiB each), BENCH_SMALL (300 tiny images).
+// Sizes: BENCH_IMAGES (4 big images: a 400 MiB shared base + 32 MiB each), BENCH_SMALL (300 tiny images);
+// BENCH_BASE_MB=0 BENCH_UNIQUE_MB=128 BENCH_SMALL=50: no shared blobs (4 x 128 MiB + 50 small images).
+// BENCH_PROFILE=DIR profiles reg's deploys.
 import {spawn} from 'node:child_process'
 import {mkdir, mkdtemp, rm, writeFile} from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
+import {fileURLToPath} from 'node:url'
 import {performance} from 'node:perf_hooks'
 import {type CountingProxy, S3_CREDENTIALS, startCountingProxy, startS3rver} from '../test/s3rver.js'
 import {freePort} from '../test/static-hosts.js'
@@ -16,6 +19,9 @@ const IMAGES = Number(process.env.BENCH_IMAGES ?? 4)
 const BASE_MB = Number(process.env.BENCH_BASE_MB ?? 400)
 const UNIQUE_MB = Number(process.env.BENCH_UNIQUE_MB ?? 32)
 const SMALL = Number(process.env.BENCH_SMALL ?? 300)
+const REG_BIN = path.resolve(process.env.BENCH_REG ?? path.join(path.dirname(path.dirname(fileURLToPath(import.meta.url))), 'bin', 'run.js'))
+/** BENCH_PROFILE=DIR: reg's deploys run under `node --cpu-prof --cpu-prof-dir=DIR` */
+const PROFILE_DIR = process.env.BENCH_PROFILE ? path.resolve(process.env.BENCH_PROFILE) : undefined
 const AWS = '/usr/bin/aws' // Debian's awscli; another `aws` may come first on PATH
 
 interface Row {
@@ -65,15 +71,13 @@ try {
   delete rcloneEnv.AWS_CA_BUNDLE
   await mkdir(path.join(work, 'home'), {recursive: true})
 
-  const regDeploy = async () => {
-    const result = await runReg(['deploy', tree, '--backend', 's3', '--bucket', 'reg-bench', '--endpoint', proxy.endpoint, '--force-path-style'], {env, timeoutMs: 1_800_000})
-    if (result.code !== 0) throw new Error(result.stderr)
-  }
-  // Asynchronous: the counting proxy runs in this process and must keep answering.
+  // Asynchronous: the counting proxy runs in this process and must keep answering. Every tool, reg
+  // too, runs as a process of its own: none shares the proxy's event loop.
   const exec = (command: string, args: string[], childEnv: NodeJS.ProcessEnv) => new Promise<void>((resolve, reject) => {
     const child = spawn(command, args, {env: childEnv, stdio: 'inherit'})
     child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${command} exited ${code}`))))
   })
+  const regDeploy = () => exec(process.execPath, [...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []), REG_BIN, 'deploy', tree, '--backend', 's3', '--bucket', 'reg-bench', '--endpoint', proxy.endpoint, '--force-path-style', '--json'], {...process.env, ...env})
   const awsSync = () => exec(AWS, ['s3', 'sync', '--only-show-errors', '--endpoint-url', proxy.endpoint, files, 's3://aws-bench/'], awsEnv)
   const rcloneSync = () => exec('rclone', ['sync', '--fast-list', files, 'bench:rclone-bench'], rcloneEnv)
   const rows: Row[] = []

@@ -4,7 +4,7 @@
 // UploadPartCopy nor ListParts: those request shapes are checked with nock against a fake bucket.
 // Large files are sparse: a 6 GiB blob takes no disk.
 import assert from 'node:assert/strict'
-import {createHash} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {open, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, afterEach, before, describe, it} from 'node:test'
@@ -16,7 +16,7 @@ import type {Backend} from '../src/publish/backend.js'
 import type {RegistryObject} from '../src/tree/model.js'
 import {type RunningS3, S3_BUCKET, S3_CREDENTIALS, startS3rver} from './s3rver.js'
 import {freePort} from './static-hosts.js'
-import {removeTempDirs, tempDir} from './support.js'
+import {removeTempDirs, runReg, runRegProcess, tempDir, writeTinyOciLayout} from './support.js'
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -257,4 +257,21 @@ describe('S3: blobs over 5 GiB, uploads in parts resumed', () => {
     assert.deepEqual(state.uploads, {}, 'the upload left the deploy state when complete')
     await writeFile(file, '')
   })
+
+  it('a whole deploy of several blobs in parts prints no warning (every request in flight listens to one abort signal)', async () => {
+    const layouts: string[] = []
+    for (const name of ['one', 'two', 'three', 'four']) {
+      // Random bytes (base64) do not compress: each layer stays over the 8 MiB of one request.
+      const layout = path.join(work, `parts-${name}`)
+      await writeTinyOciLayout(layout, {'big.bin': randomBytes(20 * MiB).toString('base64')}, '1')
+      layouts.push(`oci:${layout}:1=parts/${name}:1`)
+    }
+    const tree = path.join(work, 'parts-tree')
+    assert.equal((await runReg(['build', ...layouts, '-o', tree])).code, 0)
+    const deployed = await runRegProcess(['deploy', tree, '--backend', 's3', '--bucket', S3_BUCKET, '--key-prefix', 'whole/', '--endpoint', s3.endpoint, '--force-path-style'], {env: S3_CREDENTIALS})
+    assert.equal(deployed.code, 0, deployed.stderr)
+    assert.match(deployed.stdout, /did upload \d+ objects \(\d+\.\d MiB\)/)
+    assert.equal(deployed.stderr, '')
+  })
 })
+

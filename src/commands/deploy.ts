@@ -1,3 +1,4 @@
+import {setMaxListeners} from 'node:events'
 import {Args} from '@oclif/core'
 import {BACKENDS} from '../../plugins/index.js'
 import {RegCommand} from '../ui/reg-command.js'
@@ -17,6 +18,9 @@ import {type VerifyReport, verifyRegistry} from '../verify/verify.js'
  */
 export async function untilInterrupted<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const interrupt = new AbortController()
+  // Every request in flight listens to this one signal (objects × parts of each): dozens at once are
+  // the design, not a leak, so node's 10-listener warning does not apply.
+  setMaxListeners(0, interrupt.signal)
   const abort = () => interrupt.abort()
   process.once('SIGINT', abort)
   try {
