@@ -1,4 +1,5 @@
 // The real clients: skopeo, containerd's ctr (against a containerd the test starts), podman.
+import assert from 'node:assert/strict'
 import {execFile, spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {mkdir, readFile, writeFile} from 'node:fs/promises'
@@ -95,4 +96,44 @@ export async function podmanPullDigest(storage: string, ref: string): Promise<st
   const digest = (await run('podman', [...podman, 'image', 'inspect', '--format', '{{.Digest}}', ref])).trim()
   await run('podman', [...podman, 'rmi', '-f', ref])
   return digest
+}
+
+/** An image a host serves and the digest every client must get for it (test/fixtures.ts FixtureImage). */
+export interface ExpectedImage {
+  name: string
+  tag: string
+  digest: string
+  multiArch: boolean
+}
+
+/**
+ * The checks every host's test makes with each real client, image by image: the digest a client
+ * gets equals the source's. skopeo inspects and copies (`--all`) into `copies`; ctr pulls, a
+ * multi-arch index both for one platform and for all of them; podman pulls into its own `storage`.
+ */
+export const everyClientPulls = {
+  async skopeo(hostPort: string, images: readonly ExpectedImage[], copies: string): Promise<void> {
+    for (const image of images) {
+      const ref = `${image.name}:${image.tag}`
+      assert.equal(await skopeoInspectDigest(hostPort, ref), image.digest, `inspect ${ref}`)
+      assert.equal(await skopeoCopyDigest(hostPort, ref, path.join(copies, image.name, image.tag)), image.digest, `copy ${ref}`)
+    }
+  },
+  async ctr(containerd: Containerd, hostPort: string, images: readonly ExpectedImage[]): Promise<void> {
+    for (const image of images) {
+      const ref = `${hostPort}/${image.name}:${image.tag}`
+      if (image.multiArch) {
+        assert.equal(await containerd.pull(ref, {platform: 'linux/arm64'}), image.digest, `ctr --platform linux/arm64 ${ref}`)
+        assert.equal(await containerd.pull(ref, {allPlatforms: true}), image.digest, `ctr --all-platforms ${ref}`)
+      } else {
+        assert.equal(await containerd.pull(ref), image.digest, `ctr ${ref}`)
+      }
+    }
+  },
+  async podman(hostPort: string, images: readonly ExpectedImage[], storage: string): Promise<void> {
+    for (const image of images) {
+      const ref = `${hostPort}/${image.name}:${image.tag}`
+      assert.equal(await podmanPullDigest(storage, ref), image.digest, `podman ${ref}`)
+    }
+  },
 }

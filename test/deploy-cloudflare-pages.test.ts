@@ -14,7 +14,7 @@ import {BACKENDS} from '../plugins/index.js'
 import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
 import type {RegistryObject, TreeIndex} from '../src/tree/model.js'
 import {RegistryTree} from '../src/tree/registry-tree.js'
-import {type Containerd, podmanPullDigest, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
+import {type Containerd, everyClientPulls, startContainerd} from './clients.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
 import {requireTool, waitUntil} from './static-hosts.js'
 import {removeTempDirs, runReg, tempDir} from './support.js'
@@ -113,30 +113,15 @@ describe('reg deploy --backend cloudflare-pages, served by wrangler pages dev', 
   })
 
   it('skopeo inspect and skopeo copy --all get the source digests', async () => {
-    for (const image of fixtures.images) {
-      const ref = `${image.name}:${image.tag}`
-      assert.equal(await skopeoInspectDigest(pages.hostPort, ref), image.digest, `inspect ${ref}`)
-      assert.equal(await skopeoCopyDigest(pages.hostPort, ref, path.join(work, 'copies', image.name, image.tag)), image.digest, `copy ${ref}`)
-    }
+    await everyClientPulls.skopeo(pages.hostPort, fixtures.images, path.join(work, 'copies'))
   })
 
   it('ctr pulls every image; the multi-arch index with --platform linux/arm64 and --all-platforms', async () => {
-    for (const image of fixtures.images) {
-      const ref = `${pages.hostPort}/${image.name}:${image.tag}`
-      if (image.multiArch) {
-        assert.equal(await containerd.pull(ref, {platform: 'linux/arm64'}), image.digest, `ctr --platform linux/arm64 ${ref}`)
-        assert.equal(await containerd.pull(ref, {allPlatforms: true}), image.digest, `ctr --all-platforms ${ref}`)
-      } else {
-        assert.equal(await containerd.pull(ref), image.digest, `ctr ${ref}`)
-      }
-    }
+    await everyClientPulls.ctr(containerd, pages.hostPort, fixtures.images)
   })
 
   it('podman pulls every image', async () => {
-    for (const image of fixtures.images) {
-      const ref = `${pages.hostPort}/${image.name}:${image.tag}`
-      assert.equal(await podmanPullDigest(path.join(work, 'podman'), ref), image.digest, `podman ${ref}`)
-    }
+    await everyClientPulls.podman(pages.hostPort, fixtures.images, path.join(work, 'podman'))
   })
 
   it('manifests by tag and digest, GET and HEAD, end (after redirects) with reg serve\'s Content-Type, Docker-Content-Digest and bytes; blobs too; unknown URLs are 404', async () => {

@@ -12,7 +12,7 @@ import {basicAuthSecret, WORKER_COMPATIBILITY_DATE} from '../plugins/backend-clo
 import {accessPolicy, AUTH_REALM} from '../src/config/access.js'
 import {corsHeaders, corsPreflightHeaders} from '../src/core/cors.js'
 import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
-import {type Containerd, podmanPrivateState, podmanPullDigest, run, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
+import {type Containerd, everyClientPulls, podmanPrivateState, run, skopeoCopyDigest, startContainerd} from './clients.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
 import {requireTool} from './static-hosts.js'
 import {REPO_ROOT, removeTempDirs, runReg, tempDir, type TinyImage, writeTinyOciLayout} from './support.js'
@@ -149,30 +149,15 @@ describe('reg deploy --backend cloudflare, served by the Worker in wrangler dev'
   })
 
   it('skopeo inspect and skopeo copy --all get the source digests', async () => {
-    for (const image of fixtures.images) {
-      const ref = `${image.name}:${image.tag}`
-      assert.equal(await skopeoInspectDigest(worker.hostPort, ref), image.digest, `inspect ${ref}`)
-      assert.equal(await skopeoCopyDigest(worker.hostPort, ref, path.join(work, 'copies', image.name, image.tag)), image.digest, `copy ${ref}`)
-    }
+    await everyClientPulls.skopeo(worker.hostPort, fixtures.images, path.join(work, 'copies'))
   })
 
   it('ctr pulls every image; the multi-arch index with --platform linux/arm64 and --all-platforms', async () => {
-    for (const image of fixtures.images) {
-      const ref = `${worker.hostPort}/${image.name}:${image.tag}`
-      if (image.multiArch) {
-        assert.equal(await containerd.pull(ref, {platform: 'linux/arm64'}), image.digest, `ctr --platform linux/arm64 ${ref}`)
-        assert.equal(await containerd.pull(ref, {allPlatforms: true}), image.digest, `ctr --all-platforms ${ref}`)
-      } else {
-        assert.equal(await containerd.pull(ref), image.digest, `ctr ${ref}`)
-      }
-    }
+    await everyClientPulls.ctr(containerd, worker.hostPort, fixtures.images)
   })
 
   it('podman pulls every image', async () => {
-    for (const image of fixtures.images) {
-      const ref = `${worker.hostPort}/${image.name}:${image.tag}`
-      assert.equal(await podmanPullDigest(path.join(work, 'podman'), ref), image.digest, `podman ${ref}`)
-    }
+    await everyClientPulls.podman(worker.hostPort, fixtures.images, path.join(work, 'podman'))
   })
 
   it('answers every URL class as reg serve does: headers, bodies, Range, 304, 404 codes, 405, pagination, referrers', async () => {

@@ -6,7 +6,7 @@ import {readdir, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {startRegistryServer} from '../src/server/registry-server.js'
-import {type Containerd, podmanPullDigest, skopeoCopyDigest, skopeoInspectDigest, startContainerd} from './clients.js'
+import {type Containerd, everyClientPulls, startContainerd} from './clients.js'
 import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
 import {S3_BUCKET, S3_CREDENTIALS, startS3rver} from './s3rver.js'
 import {freePort, makeServable, requireTool, type RunningHost, startApache, startNginx} from './static-hosts.js'
@@ -91,30 +91,15 @@ describe('real clients', () => {
       after(async () => running?.stop())
 
       it('skopeo inspect and skopeo copy --all get the source digests', async () => {
-        for (const image of fixtures.images) {
-          const ref = `${image.name}:${image.tag}`
-          assert.equal(await skopeoInspectDigest(running.hostPort, ref), image.digest, `inspect ${ref}`)
-          assert.equal(await skopeoCopyDigest(running.hostPort, ref, path.join(work, 'copies', host.name.replace(' ', '-'), image.name, image.tag)), image.digest, `copy ${ref}`)
-        }
+        await everyClientPulls.skopeo(running.hostPort, fixtures.images, path.join(work, 'copies', host.name.replace(' ', '-')))
       })
 
       it('ctr pulls every image; the multi-arch index with --platform linux/arm64 and --all-platforms', async () => {
-        for (const image of fixtures.images) {
-          const ref = `${running.hostPort}/${image.name}:${image.tag}`
-          if (image.multiArch) {
-            assert.equal(await containerd.pull(ref, {platform: 'linux/arm64'}), image.digest, `ctr --platform linux/arm64 ${ref}`)
-            assert.equal(await containerd.pull(ref, {allPlatforms: true}), image.digest, `ctr --all-platforms ${ref}`)
-          } else {
-            assert.equal(await containerd.pull(ref), image.digest, `ctr ${ref}`)
-          }
-        }
+        await everyClientPulls.ctr(containerd, running.hostPort, fixtures.images)
       })
 
       it('podman pulls every image', async () => {
-        for (const image of fixtures.images) {
-          const ref = `${running.hostPort}/${image.name}:${image.tag}`
-          assert.equal(await podmanPullDigest(path.join(work, 'podman', host.name.replace(' ', '-')), ref), image.digest, `podman ${ref}`)
-        }
+        await everyClientPulls.podman(running.hostPort, fixtures.images, path.join(work, 'podman', host.name.replace(' ', '-')))
       })
     })
   }
