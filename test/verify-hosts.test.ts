@@ -31,7 +31,7 @@ const HOSTS: Host[] = [
   {name: 'nginx', start: (fixtures, work) => deployToRealHost(fixtures.tree, 'nginx', path.join(work, 'nginx-public'))},
   {name: 'apache', start: (fixtures, work) => deployToRealHost(fixtures.tree, 'apache', path.join(work, 'apache-public'))},
   {
-    // s3rver serves the bucket at the host root when the Host header names it: LOCALHOST:PORT.
+    // S3 through a host-style endpoint: s3rver behind a proxy that sends Host: reg-test.s3.amazonaws.com (test/s3rver.ts).
     name: 's3rver',
     start: async (fixtures, work) => {
       const s3 = await startS3rver(path.join(work, 's3rver'), await freePort())
