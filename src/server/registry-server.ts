@@ -4,6 +4,7 @@ import {corsHeaders, corsPreflightHeaders, type CorsOrigin, parseCorsOrigin} fro
 import {describeError} from '../core/errors.js'
 import {API_VERSION_HEADER} from '../tree/objects.js'
 import {RegistryTree} from '../tree/registry-tree.js'
+import {lockTree} from '../tree/tree-lock.js'
 import {LiveTree} from './live-tree.js'
 import {ProxyHandler, type ProxyOptions} from './proxy.js'
 import {PushHandler, type PushOptions} from './push.js'
@@ -181,10 +182,16 @@ export interface ServeOptions {
 
 /** Start `reg serve` on host:port (port 0 picks a free one). */
 export async function startRegistryServer(dir: string, options: ServeOptions = {}): Promise<RunningServer> {
-  // Pushes and the proxy write into the tree, through one writer.
+  // Pushes and the proxy write into the tree, through one writer; no build or prune meanwhile.
   const writer = new TreeWriter(dir)
-  if (options.push || options.proxy) await writer.ensureTree()
-  await RegistryTree.load(dir) // fail early, with a clear message, when DIR is not a tree
+  const lock = options.push || options.proxy ? await lockTree(dir, `reg serve ${options.push ? '--push' : '--proxy'}`) : undefined
+  try {
+    if (options.push || options.proxy) await writer.ensureTree()
+    await RegistryTree.load(dir) // fail early, with a clear message, when DIR is not a tree
+  } catch (error) {
+    await lock?.release()
+    throw error
+  }
   const live = new LiveTree(dir)
   const push = options.push ? new PushHandler(writer, live, options.push === true ? {} : options.push) : undefined
   const proxy = options.proxy ? new ProxyHandler(writer, live, options.proxy) : undefined
@@ -197,15 +204,21 @@ export async function startRegistryServer(dir: string, options: ServeOptions = {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(options.port ?? 5000, host, () => resolve())
+  }).catch(async (error: unknown) => {
+    await lock?.release()
+    throw error
   })
   const address = server.address()
   const port = typeof address === 'object' && address ? address.port : options.port ?? 5000
   const displayHost = host.includes(':') ? `[${host}]` : host
   return {
     server, port, url: `http://${displayHost}:${port}`,
-    close: () => new Promise<void>((resolve) => {
-      server.close(() => resolve())
-      server.closeAllConnections()
-    }),
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve())
+        server.closeAllConnections()
+      })
+      await lock?.release()
+    },
   }
 }

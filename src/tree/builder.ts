@@ -15,6 +15,7 @@ import {repositoryBlobs, repositoryManifests} from './objects.js'
 import {isPublicUrl, readTreeIndex} from './registry-tree.js'
 import {summarizeConfigs} from '../page/config-summary.js'
 import {stampTagTimes} from './tag-times.js'
+import {lockTree} from './tree-lock.js'
 
 export interface BuildOptions {
   out: string
@@ -181,6 +182,16 @@ const IMAGE_CONCURRENCY = 32
 export async function buildTree(specs: SourceSpec[], options: BuildOptions): Promise<BuildSummary> {
   const out = path.resolve(options.out)
   await mkdir(path.dirname(out), {recursive: true})
+  // One writer at a time: a push or a prune meanwhile would be lost in the swap.
+  const lock = await lockTree(options.out, 'reg build')
+  try {
+    return await buildLocked(specs, options, out)
+  } finally {
+    await lock.release()
+  }
+}
+
+async function buildLocked(specs: SourceSpec[], options: BuildOptions, out: string): Promise<BuildSummary> {
   await recoverSiblings(out)
   await refuseForeignContent(out)
   if (options.publicUrl !== undefined && !isPublicUrl(options.publicUrl)) {
@@ -229,6 +240,15 @@ function treeSettings(options: BuildOptions, previous: TreeSettings | undefined)
  * copied) renamed into place only when complete. `reg prune` is this.
  */
 export async function rewriteTree(dir: string, change: (state: Omit<TreeIndex, 'objects'>) => void | Promise<void>): Promise<Omit<TreeIndex, 'objects'>> {
+  const lock = await lockTree(dir, 'reg prune')
+  try {
+    return await rewriteLocked(dir, change)
+  } finally {
+    await lock.release()
+  }
+}
+
+async function rewriteLocked(dir: string, change: (state: Omit<TreeIndex, 'objects'>) => void | Promise<void>): Promise<Omit<TreeIndex, 'objects'>> {
   const out = path.resolve(dir)
   await recoverSiblings(out)
   await refuseForeignContent(out)
