@@ -1,6 +1,7 @@
-import {mkdir, open, readFile, stat, unlink} from 'node:fs/promises'
+import {mkdir, open, stat, unlink} from 'node:fs/promises'
 import path from 'node:path'
 import {errnoCode, RegError} from '../core/errors.js'
+import {readFileBounded} from '../core/limits.js'
 
 /**
  * One writer at a time for a tree: `reg build`, `reg prune` and `reg serve --push`/`--proxy` each
@@ -81,7 +82,8 @@ async function ageMs(file: string): Promise<number> {
 
 async function readHolder(file: string): Promise<Holder | undefined> {
   try {
-    const parsed = JSON.parse((await readFile(file, 'utf8')).slice(0, 4096)) as Partial<Holder>
+    // A holder is a pid and a command name: anything larger is not ours, and is not read whole.
+    const parsed = JSON.parse((await readFileBounded(file, 4096, `the write lock ${file}`)).toString('utf8')) as Partial<Holder>
     return typeof parsed.pid === 'number' && Number.isInteger(parsed.pid) && parsed.pid > 0 && typeof parsed.command === 'string' ? {pid: parsed.pid, command: parsed.command.slice(0, 100)} : undefined
   } catch {
     return undefined
