@@ -6,7 +6,8 @@ import {execFileSync} from 'node:child_process'
 import {readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
-import {accessPolicy, privateOnlyDigests} from '../src/config/access.js'
+import fc from 'fast-check'
+import {accessPolicy, privateOnlyDigests, privatePatternRegex} from '../src/config/access.js'
 import {basicCredentials} from '../src/server/read-auth.js'
 import type {RegistryObject} from '../src/tree/model.js'
 import {writeHtpasswd} from './distribution.js'
@@ -129,3 +130,31 @@ describe('access control: generated Apache rules', () => {
     assert.equal(rules.split('<If ').length - 1, 1 + 30)
   })
 })
+
+describe('--private globs against names from HTTP clients', () => {
+  it('match as their regular expressions (the ones nginx and Apache get) do, on any name', () => {
+    const part = fc.stringMatching(/^[a-z0-9./_-]{0,6}$/)
+    const glob = fc.array(fc.oneof(part, fc.constant('*'), fc.constant('**')), {minLength: 1, maxLength: 5}).map((parts) => parts.join('')).filter((p) => {
+      try {
+        privatePatternRegex(p)
+        return true
+      } catch {
+        return false
+      }
+    })
+    fc.assert(fc.property(glob, fc.stringMatching(/^[a-zA-Z0-9./_-]{0,24}$/), (pattern, name) => {
+      const regex = new RegExp(`^(?:${privatePatternRegex(pattern)})$`, 'i')
+      assert.equal(accessPolicy(new Map(), [pattern]).isPrivate(name), regex.test(name), `${pattern} ~ ${name}`)
+    }), {numRuns: 2000, seed: Number(process.env.FUZZ_SEED ?? 42)})
+  })
+
+  it('a long crafted name costs one pass per glob token, not a backtracking search', () => {
+    // Against the regular expression, this name took hours (every way of splitting it among four .*).
+    const policy = accessPolicy(new Map(), ['a/**/b/**/c/**/d/**/e'])
+    const name = `a/${'b/c/d/'.repeat(3000)}x`
+    assert.equal(policy.isPrivate(name), false)
+    assert.equal(policy.isPrivate(`${name}/e`), true)
+    assert.equal(policy.isPrivate('A/x/B/x/C/x/D/x/E'), true, 'names match whatever their case, as the hosts match them')
+  })
+})
+
