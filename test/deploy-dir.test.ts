@@ -4,11 +4,11 @@ import {readdir, readFile, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import type {Backend, RemoteState} from '../src/publish/backend.js'
-import {createPublishPlan, PHASES, phaseOf} from '../src/publish/plan.js'
+import {createPublishPlan} from '../src/publish/plan.js'
 import {runPublishPlan} from '../src/publish/run.js'
 import type {RegistryObject} from '../src/tree/model.js'
 import {RegistryTree} from '../src/tree/registry-tree.js'
-import {EXAMPLE_LAYOUT, removeTempDirs, runReg, tempDir, writeTinyOciLayout} from './support.js'
+import {EXAMPLE_LAYOUT, removeTempDirs, runReg, tempDir, writeTinyIndexLayout, writeTinyOciLayout} from './support.js'
 
 async function listFiles(root: string, prefix = ''): Promise<string[]> {
   const out: string[] = []
@@ -119,43 +119,119 @@ describe('reg deploy --backend dir', () => {
   })
 })
 
+/**
+ * What each object of the tree points at, read from the tree's state (not from the plan): a manifest
+ * its blobs and child manifests, a tag its manifest, a tags list its tags, the catalog every tags list.
+ */
+function referencesOf(registry: RegistryTree, object: RegistryObject): string[] {
+  const repo = object.repository
+  switch (object.class) {
+    case 'digest-manifest': {
+      const record = registry.index.manifests[object.digest]
+      return record ? [...record.blobs.map((b) => `v2/${repo}/blobs/${b}`), ...record.children.map((c) => `v2/${repo}/manifests/${c}`)] : []
+    }
+    case 'tag-manifest': return [`v2/${repo}/manifests/${object.digest}`]
+    case 'tags-list': return registry.objects.filter((o) => o.class === 'tag-manifest' && o.repository === repo).map((o) => o.path)
+    case 'catalog': return registry.objects.filter((o) => o.class === 'tags-list').map((o) => o.path)
+    default: return []
+  }
+}
+
+/** A tree of three repositories: an image, a multi-platform index, and an image of its own bytes. */
+async function threeRepositories(work: string): Promise<RegistryTree> {
+  const tree = path.join(work, 'tree')
+  await writeTinyIndexLayout(path.join(work, 'multi'), ['linux/amd64', 'linux/arm64'], 'multi/app:2.0')
+  await writeTinyOciLayout(path.join(work, 'other'), {'other.txt': 'bytes of its own\n'}, 'other/app:1.0')
+  const built = await runReg(['build', `oci:${EXAMPLE_LAYOUT}=team/app:1.0`, `oci:${path.join(work, 'multi')}`, `oci:${path.join(work, 'other')}`, '-o', tree])
+  assert.equal(built.code, 0, built.stderr)
+  return RegistryTree.load(tree)
+}
+
+/** A backend that records what it published, in the order each step finished. */
+function recordingBackend(log: string[], hooks: {putObject?: (key: string, object: RegistryObject) => Promise<void>; published?: (key: string) => void} = {}): Backend {
+  return {
+    name: 'recorder', location: 'memory',
+    capabilities: {serverSideCopy: true},
+    describeRemote: async (): Promise<RemoteState> => ({objects: new Map()}),
+    putObject: async (key: string, object: RegistryObject) => {
+      await hooks.putObject?.(key, object)
+      log.push(`put ${key}`)
+      hooks.published?.(key)
+    },
+    copyObject: async (from: string, key: string) => {
+      assert.ok(log.includes(`put ${from}`), `copy from ${from} before it exists`)
+      log.push(`copy ${key}`)
+      hooks.published?.(key)
+    },
+    deleteObject: async () => undefined,
+  }
+}
+
 describe('publish order', () => {
   after(removeTempDirs)
 
-  it('publishes blobs, then manifests, then indexes, then tags; retries transient failures', async () => {
-    const work = await tempDir()
-    const tree = path.join(work, 'tree')
-    assert.equal((await runReg(['build', `oci:${EXAMPLE_LAYOUT}`, `oci:${EXAMPLE_LAYOUT}=team/app:1.0`, '-o', tree])).code, 0)
-    const registry = await RegistryTree.load(tree)
-    // A recording backend: the publish layer is what is under test here, the real backends have their own tests.
+  it('publishes every object after what it points at (blobs, child manifests, manifests, tags, lists); retries transient failures', async () => {
+    const registry = await threeRepositories(await tempDir())
     const log: string[] = []
     let failures = 2
-    const recorder: Backend = {
-      name: 'recorder', location: 'memory',
-      capabilities: {serverSideCopy: true},
-      describeRemote: async (): Promise<RemoteState> => ({objects: new Map()}),
-      putObject: async (key: string, object: RegistryObject) => {
+    // A recording backend: the publish layer is what is under test here, the real backends have their own tests.
+    const recorder = recordingBackend(log, {
+      putObject: async (_key, object) => {
         if (object.class === 'blob' && failures-- > 0) throw new Error('503 Slow Down')
-        log.push(`put ${key}`)
       },
-      copyObject: async (from: string, key: string) => {
-        assert.ok(log.includes(`put ${from}`), `copy from ${from} before it exists`)
-        log.push(`copy ${key}`)
-      },
-      deleteObject: async () => undefined,
-    }
+    })
     const plan = await createPublishPlan(registry, await recorder.describeRemote(), recorder)
     const retried: number[] = []
     const result = await runPublishPlan(plan, recorder, registry, {concurrency: 4, backoffMs: 1, observer: {retry: (_s, attempt) => retried.push(attempt)}})
     assert.equal(retried.length, 2)
     assert.equal(result.uploaded + result.copied, registry.objects.length)
     const position = (p: string) => log.findIndex((line) => line.endsWith(` ${p}`))
+    let checked = 0
     for (const object of registry.objects) {
       const at = position(object.path)
       assert.ok(at >= 0, object.path)
-      for (const earlier of registry.objects.filter((o) => PHASES.indexOf(phaseOf(o)) < PHASES.indexOf(phaseOf(object)))) {
-        assert.ok(position(earlier.path) < at, `${earlier.path} must be published before ${object.path}`)
+      for (const reference of referencesOf(registry, object)) {
+        assert.ok(registry.objectsByPath.has(reference), reference)
+        assert.ok(position(reference) < at, `${reference} must be published before ${object.path}`)
+        checked++
       }
     }
+    assert.ok(checked > 20, `${checked} references checked`)
+  })
+
+  it("does not hold an image back for another image's slow blob: its manifest and tag go live while that blob is still on its way", async () => {
+    const registry = await threeRepositories(await tempDir())
+    const slow = registry.objects.find((o) => o.class === 'blob' && o.repository === 'team/app')!
+    const log: string[] = []
+    let inFlight = 0
+    let release!: () => void
+    const released = new Promise<void>((resolve) => (release = resolve))
+    const awaited = new Set(['v2/other/app/manifests/1.0', 'v2/multi/app/manifests/2.0'])
+    // The slow blob finishes once the other images' tags are up, or once nothing else is running
+    // (what a publish that waits for every blob does): never a hang, whichever the order.
+    const quiet = () => setImmediate(() => inFlight === 0 && release())
+    const recorder = recordingBackend(log, {
+      putObject: async (key) => {
+        if (key === slow.path) {
+          quiet()
+          return released
+        }
+        inFlight++
+        await new Promise((resolve) => setImmediate(resolve))
+        inFlight--
+        quiet()
+      },
+      published: (key) => {
+        awaited.delete(key)
+        if (awaited.size === 0) release()
+      },
+    })
+    const plan = await createPublishPlan(registry, await recorder.describeRemote(), recorder)
+    await runPublishPlan(plan, recorder, registry, {concurrency: 4})
+    const position = (p: string) => log.findIndex((line) => line.endsWith(` ${p}`))
+    assert.ok(position('v2/other/app/manifests/1.0') >= 0 && position('v2/other/app/manifests/1.0') < position(slow.path), `other/app:1.0 before the slow blob of team/app: ${log.join(', ')}`)
+    assert.ok(position('v2/multi/app/manifests/2.0') < position(slow.path), 'the index of multi/app too')
+    assert.ok(position('v2/team/app/manifests/1.0') > position(slow.path), 'team/app:1.0 still waits for its blob')
+    assert.ok(position('v2/_catalog') > position(slow.path), 'the catalog lists team/app: it waits for its tags')
   })
 })

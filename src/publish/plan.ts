@@ -11,7 +11,8 @@ import {offloadedObject} from './offload.js'
  * Publish phases, in order: a client must never see a tag whose content is missing, so what a URL
  * points at goes live before the URL (blobs, then the manifests and indexes naming them, then tags);
  * the host configuration, which routes tags on some hosts, after every object; deletions last.
- * Each phase completes before the next starts.
+ * Phases are the order steps start in; what a step waits for is its `after` (see `prerequisites`):
+ * a manifest waits for its own blobs, not for every blob of the deploy.
  */
 export const PHASES = ['blobs', 'manifests', 'indexes', 'referrers', 'tags', 'configure', 'prune'] as const
 export type Phase = (typeof PHASES)[number]
@@ -27,7 +28,13 @@ export function phaseOf(object: RegistryObject): Phase {
   }
 }
 
-export type PublishStep =
+/**
+ * What a step waits for before it starts: the keys of other steps of the plan (each done first), or
+ * `'all-earlier'`: every step before it in the plan's order.
+ */
+export type Prerequisites = readonly string[] | 'all-earlier'
+
+export type PublishStep = (
   | {action: 'put'; phase: Phase; key: string; object: RegistryObject}
   | {action: 'copy'; phase: Phase; key: string; object: RegistryObject; from: string}
   /** a redirect at `key` to the shared copy at `to` (no bytes of its own) */
@@ -35,6 +42,7 @@ export type PublishStep =
   /** the host configuration; `routed`: the URLs it answers with no stored object (tags routed by rewrites) */
   | {action: 'configure'; phase: 'configure'; key: string; routed: RegistryObject[]}
   | {action: 'delete'; phase: 'prune'; key: string; size: number}
+) & {after?: Prerequisites}
 
 export interface PlanOptions {
   prune?: boolean
@@ -53,6 +61,7 @@ export interface PlanOptions {
 }
 
 export interface PublishPlan {
+  /** in publish order: by phase; each step after its prerequisites (`after`) */
   steps: PublishStep[]
   unchanged: number
   bytesToUpload: number
@@ -209,6 +218,89 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
     if (options.prune && (since === undefined || now - since >= grace)) steps.push({action: 'delete', phase: 'prune', key: deployed.key, size: deployed.size})
     else if (since !== undefined) unreferenced.set(deployed.key, since)
   }
+  orderSteps(steps, tree, keyOf)
   const sum = (action: PublishStep['action']) => steps.filter((s) => s.action === action).reduce((total, s) => total + (s.action === 'delete' ? s.size : s.action === 'put' || s.action === 'copy' ? s.object.size : 0), 0)
   return {steps, unchanged, bytesToUpload: sum('put'), bytesToCopy: sum('copy'), bytesToDelete: sum('delete'), unreferenced}
+}
+
+/** The catalog page and its data go last among the tags: they name every tag. */
+function pageDocument(step: PublishStep): boolean {
+  return 'object' in step && (step.object.class === 'page' || step.object.class === 'page-data')
+}
+
+/**
+ * Put `steps` in publish order (by phase, the catalog page's documents last of the tags) and give
+ * each what it waits for, so that nothing goes live before what it points at: a manifest after the
+ * blobs and child manifests it names in its repository, a tag after its manifest, a referrers list
+ * after the manifests it lists, a repository's tags list after its tags, the catalog after every
+ * tags list; a copy after its source, a redirect after its target. The catalog page, the host
+ * configuration (it routes tags) and deletions wait for everything before them, as does an object
+ * whose references the tree does not record (a generated referrers index). What is already on the
+ * host is live: nothing waits for it. So the manifests and tags of small images go live while a big
+ * blob of another image is still on its way, instead of after it.
+ */
+function orderSteps(steps: PublishStep[], tree: RegistryTree, keyOf: (object: RegistryObject) => string | null): void {
+  const order = (step: PublishStep) => PHASES.indexOf(step.phase) * 2 + (pageDocument(step) ? 1 : 0)
+  const positions = new Map(steps.map((step, i) => [step, i]))
+  steps.sort((a, b) => order(a) - order(b) || positions.get(a)! - positions.get(b)!)
+  const planned = new Set<string>()
+  /** keys whose bytes this plan writes (puts and copies) */
+  const written = new Set<string>()
+  for (const step of steps) {
+    if ('object' in step) planned.add(step.key)
+    if (step.action === 'put' || step.action === 'copy') written.add(step.key)
+  }
+  /** the key of the step that publishes `urlPath`, if this plan publishes it */
+  const stepOfPath = (urlPath: string): string | undefined => {
+    const object = tree.objectsByPath.get(urlPath)
+    const key = object === undefined ? null : keyOf(object)
+    return key !== null && planned.has(key) ? key : undefined
+  }
+  const tagsOf = new Map<string, string[]>()
+  const referrersOf = new Map<string, string[]>()
+  const tagsLists: string[] = []
+  const push = (map: Map<string, string[]>, at: string, key: string) => (map.get(at) ?? map.set(at, []).get(at)!).push(key)
+  for (const step of steps) {
+    if (!('object' in step)) continue
+    const {object} = step
+    if (object.class === 'tag-manifest') push(tagsOf, object.repository!, step.key)
+    else if (object.class === 'tags-list') tagsLists.push(step.key)
+    else if (object.class === 'digest-manifest') {
+      const subject = tree.index.manifests[object.digest]?.subject
+      if (subject) push(referrersOf, `${object.repository}\n${subject}`, step.key)
+    }
+  }
+  for (const step of steps) {
+    if (step.action === 'configure' || step.action === 'delete' || pageDocument(step)) {
+      step.after = 'all-earlier'
+      continue
+    }
+    const {object} = step
+    const repository = object.repository ?? ''
+    let needs: Array<string | undefined>
+    switch (object.class) {
+      case 'digest-manifest': {
+        const record = tree.index.manifests[object.digest]
+        if (!record) {
+          step.after = 'all-earlier'
+          continue
+        }
+        needs = [...record.blobs.map((blob) => stepOfPath(`v2/${repository}/blobs/${blob}`)), ...record.children.map((child) => stepOfPath(`v2/${repository}/manifests/${child}`))]
+        break
+      }
+      case 'tag-manifest': needs = [stepOfPath(`v2/${repository}/manifests/${object.digest}`)]; break
+      case 'referrers': needs = referrersOf.get(`${repository}\n${object.path.slice(object.path.lastIndexOf('/') + 1)}`) ?? []; break
+      case 'tags-list': needs = tagsOf.get(repository) ?? []; break
+      case 'catalog': needs = tagsLists; break
+      default: needs = []
+    }
+    // A copy's source and a redirect's target are waited for while their bytes are being written; a
+    // copy's source that a redirect replaces (a bucket entering redirect mode) is read as deployed,
+    // and that redirect waits for the copy.
+    if (step.action === 'copy') needs.push(written.has(step.from) ? step.from : undefined)
+    if (step.action === 'redirect') needs.push(written.has(step.to) ? step.to : undefined)
+    // A host may keep two URLs under one key (a tag and its manifest): the step does not wait for itself.
+    const after = [...new Set(needs.filter((key): key is string => key !== undefined && key !== step.key))]
+    if (after.length > 0) step.after = after
+  }
 }

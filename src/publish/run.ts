@@ -1,4 +1,3 @@
-import {mapLimit} from '../core/concurrency.js'
 import {RegError} from '../core/errors.js'
 import {DEFAULT_RETRY, type RetryVerdict, withRetries} from '../core/retry.js'
 import type {RegistryTree} from '../tree/registry-tree.js'
@@ -41,14 +40,17 @@ export function stepBytes(step: PublishStep): number {
   return step.action === 'put' || step.action === 'copy' ? step.object.size : 0
 }
 
-/** Run a plan phase by phase, each with bounded concurrency, every step under the one retry policy. */
+/**
+ * Run a plan: at most `concurrency` steps at once, each once what it waits for (`step.after`) is
+ * done, in the plan's order otherwise (blobs first); every step under the one retry policy. The
+ * first failure stops new steps (what is running finishes), so nothing that needs a failed step is
+ * published.
+ */
 export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: RegistryTree, options: PublishOptions = {}): Promise<PublishResult> {
   const concurrency = options.concurrency ?? 8
   const policy = {retries: options.retries ?? DEFAULT_RETRY.retries, baseMs: options.backoffMs ?? DEFAULT_RETRY.baseMs}
   const {signal} = options
   const result: PublishResult = {uploaded: 0, bytesUploaded: 0, copied: 0, bytesCopied: 0, redirected: 0, deleted: 0, unchanged: plan.unchanged}
-  /** puts and copies in flight by key: a server-side copy waits for the put of its source, a redirect for the put or copy of its target */
-  const puts = new Map<string, Promise<void>>()
   const classify = retryClassifier(backend, signal)
 
   const perform = (step: PublishStep): Promise<void> => {
@@ -71,48 +73,149 @@ export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: 
     } catch (error) {
       if (signal?.aborted) throw interrupted(backend)
       if (error instanceof RegError) throw error
-      throw new RegError(`${backend.name}: cannot ${actionName(step)} ${step.key}${tries > 0 ? ` after ${tries + 1} attempts` : ''}: ${(error as Error).message}`, 'nothing after this step was published; run the same deploy again to resume')
+      throw new RegError(`${backend.name}: cannot ${actionName(step)} ${step.key}${tries > 0 ? ` after ${tries + 1} attempts` : ''}: ${(error as Error).message}`, 'nothing that needs this object was published; run the same deploy again to resume')
     }
   }
 
-  for (const phase of PHASES) {
-    const steps = plan.steps.filter((s) => s.phase === phase)
-    if (steps.length === 0) continue
-    if (signal?.aborted) throw interrupted(backend)
-    options.observer?.phaseStart?.(phase, steps)
-    // Puts first, then copies, then redirects, so each finds its source started (and waits for it):
-    // a shared copy made from a key that a redirect then replaces (a bucket entering redirect mode)
-    // is complete before the redirect overwrites its source.
-    const waits = (s: PublishStep) => s.action === 'copy' || s.action === 'redirect'
-    const ordered = [...steps.filter((s) => !waits(s)), ...steps.filter((s) => s.action === 'copy'), ...steps.filter((s) => s.action === 'redirect')]
-    await mapLimit(ordered, concurrency, async (step) => {
-      if (step.action === 'put') {
-        const running = attempt(step)
-        puts.set(step.key, running)
-        await running
-        result.uploaded++
-        result.bytesUploaded += step.object.size
-      } else if (step.action === 'copy' || step.action === 'redirect') {
-        const running = (async () => {
-          await puts.get(step.action === 'copy' ? step.from : step.to)
-          await attempt(step)
-        })()
-        if (step.action === 'copy') puts.set(step.key, running)
-        await running
-        if (step.action === 'copy') {
-          result.copied++
-          result.bytesCopied += step.object.size
-        } else {
-          result.redirected++
-        }
-      } else {
-        await attempt(step)
-        if (step.action === 'delete') result.deleted++
-      }
-      options.observer?.stepDone?.(step)
-    })
+  const count = (step: PublishStep) => {
+    if (step.action === 'put') {
+      result.uploaded++
+      result.bytesUploaded += step.object.size
+    } else if (step.action === 'copy') {
+      result.copied++
+      result.bytesCopied += step.object.size
+    } else if (step.action === 'redirect') {
+      result.redirected++
+    } else if (step.action === 'delete') {
+      result.deleted++
+    }
   }
+
+  // Each phase is announced once, in order, when its first step starts.
+  const byPhase = new Map<Phase, PublishStep[]>()
+  for (const step of plan.steps) (byPhase.get(step.phase) ?? byPhase.set(step.phase, []).get(step.phase)!).push(step)
+  let announced = 0
+  const announce = (phase: Phase) => {
+    for (; announced <= PHASES.indexOf(phase); announced++) {
+      const steps = byPhase.get(PHASES[announced])
+      if (steps) options.observer?.phaseStart?.(PHASES[announced], steps)
+    }
+  }
+
+  await runInOrder(plan.steps, concurrency, async (step) => {
+    if (signal?.aborted) throw interrupted(backend)
+    announce(step.phase)
+    await attempt(step)
+    count(step)
+    options.observer?.stepDone?.(step)
+  })
   return result
+}
+
+/**
+ * Run `steps` with at most `limit` at once: a step starts once every step it waits for is done
+ * (`after`: keys of steps, or all the steps before it), the earliest ready step first. The first
+ * failure stops new starts and rejects once the running steps settle.
+ */
+export async function runInOrder(steps: readonly PublishStep[], limit: number, work: (step: PublishStep) => Promise<void>): Promise<void> {
+  const indexOfKey = new Map<string, number>()
+  steps.forEach((step, i) => {
+    if ('object' in step) indexOfKey.set(step.key, i)
+  })
+  const waiting = new Array<number>(steps.length).fill(0)
+  const dependents: number[][] = steps.map(() => [])
+  /** steps waiting for all the steps before them, by position */
+  const barriers: number[] = []
+  const ready = new MinHeap()
+  steps.forEach((step, i) => {
+    if (step.after === 'all-earlier') barriers.push(i)
+    else for (const key of step.after ?? []) {
+      const j = indexOfKey.get(key)
+      if (j === undefined || j === i) throw new RegError(`internal: the step for ${step.key} waits for ${key}, which the plan does not have`)
+      waiting[i]++
+      dependents[j].push(i)
+    }
+    if (step.after !== 'all-earlier' && waiting[i] === 0) ready.push(i)
+  })
+  const done = new Array<boolean>(steps.length).fill(false)
+  /** every step before this position is done */
+  let donePrefix = 0
+  let nextBarrier = 0
+  const releaseBarriers = () => {
+    while (donePrefix < steps.length && done[donePrefix]) donePrefix++
+    while (nextBarrier < barriers.length && barriers[nextBarrier] <= donePrefix) ready.push(barriers[nextBarrier++])
+  }
+  releaseBarriers()
+
+  let running = 0
+  let finished = 0
+  let failed: {error: unknown} | undefined
+  await new Promise<void>((resolve, reject) => {
+    const settle = () => {
+      if (running > 0) return
+      if (failed) reject(failed.error)
+      else if (finished === steps.length) resolve()
+      else if (ready.size === 0) reject(new RegError(`internal: ${steps.length - finished} publish steps wait for each other`))
+    }
+    const fill = () => {
+      while (!failed && running < limit && ready.size > 0) {
+        const i = ready.pop()
+        running++
+        work(steps[i]).then(() => {
+          done[i] = true
+          finished++
+          for (const d of dependents[i]) if (--waiting[d] === 0) ready.push(d)
+          releaseBarriers()
+        }, (error: unknown) => {
+          failed ??= {error}
+        }).finally(() => {
+          running--
+          fill()
+          settle()
+        })
+      }
+    }
+    fill()
+    settle()
+  })
+}
+
+/** A min-heap of step positions: the ready step earliest in the plan's order runs first. */
+class MinHeap {
+  private readonly items: number[] = []
+  get size(): number {
+    return this.items.length
+  }
+
+  push(value: number): void {
+    const items = this.items
+    items.push(value)
+    for (let i = items.length - 1; i > 0;) {
+      const parent = (i - 1) >> 1
+      if (items[parent] <= items[i]) break
+      ;[items[parent], items[i]] = [items[i], items[parent]]
+      i = parent
+    }
+  }
+
+  pop(): number {
+    const items = this.items
+    const top = items[0]
+    const last = items.pop()!
+    if (items.length > 0) {
+      items[0] = last
+      for (let i = 0; ;) {
+        const [l, r] = [2 * i + 1, 2 * i + 2]
+        let least = i
+        if (l < items.length && items[l] < items[least]) least = l
+        if (r < items.length && items[r] < items[least]) least = r
+        if (least === i) break
+        ;[items[least], items[i]] = [items[i], items[least]]
+        i = least
+      }
+    }
+    return top
+  }
 }
 
 /** Which failures of `backend` are tried again: never a RegError (a verdict already), never after an abort; else as the backend says. */
