@@ -223,13 +223,13 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
   return {steps, unchanged, bytesToUpload: sum('put'), bytesToCopy: sum('copy'), bytesToDelete: sum('delete'), unreferenced}
 }
 
-/** The catalog page and its data go last among the tags: they name every tag. */
+/** The catalog page and its data: they name every tag. */
 function pageDocument(step: PublishStep): boolean {
   return 'object' in step && (step.object.class === 'page' || step.object.class === 'page-data')
 }
 
 /**
- * Put `steps` in publish order (by phase, the catalog page's documents last of the tags) and give
+ * Put `steps` in publish order (by phase; the catalog page's documents last of the tags) and give
  * each what it waits for, so that nothing goes live before what it points at: a manifest after the
  * blobs and child manifests it names in its repository, a tag after its manifest, a referrers list
  * after the manifests it lists, a repository's tags list after its tags, the catalog after every
@@ -240,7 +240,9 @@ function pageDocument(step: PublishStep): boolean {
  * blob of another image is still on its way, instead of after it.
  */
 function orderSteps(steps: PublishStep[], tree: RegistryTree, keyOf: (object: RegistryObject) => string | null): void {
-  const order = (step: PublishStep) => PHASES.indexOf(step.phase) * 2 + (pageDocument(step) ? 1 : 0)
+  // Within the tags: tags, then tags lists, the catalog, the page (the order they wait for each other in).
+  const within: Partial<Record<RegistryObject['class'], number>> = {'tags-list': 1, 'catalog': 2, 'page-data': 3, 'page': 3}
+  const order = (step: PublishStep) => PHASES.indexOf(step.phase) * 4 + ('object' in step ? within[step.object.class] ?? 0 : 0)
   const positions = new Map(steps.map((step, i) => [step, i]))
   steps.sort((a, b) => order(a) - order(b) || positions.get(a)! - positions.get(b)!)
   const planned = new Set<string>()
