@@ -8,13 +8,11 @@ import {mapLimit} from '../core/concurrency.js'
 import {errnoCode} from '../core/errors.js'
 
 const STORE_NAME = /^[a-f0-9]{64}$/
-/** blobs from this size on are flushed as they are written, even in a private store (see ingest) */
-const FLUSH_EACH_BYTES = 8 << 20
 /** chunk writes one blob keeps in flight while its next chunk is hashed */
 const WRITES_IN_FLIGHT = 2
 /** bytes of a blob written between two write-back requests */
-const WRITEBACK_EVERY_BYTES = 16 << 20
-/** write-back requests one store has running at a time (the thread pool has 4 threads) */
+const WRITEBACK_EVERY_BYTES = 8 << 20
+/** write-back requests one store has running at a time: the thread pool has 4 threads, and the reads and writes of the blobs being copied need the others */
 const WRITEBACKS_RUNNING = 2
 
 export interface BlobStoreOptions {
@@ -152,9 +150,11 @@ export class BlobStore {
         verifier.finish()
         await writer.settle()
         // On disk before the rename makes it a blob: a power loss leaves no torn blob under its name.
-        // A private store is synced whole before it is served instead, but for big blobs: their
-        // write-back then runs while other blobs are hashed, not all of it at the end.
-        if (this.flush || check.size >= FLUSH_EACH_BYTES) await file.sync()
+        // A private store is not served until `sync` made every file in it durable (the builder
+        // syncs before it swaps the staging directory in, and a crash before that leaves a staging
+        // directory the next build removes), so its blobs skip this wait; the write-back their
+        // copy asked for on the way leaves that one sync little to do.
+        if (this.flush) await file.sync()
       } finally {
         await writer.settle().catch(() => undefined)
         await file.close()
