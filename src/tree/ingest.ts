@@ -202,7 +202,8 @@ export class GraphIngester {
         } else {
           this.observer.blobStart?.(blob.digest, blob.size)
           // However many images are walked at once, so many blobs are open and copying (each holds a
-          // file and a buffer of up to 1 MiB; one thread hashes them all anyway).
+          // file and a few chunks of up to 1 MiB: read ahead, being hashed, two being written; one thread
+          // hashes them all anyway).
           await this.copySlots.acquire()
           try {
             platform = await this.copyBlob(source, blob, label, config)
