@@ -10,6 +10,8 @@ import {errnoCode} from '../core/errors.js'
 const STORE_NAME = /^[a-f0-9]{64}$/
 /** chunk writes one blob keeps in flight while its next chunk is hashed */
 const WRITES_IN_FLIGHT = 2
+/** bytes `ingestFile` reads at a time */
+const FILE_CHUNK_BYTES = 1 << 20
 /** bytes of a blob written between two write-back requests */
 const WRITEBACK_EVERY_BYTES = 8 << 20
 /** write-back requests one store has running at a time: the thread pool has 4 threads, and the reads and writes of the blobs being copied need the others */
@@ -136,17 +138,63 @@ export class BlobStore {
    * digest and size checked out.
    */
   async ingest(input: Readable, check: DigestCheck & {size: number}, onBytes?: (bytes: number) => void): Promise<number> {
+    return this.copyIn(check, async (verifier, writer) => {
+      for await (const chunk of input as AsyncIterable<Buffer>) {
+        verifier.update(chunk)
+        await writer.write(chunk)
+        onBytes?.(chunk.length)
+      }
+    })
+  }
+
+  /**
+   * `ingest` for a source that is an open file: read into a few buffers of this copy, reused (a
+   * stream's fresh buffer per chunk makes the collector run on external memory pressure and the
+   * kernel fault in new pages, for every MiB). The next chunk is read while this one is hashed; a
+   * buffer is read into again only once its write is done, so the bytes hashed are the bytes written.
+   * The file's length is a claim like the descriptor's: reading stops at the first byte past `size`.
+   */
+  async ingestFile(source: FileHandle, check: DigestCheck & {size: number}, onBytes?: (bytes: number) => void): Promise<number> {
+    // One byte more than the claim, so a file longer than its descriptor shows in the first read of a small blob.
+    const chunkBytes = Math.min(Math.max(check.size + 1, 16 * 1024), FILE_CHUNK_BYTES)
+    // One being read, one being hashed, WRITES_IN_FLIGHT being written.
+    const buffers = Array.from({length: WRITES_IN_FLIGHT + 2}, () => Buffer.allocUnsafeSlow(chunkBytes))
+    const written = new Map<Buffer, Promise<void>>()
+    return this.copyIn(check, async (verifier, writer) => {
+      let position = 0
+      let next = 0
+      let reading: Promise<{bytesRead: number}> | undefined = source.read(buffers[0], 0, chunkBytes, 0)
+      try {
+        for (;;) {
+          const {bytesRead} = await reading
+          reading = undefined
+          if (bytesRead === 0) break
+          const buffer = buffers[next]
+          const chunk = buffer.subarray(0, bytesRead)
+          position += bytesRead
+          next = (next + 1) % buffers.length
+          await written.get(buffers[next])
+          reading = source.read(buffers[next], 0, chunkBytes, position)
+          verifier.update(chunk)
+          written.set(buffer, (await writer.write(chunk)).done)
+          onBytes?.(bytesRead)
+        }
+      } finally {
+        // Leaving early (too many bytes, a failed write): the read in flight settles before the file is closed.
+        await reading?.catch(() => undefined)
+      }
+    })
+  }
+
+  /** Write what `feed` verifies and writes into a temporary file, and give it its digest name once it checked out. */
+  private async copyIn(check: DigestCheck & {size: number}, feed: (verifier: DigestVerifier, writer: BlobFileWriter) => Promise<void>): Promise<number> {
     const temp = this.tempPath()
     const file = await open(temp, 'wx')
     const writer = new BlobFileWriter(file, this.writeback)
     const verifier = new DigestVerifier(check)
     try {
       try {
-        for await (const chunk of input as AsyncIterable<Buffer>) {
-          verifier.update(chunk)
-          await writer.write(chunk)
-          onBytes?.(chunk.length)
-        }
+        await feed(verifier, writer)
         verifier.finish()
         await writer.settle()
         // On disk before the rename makes it a blob: a power loss leaves no torn blob under its name.
@@ -279,8 +327,11 @@ class BlobFileWriter {
 
   constructor(private readonly file: FileHandle, private readonly writebacks: WritebackSlots) {}
 
-  /** Start writing `chunk` after the bytes before it; waits only while WRITES_IN_FLIGHT are pending. */
-  async write(chunk: Buffer): Promise<void> {
+  /**
+   * Start writing `chunk` after the bytes before it; waits only while WRITES_IN_FLIGHT are pending.
+   * Resolves to when this write is done (it never rejects: a failure is thrown by the next call).
+   */
+  async write(chunk: Buffer): Promise<{done: Promise<void>}> {
     this.throwFailure()
     while (this.writes.size >= WRITES_IN_FLIGHT) await Promise.race(this.writes)
     this.throwFailure()
@@ -296,6 +347,7 @@ class BlobFileWriter {
       },
     ).finally(() => this.writes.delete(write))
     this.writes.add(write)
+    return {done: write}
   }
 
   private async writeAt(chunk: Buffer, position: number): Promise<void> {
