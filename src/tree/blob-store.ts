@@ -282,6 +282,10 @@ export class TreeCheckStore extends BlobStore {
     throw new Error('a checked store is not written')
   }
 
+  override async ingestFile(): Promise<number> {
+    throw new Error('a checked store is not written')
+  }
+
   override async writeBytes(bytes: Uint8Array): Promise<string> {
     const digest = sha256(bytes)
     if (this.holds(digest) !== true) this.changed = true
