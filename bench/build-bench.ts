@@ -11,9 +11,14 @@
 // peak RSS, each with its goal and PASS/MISS. `--json` prints the figures as JSON on stdout (the
 // table then goes to stderr). Not a test: it never fails on a MISS, only on a broken run.
 //
+// Each round also times reg's fixed cost: a build of a one-image layout of a few KiB (node's and the
+// CLI's startup, the lock, the swap, the exit), so what the copy itself costs can be told apart.
+//
 // Environment: BENCH_IMAGES (8), BENCH_BASE_MB (400 MiB), BENCH_UNIQUE_MB (16 MiB), BENCH_ROUNDS (2:
 // the contenders alternate their order each round), BENCH_REG (path of reg's bin/run.js),
-// BENCH_KEEP=1 (keep the temporary directory), BENCH_TMPDIR (where it goes; default os.tmpdir()).
+// BENCH_KEEP=1 (keep the temporary directory), BENCH_TMPDIR (where it goes; default os.tmpdir()),
+// BENCH_PROFILE=DIR (reg's builds run under `node --cpu-prof --cpu-prof-dir=DIR`; summarise with
+// bench/profile-summary.ts).
 import {createHash} from 'node:crypto'
 import {createReadStream, existsSync} from 'node:fs'
 import {link, lstat, mkdir, mkdtemp, readdir, readFile, rm, statfs, unlink} from 'node:fs/promises'
@@ -46,6 +51,8 @@ const UNIQUE_MB = numberFromEnv('BENCH_UNIQUE_MB', 16)
 const ROUNDS = numberFromEnv('BENCH_ROUNDS', 2, true)
 const REG_BIN = path.resolve(process.env.BENCH_REG ?? path.join(REPO, 'bin', 'run.js'))
 const KEEP = process.env.BENCH_KEEP === '1'
+const PROFILE_DIR = process.env.BENCH_PROFILE ? path.resolve(process.env.BENCH_PROFILE) : undefined
+const NODE_FLAGS = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : []
 const GOALS = {timeRatio: 0.5, throughputRatio: 0.8, peakRssBytes: 250 * MB}
 
 /** Progress and the table: stdout, or stderr when stdout carries the JSON. */
@@ -200,6 +207,8 @@ try {
   const layout = await makeLayout(layoutDir, {images: IMAGES, baseMb: BASE_MB, uniqueMb: UNIQUE_MB, ref: (i) => `img-${i}`})
   say(`  ${layout.blobFiles.length} blobs, ${mib(layout.uniqueBytes)} unique, ${mib(layout.logicalBytes)} logical, in ${((performance.now() - genStart) / 1000).toFixed(1)} s`)
   if (layout.logicalBytes < 500 * MB) say(`  note: logical bytes below the 500 MB the requirement asks for (a quick run)`)
+  const tinyLayoutDir = path.join(work, 'tiny-layout')
+  await makeLayout(tinyLayoutDir, {images: 1, baseMb: 4 / 1024, uniqueMb: 4 / 1024, ref: () => 'tiny'})
   const index = JSON.parse(await readFile(path.join(layoutDir, 'index.json'), 'utf8')) as {manifests: Array<{digest: string; size: number}>}
   const manifestBytes = index.manifests.reduce((sum, m) => sum + m.size, 0)
   const fs = await statfs(work)
@@ -212,6 +221,7 @@ try {
   let rebuild: {seconds: number; bytesCopied: number} | undefined
   const baselineRuns: Array<Awaited<ReturnType<typeof baseline>>> = []
   const regRuns: Run[] = []
+  const fixedSeconds: number[] = []
   let summary: RegSummary | undefined
   let baselineDisk: Inventory | undefined
   let treeDisk: Inventory | undefined
@@ -231,7 +241,7 @@ try {
     const tree = path.join(work, `tree-${round}`)
     await sync()
     await warm(layout.blobFiles)
-    const result = await run(process.execPath, [REG_BIN, 'build', `oci:${layoutDir}=bench/app`, '-o', tree, '--json'], {rss: true, work})
+    const result = await run(process.execPath, [...NODE_FLAGS, REG_BIN, 'build', `oci:${layoutDir}=bench/app`, '-o', tree, '--json'], {rss: true, work})
     regRuns.push(result)
     try {
       summary = JSON.parse(result.stdout) as RegSummary
@@ -249,6 +259,13 @@ try {
       say(`  reg build again into the same tree (no change): ${again.seconds.toFixed(2)} s, bytesCopied ${rebuild.bytesCopied}`)
     }
     await rm(tree, {recursive: true, force: true})
+    // reg's fixed cost, right after: the same command on a layout of a few KiB.
+    const tinyTree = path.join(work, `tiny-tree-${round}`)
+    await sync()
+    const tiny = await run(process.execPath, [REG_BIN, 'build', `oci:${tinyLayoutDir}=bench/tiny`, '-o', tinyTree, '--json'], {work})
+    fixedSeconds.push(tiny.seconds)
+    say(`  reg build of a few KiB (fixed cost) ${tiny.seconds.toFixed(2)} s`)
+    await rm(tinyTree, {recursive: true, force: true})
   }
 
   for (let round = 0; round < ROUNDS; round++) {
@@ -340,6 +357,12 @@ try {
     const osslMBs = layout.uniqueBytes / MB / median(opensslSeconds)
     say(`reference: openssl dgst -sha256 (the SHA-256 code node uses) ${osslMBs.toFixed(0)} MB/s; reg reaches ${(regMBs / osslMBs).toFixed(3)}× of it`)
   }
+  const fixed = median(fixedSeconds)
+  if (fixed < regSeconds) {
+    const netMBs = layout.uniqueBytes / MB / (regSeconds - fixed)
+    const versus = opensslSeconds.length > 0 ? `, ${(netMBs / (layout.uniqueBytes / MB / median(opensslSeconds))).toFixed(3)}× of openssl` : ''
+    say(`reg's fixed cost (a build of a few KiB): ${fixed.toFixed(2)} s; net of it, reg copies at ${netMBs.toFixed(0)} MB/s${versus} (not a goal: where the time goes)`)
+  }
   if (rebuild) say(`no-change rebuild into the existing tree: ${rebuild.seconds.toFixed(2)} s, bytesCopied ${rebuild.bytesCopied}`)
   say(`peak RSS measured with ${regRuns[0].rssMethod}; MB = 10^6 bytes, MiB = 2^20`)
   say()
@@ -357,7 +380,7 @@ try {
       openssl: opensslSeconds.length > 0 ? {seconds: opensslSeconds, mbPerSecond: layout.uniqueBytes / MB / median(opensslSeconds)} : undefined,
       rebuild,
       baseline: {runs: baselineRuns, medianSeconds: baselineSeconds, disk: baselineDisk},
-      reg: {runs: regRuns.map((r) => ({seconds: r.seconds, peakRssBytes: r.peakRssBytes})), medianSeconds: regSeconds, mbPerSecond: regMBs, peakRssBytes: peakRss, rssMethod: regRuns[0].rssMethod, summary: {...summary, images: summary.images.length}, disk: treeDisk},
+      reg: {runs: regRuns.map((r) => ({seconds: r.seconds, peakRssBytes: r.peakRssBytes})), medianSeconds: regSeconds, fixedCostSeconds: fixedSeconds, mbPerSecond: regMBs, peakRssBytes: peakRss, rssMethod: regRuns[0].rssMethod, summary: {...summary, images: summary.images.length}, disk: treeDisk},
       goals, notes,
     }, null, 2) + '\n')
   }

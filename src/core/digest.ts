@@ -45,35 +45,67 @@ export class DigestMismatchError extends RegError {
 }
 
 /**
- * A pass-through stream that hashes every byte and fails at the end when the digest or the size
- * differs from the descriptor. Placed between a source and the store, so nothing unverified lands.
+ * Hashes bytes as they arrive and checks them against a descriptor: more bytes than it claims fail
+ * at once (a size is a claim, never a budget to read past), a wrong digest or size at `finish`.
  */
-export class VerifyingStream extends Transform {
+export class DigestVerifier {
   private readonly hash: Hash = createHash('sha256')
   private bytes = 0
 
-  constructor(private readonly check: DigestCheck) {
-    super()
-  }
+  constructor(private readonly check: DigestCheck) {}
 
   get bytesSeen(): number {
     return this.bytes
   }
 
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+  update(chunk: Uint8Array): void {
     this.bytes += chunk.length
     if (this.check.size !== undefined && this.bytes > this.check.size) {
-      callback(new DigestMismatchError(this.check, 'sha256:(more bytes than the descriptor says)', this.bytes))
-      return
+      throw new DigestMismatchError(this.check, 'sha256:(more bytes than the descriptor says)', this.bytes)
     }
     this.hash.update(chunk)
+  }
+
+  /** Throws unless the bytes seen are exactly the descriptor's. */
+  finish(): void {
+    const actual = 'sha256:' + this.hash.digest('hex')
+    if (actual !== this.check.digest || (this.check.size !== undefined && this.check.size !== this.bytes)) {
+      throw new DigestMismatchError(this.check, actual, this.bytes)
+    }
+  }
+}
+
+/**
+ * A pass-through stream that hashes every byte and fails at the end when the digest or the size
+ * differs from the descriptor. Placed between a source and the store, so nothing unverified lands.
+ */
+export class VerifyingStream extends Transform {
+  private readonly verifier: DigestVerifier
+
+  constructor(check: DigestCheck) {
+    super()
+    this.verifier = new DigestVerifier(check)
+  }
+
+  get bytesSeen(): number {
+    return this.verifier.bytesSeen
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    try {
+      this.verifier.update(chunk)
+    } catch (error) {
+      callback(error as Error)
+      return
+    }
     callback(null, chunk)
   }
 
   override _flush(callback: TransformCallback): void {
-    const actual = 'sha256:' + this.hash.digest('hex')
-    if (actual !== this.check.digest || (this.check.size !== undefined && this.check.size !== this.bytes)) {
-      callback(new DigestMismatchError(this.check, actual, this.bytes))
+    try {
+      this.verifier.finish()
+    } catch (error) {
+      callback(error as Error)
       return
     }
     callback()

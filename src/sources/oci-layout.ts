@@ -1,3 +1,4 @@
+import type {FileHandle} from 'node:fs/promises'
 import type {Readable} from 'node:stream'
 import {digestHex, parseDigest} from '../core/digest.js'
 import {RegError} from '../core/errors.js'
@@ -7,6 +8,11 @@ import {parseManifest} from '../core/manifest.js'
 import {MAX_MANIFEST_BYTES} from '../core/limits.js'
 import {parseReference, validateTag} from '../core/reference.js'
 import {DirectoryFiles, requireDirectory, type SourceFiles} from './safe-path.js'
+
+/** Files that also open as a file handle (a directory's): the store then reads blobs itself. */
+interface FileOpener {
+  openHandle(relative: string, what: string): Promise<{handle: FileHandle; size: number} | undefined>
+}
 
 const REF_NAME = 'org.opencontainers.image.ref.name'
 const CONTAINERD_NAME = 'io.containerd.image.name'
@@ -99,6 +105,18 @@ export class OciLayoutSource implements ImageSource {
     const raw = await this.files.read(OciLayoutSource.blobPath(descriptor), MAX_MANIFEST_BYTES, `${this.description}: manifest ${descriptor.digest}`)
     if (!raw) throw this.missing(descriptor)
     return raw
+  }
+
+  /**
+   * The blob as an open file, for the store to read with buffers of its own, when `files` can open
+   * files (`openHandle`: a directory's, opened the way `open` does); undefined otherwise (an archive).
+   */
+  async openBlobFile(descriptor: Descriptor): Promise<FileHandle | undefined> {
+    const files = this.files as SourceFiles & Partial<FileOpener>
+    if (typeof files.openHandle !== 'function') return undefined
+    const opened = await files.openHandle(OciLayoutSource.blobPath(descriptor), `${this.description}: blob ${descriptor.digest}`)
+    if (!opened) throw this.missing(descriptor)
+    return opened.handle
   }
 
   async openBlob(descriptor: Descriptor): Promise<Readable> {

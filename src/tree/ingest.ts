@@ -1,3 +1,5 @@
+import type {FileHandle} from 'node:fs/promises'
+import type {Readable} from 'node:stream'
 import {mapLimit} from '../core/concurrency.js'
 import {DigestMismatchError, verifyBytes} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
@@ -13,6 +15,14 @@ export interface IngestObserver {
   blobStart?(digest: string, size: number): void
   /** bytes copied so far, as they flow */
   bytes?(count: number): void
+}
+
+/**
+ * A source whose blobs can be files (an OCI layout directory): the store reads such a blob itself,
+ * with buffers of its own, instead of through a stream. Undefined: use `openBlob`.
+ */
+export interface BlobFileSource {
+  openBlobFile(descriptor: Descriptor): Promise<FileHandle | undefined>
 }
 
 /** One walk of a graph from its root: what it reads from, what it is called, what it has reached. */
@@ -202,7 +212,8 @@ export class GraphIngester {
         } else {
           this.observer.blobStart?.(blob.digest, blob.size)
           // However many images are walked at once, so many blobs are open and copying (each holds a
-          // file and a buffer of up to 1 MiB; one thread hashes them all anyway).
+          // file and a few chunks of up to 1 MiB: read ahead, being hashed, two being written; one thread
+          // hashes them all anyway).
           await this.copySlots.acquire()
           try {
             platform = await this.copyBlob(source, blob, label, config)
@@ -227,16 +238,30 @@ export class GraphIngester {
 
   /** Copy a blob the store does not have; for a small config, its platform (read on the way). */
   private async copyBlob(source: ImageSource, blob: Descriptor, label: string, config: boolean): Promise<Platform | undefined> {
-    let input
+    const check = {digest: blob.digest, size: blob.size, label: `${label}: blob ${blob.digest}`}
+    const held = config && CONFIG_MEDIA_TYPES.has(blob.mediaType) && blob.size <= CONFIG_HELD_BYTES
+    let file: FileHandle | undefined
+    let input: Readable | undefined
     try {
-      input = await source.openBlob(blob)
+      // A blob that is a file is read by the store itself; other sources give a stream.
+      if (!held) file = await (source as ImageSource & Partial<BlobFileSource>).openBlobFile?.(blob)
+      if (!file) input = await source.openBlob(blob)
     } catch (error) {
       throw this.missing(error, label, `blob ${blob.digest}`)
     }
-    const check = {digest: blob.digest, size: blob.size, label: `${label}: blob ${blob.digest}`}
-    if (config && CONFIG_MEDIA_TYPES.has(blob.mediaType) && blob.size <= CONFIG_HELD_BYTES) {
+    if (file) {
+      try {
+        // Read the count first: `x += await …` would add to a stale value while other blobs copy concurrently.
+        const copied = await this.store.ingestFile(file, check, this.observer.bytes)
+        this.bytesCopied += copied
+      } finally {
+        await file.close()
+      }
+      return undefined
+    }
+    if (held) {
       // A small config is held while it is copied: its platform is read from memory, not from the store again.
-      const raw = await readBounded(input, blob.size, check.label).catch((error: unknown) => {
+      const raw = await readBounded(input!, blob.size, check.label).catch((error: unknown) => {
         if (error instanceof TooLargeError) throw new DigestMismatchError(check, 'sha256:(more bytes than the descriptor says)', blob.size + 1)
         throw error
       })
@@ -246,8 +271,7 @@ export class GraphIngester {
       this.bytesCopied += raw.length
       return platformOfConfig(raw)
     }
-    // Read the count first: `x += await …` would add to a stale value while other blobs copy concurrently.
-    const copied = await this.store.ingest(input, check, this.observer.bytes)
+    const copied = await this.store.ingest(input!, check, this.observer.bytes)
     this.bytesCopied += copied
     return undefined
   }
