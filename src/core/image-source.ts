@@ -1,3 +1,4 @@
+import type {FileHandle} from 'node:fs/promises'
 import type {Readable} from 'node:stream'
 import type {Descriptor} from './manifest.js'
 
@@ -32,6 +33,11 @@ export interface ImageSource {
   readManifest(descriptor: Descriptor): Promise<Buffer>
   /** the bytes of a blob (config or layer), as stored */
   openBlob(descriptor: Descriptor): Promise<Readable>
+  /**
+   * The blob as an open file (an OCI layout directory's), for the store to read with buffers of its
+   * own instead of through a stream; undefined (or absent): use `openBlob`.
+   */
+  openBlobFile?(descriptor: Descriptor): Promise<FileHandle | undefined>
   /**
    * What is attached to the manifest `subject` (a digest roots() led to): OCI 1.1 referrers and
    * cosign-style tags. Only sources that can hold attachments have it.

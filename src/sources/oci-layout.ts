@@ -9,11 +9,6 @@ import {MAX_MANIFEST_BYTES} from '../core/limits.js'
 import {parseReference, validateTag} from '../core/reference.js'
 import {DirectoryFiles, requireDirectory, type SourceFiles} from './safe-path.js'
 
-/** Files that also open as a file handle (a directory's): the store then reads blobs itself. */
-interface FileOpener {
-  openHandle(relative: string, what: string): Promise<{handle: FileHandle; size: number} | undefined>
-}
-
 const REF_NAME = 'org.opencontainers.image.ref.name'
 const CONTAINERD_NAME = 'io.containerd.image.name'
 
@@ -112,9 +107,8 @@ export class OciLayoutSource implements ImageSource {
    * files (`openHandle`: a directory's, opened the way `open` does); undefined otherwise (an archive).
    */
   async openBlobFile(descriptor: Descriptor): Promise<FileHandle | undefined> {
-    const files = this.files as SourceFiles & Partial<FileOpener>
-    if (typeof files.openHandle !== 'function') return undefined
-    const opened = await files.openHandle(OciLayoutSource.blobPath(descriptor), `${this.description}: blob ${descriptor.digest}`)
+    if (!this.files.openHandle) return undefined
+    const opened = await this.files.openHandle(OciLayoutSource.blobPath(descriptor), `${this.description}: blob ${descriptor.digest}`)
     if (!opened) throw this.missing(descriptor)
     return opened.handle
   }

@@ -49,6 +49,8 @@ export interface SourceFiles {
   read(relative: string, limit: number, what: string): Promise<Buffer | undefined>
   /** the file as a stream; undefined when it does not exist */
   open(relative: string, what: string): Promise<Readable | undefined>
+  /** the file open, with its size, opened as `open` opens it (files of a directory only); undefined when it does not exist */
+  openHandle?(relative: string, what: string): Promise<{handle: FileHandle; size: number} | undefined>
 }
 
 /** The files of a directory, never read through a link leading out of it, and only regular files. */
@@ -131,6 +133,10 @@ export class DirectoryFiles implements SourceFiles {
     } finally {
       await opened.handle.close()
     }
+  }
+
+  openHandle(relative: string, what: string): Promise<{handle: FileHandle; size: number} | undefined> {
+    return this.openInside(relative, what)
   }
 
   async open(relative: string, what: string): Promise<Readable | undefined> {

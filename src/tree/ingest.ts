@@ -17,14 +17,6 @@ export interface IngestObserver {
   bytes?(count: number): void
 }
 
-/**
- * A source whose blobs can be files (an OCI layout directory): the store reads such a blob itself,
- * with buffers of its own, instead of through a stream. Undefined: use `openBlob`.
- */
-export interface BlobFileSource {
-  openBlobFile(descriptor: Descriptor): Promise<FileHandle | undefined>
-}
-
 /** One walk of a graph from its root: what it reads from, what it is called, what it has reached. */
 interface GraphWalk {
   source: ImageSource
@@ -244,7 +236,7 @@ export class GraphIngester {
     let input: Readable | undefined
     try {
       // A blob that is a file is read by the store itself; other sources give a stream.
-      if (!held) file = await (source as ImageSource & Partial<BlobFileSource>).openBlobFile?.(blob)
+      if (!held) file = await source.openBlobFile?.(blob)
       if (!file) input = await source.openBlob(blob)
     } catch (error) {
       throw this.missing(error, label, `blob ${blob.digest}`)
