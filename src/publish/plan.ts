@@ -252,12 +252,16 @@ function orderSteps(steps: PublishStep[], tree: RegistryTree, keyOf: (object: Re
     if ('object' in step) planned.add(step.key)
     if (step.action === 'put' || step.action === 'copy') written.add(step.key)
   }
-  /** the key of the step that publishes `urlPath`, if this plan publishes it */
-  const stepOfPath = (urlPath: string): string | undefined => {
-    const object = tree.objectsByPath.get(urlPath)
-    const key = object === undefined ? null : keyOf(object)
-    return key !== null && planned.has(key) ? key : undefined
+  // The key of the step that publishes each URL this plan publishes (as many entries as steps: a
+  // deploy that changes little holds little).
+  const keyOfPath = new Map<string, string>()
+  if (planned.size > 0) {
+    for (const object of tree.objects) {
+      const key = keyOf(object)
+      if (key !== null && planned.has(key)) keyOfPath.set(object.path, key)
+    }
   }
+  const stepOfPath = (urlPath: string): string | undefined => keyOfPath.get(urlPath)
   const tagsOf = new Map<string, string[]>()
   const referrersOf = new Map<string, string[]>()
   const tagsLists: string[] = []
