@@ -76,6 +76,52 @@ async function linkOrCopy(source: string, file: string): Promise<void> {
 }
 
 /**
+ * Write `file` atomically: `write` fills a temporary sibling, renamed over it only when complete
+ * (a running server never sees a partial or mixed file). Its directory must exist.
+ */
+export async function replaceFileAtomically(file: string, write: (temp: string) => Promise<void>): Promise<void> {
+  const temp = path.join(path.dirname(file), `.tmp-${randomBytes(6).toString('hex')}`)
+  try {
+    await write(temp)
+    await rename(temp, file)
+  } catch (error) {
+    await unlink(temp).catch(() => undefined)
+    throw error
+  }
+}
+
+/** Keys and their values, sorted by key, as the members of a JSON object: `"key":"value",…`. */
+function* jsonMembers(entries: ReadonlyMap<string, string>): Generator<string> {
+  let piece = ''
+  let separator = ''
+  for (const key of [...entries.keys()].sort()) {
+    piece += `${separator}${JSON.stringify(key)}:${JSON.stringify(entries.get(key))}`
+    separator = ','
+    if (piece.length >= 1 << 16) {
+      yield piece
+      piece = ''
+    }
+  }
+  if (piece !== '') yield piece
+}
+
+/**
+ * The local deploy state as JSON (`{"objects":{key:digest},"unreferenced":{key:time}}`, keys
+ * sorted), in pieces: at 150,000 objects it is megabytes, never one string nor a copy of the map.
+ */
+function* stateJson(objects: ReadonlyMap<string, string>, unreferenced: ReadonlyMap<string, number>): Generator<string> {
+  yield '{"objects":{'
+  yield* jsonMembers(objects)
+  yield '}'
+  if (unreferenced.size > 0) {
+    yield ',"unreferenced":{'
+    yield* jsonMembers(new Map([...unreferenced].map(([key, since]) => [key, new Date(since).toISOString()])))
+    yield '}'
+  }
+  yield '}'
+}
+
+/**
  * Deploying into a local directory, shared by every file-serving backend (dir, nginx, apache).
  * Keys are relative file paths. Mutable files (tags, lists, configurations) are written under a
  * temporary name and renamed into place (a running server never sees a partial or mixed file);
@@ -177,14 +223,7 @@ export class LocalFileTarget {
   /** Write a file atomically (temporary name, then rename). */
   async placeFile(file: string, write: (temp: string) => Promise<void>): Promise<void> {
     await this.directory(path.dirname(file))
-    const temp = path.join(path.dirname(file), `.tmp-${randomBytes(6).toString('hex')}`)
-    try {
-      await write(temp)
-      await rename(temp, file)
-    } catch (error) {
-      await unlink(temp).catch(() => undefined)
-      throw error
-    }
+    await replaceFileAtomically(file, write)
   }
 
   /** Hardlink (same file system) or copy `source` to the key's file. */
@@ -243,8 +282,6 @@ export class LocalFileTarget {
 
   /** Persist the digests of what is deployed, for the next run's plan. */
   async saveState(): Promise<void> {
-    const objects = Object.fromEntries([...this.state.entries()].sort(([a], [b]) => (a < b ? -1 : 1)))
-    const unreferenced = Object.fromEntries([...this.unreferenced].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, since]) => [key, new Date(since).toISOString()]))
-    await this.placeFile(path.join(this.root, LOCAL_STATE_FILE), (temp) => writeFile(temp, JSON.stringify({objects, ...(Object.keys(unreferenced).length > 0 ? {unreferenced} : {})})))
+    await this.placeFile(path.join(this.root, LOCAL_STATE_FILE), (temp) => writeFile(temp, stateJson(this.state, this.unreferenced)))
   }
 }
