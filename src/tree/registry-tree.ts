@@ -11,6 +11,7 @@ import {BlobStore} from './blob-store.js'
 import {InvalidJsonError, type JsonSectionsHandler, JsonSectionsReader, NotAnObjectError} from './json-sections.js'
 import {dict, type ManifestRecord, type RegistryObject, type RepositoryRecord, TREE_INDEX_FILE, TREE_INDEX_SCHEMA_VERSION, type TreeIndex, type TreeState} from './model.js'
 import {deriveObjects, type GeneratedDocument, generateDocuments} from './objects.js'
+import {StringPool} from './string-pool.js'
 import {validateTreeNames} from './validate.js'
 import {summarizeConfig} from '../page/config-summary.js'
 
@@ -20,12 +21,20 @@ import {summarizeConfig} from '../page/config-summary.js'
  */
 export class RegistryTree {
   readonly store: BlobStore
-  readonly objectsByPath: ReadonlyMap<string, RegistryObject>
+  private byPath?: Map<string, RegistryObject>
 
   /** `overlay`: a store of documents that exist only in this view (see `withNamePrefix`) */
   private constructor(readonly dir: string, readonly index: TreeIndex, private readonly overlay?: BlobStore) {
     this.store = new BlobStore(dir)
-    this.objectsByPath = new Map(index.objects.map((o) => [o.path, o]))
+  }
+
+  /** The objects by URL path: made when first asked (a server looks objects up; a deploy only goes through them). */
+  get objectsByPath(): ReadonlyMap<string, RegistryObject> {
+    if (!this.byPath) {
+      this.byPath = new Map()
+      for (const object of this.index.objects) this.byPath.set(object.path, object)
+    }
+    return this.byPath
   }
 
   /**
@@ -34,9 +43,19 @@ export class RegistryTree {
    * with the state; one missing means the tree is damaged (but for the catalog page's: see below).
    */
   static async load(dir: string): Promise<RegistryTree> {
+    const {state, documents} = await RegistryTree.loadState(dir)
+    return new RegistryTree(dir, {...state, objects: deriveObjects(state, documents)})
+  }
+
+  /**
+   * The tree in `dir` checked as `load` checks it, its objects not derived: what needs only the
+   * state (reg ls) does not hold 150,000 objects at 100,000 tags.
+   */
+  static async loadState(dir: string): Promise<{state: TreeState; documents: GeneratedDocument[]}> {
     const state = await readTreeIndex(dir)
     if (!state) throw new RegError(`${dir} is not a reg tree (no ${TREE_INDEX_FILE})`, 'build one first: reg build SOURCE -o DIR')
-    const {index, documents} = deriveTree(state)
+    validateTreeNames(state)
+    const documents = generateDocuments(state)
     const store = new BlobStore(dir)
     for (const doc of documents) {
       const digest = sha256(doc.bytes)
@@ -52,7 +71,7 @@ export class RegistryTree {
       }
       throw new RegError(`${path.join(dir, TREE_INDEX_FILE)} is damaged: the store has no ${doc.path} document (${digest})`, 'rebuild the tree with --clean; reg refuses to serve from an index it cannot trust')
     }
-    return new RegistryTree(dir, index)
+    return {state, documents}
   }
 
   /** Where the bytes of an object are. */
@@ -172,9 +191,9 @@ class TreeIndexReader implements JsonSectionsHandler {
   /** by section: refused members, key → why */
   private readonly refused = new Map<Section, Map<string, string>>(SECTIONS.map((section) => [section, new Map()]))
   /** values many records repeat (media types, the time a build set its tags), each kept once */
-  private readonly repeated = new Map<string, string>()
+  private readonly repeated = new StringPool(MAX_REPEATED_VALUES)
   /** every digest a record names, each kept once (100,000 tags naming 20,000 manifests hold 20,000 digests) */
-  private readonly digests = new Map<string, string>()
+  private readonly digests = new StringPool()
 
   constructor(private readonly file: string) {}
 
@@ -210,8 +229,6 @@ class TreeIndexReader implements JsonSectionsHandler {
       if (error instanceof MemberDamage) fail(error.message)
       throw error
     }
-    this.repeated.clear()
-    this.digests.clear()
     return {schemaVersion: head.schemaVersion as TreeState['schemaVersion'], generator: 'reg', settings, repositories: this.repositories, manifests: this.manifests, blobs: this.blobs}
   }
 
@@ -249,21 +266,6 @@ class TreeIndexReader implements JsonSectionsHandler {
     }
   }
 
-  /** `value`, as the one string of its kind read before (up to a bound: a hostile index may repeat nothing). */
-  private once(value: string): string {
-    const kept = this.repeated.get(value)
-    if (kept !== undefined) return kept
-    if (this.repeated.size < MAX_REPEATED_VALUES) this.repeated.set(value, value)
-    return value
-  }
-
-  private digestOnce(digest: string): string {
-    const kept = this.digests.get(digest)
-    if (kept !== undefined) return kept
-    this.digests.set(digest, digest)
-    return digest
-  }
-
   private recordsOf(section: Section): Record<string, unknown> {
     return section === 'blobs' ? this.blobs : section === 'manifests' ? this.manifests : this.repositories
   }
@@ -271,7 +273,7 @@ class TreeIndexReader implements JsonSectionsHandler {
   private blob(digest: string, value: unknown): void {
     digestOf(digest, `blob key ${quoted(digest)}`)
     if (!isObject(value) || !isSize(value.size) || typeof value.mediaType !== 'string') return damaged(`blob ${digest} has no size or media type`)
-    this.blobs[digest] = {size: value.size as number, mediaType: this.once(value.mediaType as string)}
+    this.blobs[digest] = {size: value.size as number, mediaType: this.repeated.once(value.mediaType as string)}
   }
 
   private manifest(digest: string, value: unknown): void {
@@ -280,15 +282,15 @@ class TreeIndexReader implements JsonSectionsHandler {
     // Version 2 leaves empty lists out.
     const record = {...value, children: value.children ?? [], blobs: value.blobs ?? []} as unknown as ManifestRecord
     if (!Array.isArray(record.children) || !Array.isArray(record.blobs)) return damaged(`manifest ${digest} has invalid children or blobs`)
-    const children = record.children.map((child) => this.digestOnce(digestOf(child, `a child of ${digest}`)))
-    const blobs = record.blobs.map((blob) => this.digestOnce(digestOf(blob, `a blob of ${digest}`)))
+    const children = record.children.map((child) => this.digests.once(digestOf(child, `a child of ${digest}`)))
+    const blobs = record.blobs.map((blob) => this.digests.once(digestOf(blob, `a blob of ${digest}`)))
     if (record.subject !== undefined) digestOf(record.subject, `the subject of ${digest}`)
     if (record.artifactType !== undefined && !isMediaType(record.artifactType)) return damaged(`manifest ${digest} has an invalid artifactType`)
     if (record.annotations !== undefined && (!isObject(record.annotations) || Object.values(record.annotations).some((v) => typeof v !== 'string'))) return damaged(`manifest ${digest} has invalid annotations`)
     const platform = record.platform === undefined ? undefined : parsePlatform(record.platform)
     if (record.platform !== undefined && !isKeptPlatform(record.platform, platform as Record<string, string> | undefined)) return damaged(`manifest ${digest} has an invalid platform`)
     this.manifests[digest] = {
-      mediaType: this.once(record.mediaType), size: record.size, kind: record.kind, children, blobs,
+      mediaType: this.repeated.once(record.mediaType), size: record.size, kind: record.kind, children, blobs,
       ...(platform ? {platform} : {}), ...(record.subject ? {subject: record.subject} : {}), ...(record.artifactType ? {artifactType: record.artifactType} : {}),
       ...(record.annotations ? {annotations: dict(Object.entries(record.annotations))} : {}),
       // what the catalog page shows of the config: kept by the rules a build reads it with
@@ -306,12 +308,12 @@ class TreeIndexReader implements JsonSectionsHandler {
     const tags = dict<string>()
     for (const [tag, digest] of Object.entries(value.tags)) {
       if (!isTag(tag)) return damaged(`repository ${name} has an invalid tag ${quoted(tag)}`)
-      tags[tag] = this.digestOnce(digestOf(digest, `${name}:${tag}`))
+      tags[tag] = this.digests.once(digestOf(digest, `${name}:${tag}`))
     }
     let untagged: string[] | undefined
     if (value.untagged !== undefined) {
       if (!Array.isArray(value.untagged)) return damaged(`repository ${name} has an invalid untagged list`)
-      untagged = value.untagged.map((digest) => this.digestOnce(digestOf(digest, `an untagged manifest of ${name}`)))
+      untagged = value.untagged.map((digest) => this.digests.once(digestOf(digest, `an untagged manifest of ${name}`)))
     }
     // Times of tags that are no longer there (a tag deleted by a server) are dropped, not refused.
     let tagged: Record<string, string> | undefined
@@ -320,7 +322,7 @@ class TreeIndexReader implements JsonSectionsHandler {
       tagged = dict()
       for (const [tag, time] of Object.entries(value.tagged)) {
         if (typeof time !== 'string' || time.length > 40 || !Number.isFinite(Date.parse(time))) return damaged(`repository ${name} has an invalid time for a tag`)
-        if (Object.hasOwn(tags, tag)) tagged[tag] = this.once(time)
+        if (Object.hasOwn(tags, tag)) tagged[tag] = this.repeated.once(time)
       }
     }
     this.repositories[name] = {tags, ...(untagged ? {untagged} : {}), ...(tagged && Object.keys(tagged).length > 0 ? {tagged} : {})}
