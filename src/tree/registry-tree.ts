@@ -271,13 +271,13 @@ class TreeIndexReader implements JsonSectionsHandler {
   }
 
   private blob(digest: string, value: unknown): void {
-    digestOf(digest, `blob key ${quoted(digest)}`)
+    if (!isDigest(digest)) damaged(`blob key ${quoted(digest)} is not a sha256 digest`)
     if (!isObject(value) || !isSize(value.size) || typeof value.mediaType !== 'string') return damaged(`blob ${digest} has no size or media type`)
     this.blobs[digest] = {size: value.size as number, mediaType: this.repeated.once(value.mediaType as string)}
   }
 
   private manifest(digest: string, value: unknown): void {
-    digestOf(digest, `manifest key ${quoted(digest)}`)
+    if (!isDigest(digest)) damaged(`manifest key ${quoted(digest)} is not a sha256 digest`)
     if (!isObject(value) || typeof value.mediaType !== 'string' || !isManifestMediaType(value.mediaType) || !isSize(value.size) || value.size > MAX_MANIFEST_BYTES || (value.kind !== 'index' && value.kind !== 'image')) return damaged(`manifest ${digest} has no valid media type, size or kind`)
     // Version 2 leaves empty lists out.
     const record = {...value, children: value.children ?? [], blobs: value.blobs ?? []} as unknown as ManifestRecord
