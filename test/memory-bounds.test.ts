@@ -7,10 +7,12 @@ import assert from 'node:assert/strict'
 import {execFile} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
-import {readFile} from 'node:fs/promises'
+import {readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import {once} from 'node:events'
+import {RegError} from '../src/core/errors.js'
+import {LocalFileTarget, LOCAL_STATE_FILE} from '../src/publish/local-files.js'
 import {BlobStore} from '../src/tree/blob-store.js'
 import {generateDocuments} from '../src/tree/objects.js'
 import {readTreeIndex} from '../src/tree/registry-tree.js'
@@ -109,5 +111,33 @@ describe('memory at scale', () => {
     const entries = maps.split('\n').filter((line) => line.startsWith('    "/v2/team/r'))
     assert.equal(entries.length, 100_000)
     assert.equal(entries[0], `    "/v2/team/r0/manifests/v0" "/v2/team/r0/manifests/v0 /_registry/manifests/sha256:${'0'.repeat(64)}.oci-manifest";`)
+  })
+
+  it('the local deploy state, read in pieces, is what JSON.parse read: written back the same, refused where it was refused', async () => {
+    const sha = `sha256:${'a'.repeat(64)}`
+    const cases: Array<[string, string | typeof RegError]> = [
+      [JSON.stringify({objects: {'v2/b': sha, 'v2/a': sha}, unreferenced: {'v2/c': '2026-01-01T00:00:00.000Z'}}), `{"objects":{"v2/a":"${sha}","v2/b":"${sha}"},"unreferenced":{"v2/c":"2026-01-01T00:00:00.000Z"}}`],
+      // duplicate keys: the last one wins; a key named __proto__ is a key like any other
+      [`{"objects":{"v2/a":"x","__proto__":"p","v2/a":"${sha}"},"objects":{"v2/a":"y"}}`, '{"objects":{"v2/a":"y"}}'],
+      [`{"objects":{"v2/a":"${sha}","__proto__":"p"}}`, `{"objects":{"__proto__":"p","v2/a":"${sha}"}}`],
+      ['{"objects":null,"unreferenced":{"v2/x":"not a time"}}', '{"objects":{}}'],
+      ['5', '{"objects":{}}'],
+      ['[]', '{"objects":{}}'],
+      ['null', RegError],
+      ['{"objects":{"v2/a":"x",}}', RegError],
+      ['{"objects":{"v2/a":"x"}', RegError],
+    ]
+    for (const [saved, expected] of cases) {
+      const root = await tempDir()
+      await writeFile(path.join(root, LOCAL_STATE_FILE), saved)
+      const target = new LocalFileTarget(root, ['v2'])
+      if (expected === RegError) {
+        await assert.rejects(target.describe(), RegError, saved)
+        continue
+      }
+      await target.describe()
+      await target.saveState()
+      assert.equal(await readFile(path.join(root, LOCAL_STATE_FILE), 'utf8'), expected, saved)
+    }
   })
 })

@@ -1,9 +1,10 @@
 import {randomBytes} from 'node:crypto'
-import type {Dirent} from 'node:fs'
-import {copyFile, link, lstat, mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile} from 'node:fs/promises'
+import {createReadStream, type Dirent} from 'node:fs'
+import {copyFile, link, lstat, mkdir, readdir, rename, rmdir, stat, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {mapLimit} from '../core/concurrency.js'
 import {errnoCode, RegError} from '../core/errors.js'
+import {JsonSectionsReader, NotAnObjectError} from '../tree/json-sections.js'
 import type {RegistryObject} from '../tree/model.js'
 import type {RemoteObject, RemoteState} from './backend.js'
 
@@ -106,6 +107,38 @@ function* jsonMembers(entries: ReadonlyMap<string, string>): Generator<string> {
 }
 
 /**
+ * The local deploy state as `saveState` wrote it, read as JSON.parse reads it, in pieces (at
+ * 150,000 objects it is megabytes: never its text and a parsed copy at once). Throws what
+ * JSON.parse would: a file that is no JSON, or `null`.
+ */
+async function readState(file: string): Promise<{objects: Map<string, string>; unreferenced: unknown}> {
+  let objects = new Map<string, string>()
+  let unreferenced: unknown
+  const reader = new JsonSectionsReader(new Set(['objects', 'unreferenced']), {
+    value(key, value) {
+      if (key === 'objects') objects = new Map(Object.entries((value ?? {}) as object))
+      else if (key === 'unreferenced') unreferenced = value
+    },
+    sectionStart(section) {
+      if (section === 'objects') objects = new Map()
+      else unreferenced = Object.create(null)
+    },
+    member(section, key, value) {
+      if (section === 'objects') objects.set(key, value as string)
+      else (unreferenced as Record<string, unknown>)[key] = value
+    },
+  })
+  try {
+    for await (const chunk of createReadStream(file, {highWaterMark: 1 << 20})) reader.write(chunk as Buffer)
+    reader.end()
+  } catch (error) {
+    // JSON, but no object: read as an object without members, as JSON.parse's value would be.
+    if (!(error instanceof NotAnObjectError) || error.value === null) throw error
+  }
+  return {objects, unreferenced}
+}
+
+/**
  * The local deploy state as JSON (`{"objects":{key:digest},"unreferenced":{key:time}}`, keys
  * sorted), in pieces: at 150,000 objects it is megabytes, never one string nor a copy of the map.
  */
@@ -149,8 +182,8 @@ export class LocalFileTarget {
 
   async describe(): Promise<RemoteState> {
     try {
-      const saved = JSON.parse(await readFile(path.join(this.root, LOCAL_STATE_FILE), 'utf8')) as {objects?: Record<string, string>; unreferenced?: Record<string, string>}
-      this.state = new Map(Object.entries(saved.objects ?? {}))
+      const saved = await readState(path.join(this.root, LOCAL_STATE_FILE))
+      this.state = saved.objects
       this.unreferenced = parseUnreferenced(saved.unreferenced)
     } catch (error) {
       if (errnoCode(error) !== 'ENOENT') throw new RegError(`${path.join(this.root, LOCAL_STATE_FILE)} is corrupt`, 'delete it: the next deploy rewrites what it cannot verify')

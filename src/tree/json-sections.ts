@@ -1,8 +1,12 @@
 /** The text is not valid JSON: the reader refuses it (never quoting it). */
 export class InvalidJsonError extends Error {}
 
-/** The text is JSON, but not an object. */
-export class NotAnObjectError extends Error {}
+/** The text is JSON, but not an object: `value` is what it is. */
+export class NotAnObjectError extends Error {
+  constructor(readonly value: unknown) {
+    super('not a JSON object')
+  }
+}
 
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
@@ -181,10 +185,7 @@ export class JsonSectionsReader {
 
   /** The end of the text: the object must be complete. */
   end(): void {
-    if (this.state === 'not-object') {
-      this.parse(this.take())
-      throw new NotAnObjectError()
-    }
+    if (this.state === 'not-object') throw new NotAnObjectError(this.parse(this.take()))
     if (this.state !== 'done') throw new InvalidJsonError()
   }
 
