@@ -6,7 +6,8 @@
 //   - the same build again into that tree (nothing changed): wall time and peak RSS;
 //   - registry.json's bytes, per object of the tree's URL space;
 //   - `reg deploy TREE --backend nginx --dest OUT` of the tree: wall time and peak RSS;
-//   - the same deploy again, nothing changed (no goal: a reference).
+//   - the same deploy again, nothing changed (no goal: a reference);
+//   - `reg ls TREE`: loading the tree and listing its tags (no goal: a reference).
 // Prints them against the goals, and `--json` prints the figures as JSON (the table on stderr).
 //
 // Knobs: the generator's (BENCH_TAGS, BENCH_REPOSITORIES, BENCH_MANIFESTS, ...; BENCH_TAGS=10000
@@ -73,6 +74,9 @@ try {
   say('reg deploy --backend nginx again, nothing changed ...')
   const redeploy = await reg(deployArgs, work)
   say(`  ${redeploy.seconds.toFixed(2)} s, peak RSS ${(redeploy.peakRssBytes / MB).toFixed(0)} MB`)
+  say('reg ls ...')
+  const ls = await reg(['ls', tree], work)
+  say(`  ${ls.seconds.toFixed(2)} s, peak RSS ${(ls.peakRssBytes / MB).toFixed(0)} MB`)
 
   const scale = options.tags / 100_000
   const rows = [
@@ -81,6 +85,7 @@ try {
     {figure: 'no-change rebuild', measured: `${rebuild.seconds.toFixed(2)} s, ${(rebuild.peakRssBytes / MB).toFixed(0)} MB`, goal: `≤ ${GOALS.rebuildSeconds} s`, pass: rebuild.seconds <= GOALS.rebuildSeconds},
     {figure: 'deploy --backend nginx', measured: `${deploy.seconds.toFixed(2)} s, ${(deploy.peakRssBytes / MB).toFixed(0)} MB`, goal: `≤ ${(GOALS.deploySeconds * scale).toFixed(1)} s, ${GOALS.peakRssBytes / MB} MB`, pass: deploy.seconds <= GOALS.deploySeconds * scale && deploy.peakRssBytes <= GOALS.peakRssBytes},
     {figure: 'no-change deploy (reference)', measured: `${redeploy.seconds.toFixed(2)} s, ${(redeploy.peakRssBytes / MB).toFixed(0)} MB`, goal: '—', pass: undefined},
+    {figure: 'reg ls (reference)', measured: `${ls.seconds.toFixed(2)} s, ${(ls.peakRssBytes / MB).toFixed(0)} MB`, goal: '—', pass: undefined},
     {figure: 'registry.json per object', measured: `${registryBytes} B / ${objects} = ${(registryBytes / objects).toFixed(0)} B`, goal: `≤ ${GOALS.registryBytesPerObject} B`, pass: registryBytes / objects <= GOALS.registryBytesPerObject},
   ]
   say()
@@ -94,6 +99,7 @@ try {
       rebuild: {seconds: rebuild.seconds, peakRssBytes: rebuild.peakRssBytes},
       deployNginx: {seconds: deploy.seconds, peakRssBytes: deploy.peakRssBytes},
       redeployNginx: {seconds: redeploy.seconds, peakRssBytes: redeploy.peakRssBytes},
+      ls: {seconds: ls.seconds, peakRssBytes: ls.peakRssBytes},
       registryJson: {bytes: registryBytes, objects, bytesPerObject: registryBytes / objects},
       goals: GOALS,
     }, null, 1))

@@ -1,21 +1,53 @@
 import {execFile} from 'node:child_process'
-import {readFile} from 'node:fs/promises'
+import {createHash} from 'node:crypto'
+import {createReadStream} from 'node:fs'
+import {readFile, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {Flags} from '@oclif/core'
 import {parseCorsOrigin} from '../../src/core/cors.js'
 import {errnoCode, RegError} from '../../src/core/errors.js'
+import {replaceFileAtomically} from '../../src/publish/local-files.js'
 import {type HostConfigFile, LocalHostBackend} from '../../src/publish/local-host.js'
-import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, tagRoutes} from '../../src/publish/static-host.js'
+import {ERROR_DOCUMENTS, ERRORS_DIR, STORE_DIR, staticStorageKey, type TagRoute, tagRoutes} from '../../src/publish/static-host.js'
 import {offloadRedirects} from '../../src/publish/offload.js'
 import type {RegistryObject} from '../../src/tree/model.js'
 import type {RegistryTree} from '../../src/tree/registry-tree.js'
 import {defineBackend} from '../plugin.js'
 import {deployAccessPolicy, installHtpasswd, privateOnlyDigests} from '../../src/config/access.js'
 import {PAGE_ROOTS, ROOT_PAGE, ROOT_PAGE_STORED} from '../../src/page/documents.js'
-import {nginxAccessMaps, nginxAccessServer, nginxMaps, nginxServer, nginxStandalone} from './config.js'
+import {nginxAccessMaps, nginxAccessServer, nginxMapsPieces, nginxServer, nginxStandalone} from './config.js'
 
+/** The tags' file: one line a tag, written piece by piece (never one string: 100,000 tags are tens of megabytes). */
+const MAPS_FILE = 'registry-maps.conf'
 /** The configuration files nginx reads when it starts or reloads (not per request, unlike the objects). */
-const LOADED_CONFIG = ['registry-maps.conf', 'registry.conf', 'nginx.conf']
+const LOADED_CONFIG = [MAPS_FILE, 'registry.conf', 'nginx.conf']
+
+/** The configuration of a deploy: the tags' file in pieces, the others whole (each a few kilobytes). */
+interface NginxConfig {
+  maps: Iterable<string>
+  files: HostConfigFile[]
+}
+
+/** The tag routes of `routed`, made one at a time on each pass (none kept: the maps read them twice). */
+function lazyTagRoutes(routed: readonly RegistryObject[]): Iterable<TagRoute> {
+  return {
+    * [Symbol.iterator]() {
+      for (const object of routed) if (object.class === 'tag-manifest') yield* tagRoutes([object])
+    },
+  }
+}
+
+/** The sha256 of a file's bytes, read as a stream, or undefined when there is none. */
+async function fileDigest(file: string): Promise<string | undefined> {
+  const hash = createHash('sha256')
+  try {
+    for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer)
+  } catch (error) {
+    if (errnoCode(error) === 'ENOENT') return undefined
+    throw error
+  }
+  return hash.digest('hex')
+}
 
 /** The command that makes the standalone nginx of `target` read its configuration again. */
 export function nginxReloadCommand(target: string): string[] {
@@ -35,16 +67,34 @@ class NginxBackend extends LocalHostBackend {
   private firstDeploy = false
   notes: string[] = []
 
-  constructor(target: string, private readonly reload: boolean, configFiles: (tree: RegistryTree, routed: readonly RegistryObject[]) => Promise<HostConfigFile[]>) {
+  constructor(target: string, private readonly reload: boolean, config: (tree: RegistryTree, routed: readonly RegistryObject[]) => Promise<NginxConfig>) {
     super('nginx', target, {serverSideCopy: true, caseSensitiveTags: true, offloadRedirects: {how: 'a 302 in registry.conf', by: 'configuration'}}, {
       roots: ['v2', `${STORE_DIR}/blobs`, `${STORE_DIR}/manifests`, ...PAGE_ROOTS],
       storageKeyOf: (object) => (object.class === 'page' && object.path === ROOT_PAGE ? ROOT_PAGE_STORED : staticStorageKey(object)),
       configFiles: async (tree, routed) => {
-        const files = await configFiles(tree, routed)
+        const {maps, files} = await config(tree, routed)
+        // Before the server-level file that reads its variables.
+        await this.writeMaps(maps)
         await this.compare(files)
         return files
       },
     })
+  }
+
+  /** The tags' file, replaced atomically, compared with the one it replaces by digest (neither is read whole). */
+  private async writeMaps(pieces: Iterable<string>): Promise<void> {
+    const file = path.join(this.localDirectory, MAPS_FILE)
+    const before = await fileDigest(file)
+    const hash = createHash('sha256')
+    function* hashed(): Generator<string> {
+      for (const piece of pieces) {
+        hash.update(piece)
+        yield piece
+      }
+    }
+    await replaceFileAtomically(file, (temp) => writeFile(temp, hashed()))
+    if (before === undefined) this.firstDeploy = true
+    else if (before !== hash.digest('hex')) this.changed = true
   }
 
   /** Before the new files replace them: does nginx, if it runs, serve an older configuration now? */
@@ -127,12 +177,14 @@ export const nginxBackend = defineBackend({
     return new NginxBackend(target, Boolean(flags.reload), async (tree, routed) => {
       // The users go beside the served directory before the configuration that reads them.
       const htpasswd = access ? await installHtpasswd(access, target) : undefined
-      return [
-        ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-        {path: 'registry-maps.conf', content: nginxMaps(tagRoutes(routed), access && nginxAccessMaps(privateOnlyDigests(access, tree.index.objects)), offloadRedirects(routed))},
-        {path: 'registry.conf', content: nginxServer(tree.index, settings, access && htpasswd ? nginxAccessServer(access, htpasswd) : '')},
-        {path: 'nginx.conf', content: nginxStandalone(settings)},
-      ]
+      return {
+        maps: nginxMapsPieces(lazyTagRoutes(routed), access && nginxAccessMaps(privateOnlyDigests(access, tree.index.objects)), offloadRedirects(routed)),
+        files: [
+          ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
+          {path: 'registry.conf', content: nginxServer(tree.index, settings, access && htpasswd ? nginxAccessServer(access, htpasswd) : '')},
+          {path: 'nginx.conf', content: nginxStandalone(settings)},
+        ],
+      }
     })
   },
 })

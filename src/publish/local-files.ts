@@ -1,9 +1,10 @@
 import {randomBytes} from 'node:crypto'
-import type {Dirent} from 'node:fs'
-import {copyFile, link, lstat, mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile} from 'node:fs/promises'
+import {createReadStream, type Dirent} from 'node:fs'
+import {copyFile, link, lstat, mkdir, readdir, rename, rmdir, stat, unlink, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {mapLimit} from '../core/concurrency.js'
 import {errnoCode, RegError} from '../core/errors.js'
+import {JsonSectionsReader, NotAnObjectError} from '../tree/json-sections.js'
 import type {RegistryObject} from '../tree/model.js'
 import type {RemoteObject, RemoteState} from './backend.js'
 
@@ -76,6 +77,84 @@ async function linkOrCopy(source: string, file: string): Promise<void> {
 }
 
 /**
+ * Write `file` atomically: `write` fills a temporary sibling, renamed over it only when complete
+ * (a running server never sees a partial or mixed file). Its directory must exist.
+ */
+export async function replaceFileAtomically(file: string, write: (temp: string) => Promise<void>): Promise<void> {
+  const temp = path.join(path.dirname(file), `.tmp-${randomBytes(6).toString('hex')}`)
+  try {
+    await write(temp)
+    await rename(temp, file)
+  } catch (error) {
+    await unlink(temp).catch(() => undefined)
+    throw error
+  }
+}
+
+/** Keys and their values, sorted by key, as the members of a JSON object: `"key":"value",…`. */
+function* jsonMembers(entries: ReadonlyMap<string, string>): Generator<string> {
+  let piece = ''
+  let separator = ''
+  for (const key of [...entries.keys()].sort()) {
+    piece += `${separator}${JSON.stringify(key)}:${JSON.stringify(entries.get(key))}`
+    separator = ','
+    if (piece.length >= 1 << 16) {
+      yield piece
+      piece = ''
+    }
+  }
+  if (piece !== '') yield piece
+}
+
+/**
+ * The local deploy state as `saveState` wrote it, read as JSON.parse reads it, in pieces (at
+ * 150,000 objects it is megabytes: never its text and a parsed copy at once). Throws what
+ * JSON.parse would: a file that is no JSON, or `null`.
+ */
+async function readState(file: string): Promise<{objects: Map<string, string>; unreferenced: unknown}> {
+  let objects = new Map<string, string>()
+  let unreferenced: unknown
+  const reader = new JsonSectionsReader(new Set(['objects', 'unreferenced']), {
+    value(key, value) {
+      if (key === 'objects') objects = new Map(Object.entries((value ?? {}) as object))
+      else if (key === 'unreferenced') unreferenced = value
+    },
+    sectionStart(section) {
+      if (section === 'objects') objects = new Map()
+      else unreferenced = Object.create(null)
+    },
+    member(section, key, value) {
+      if (section === 'objects') objects.set(key, value as string)
+      else (unreferenced as Record<string, unknown>)[key] = value
+    },
+  })
+  try {
+    for await (const chunk of createReadStream(file, {highWaterMark: 1 << 20})) reader.write(chunk as Buffer)
+    reader.end()
+  } catch (error) {
+    // JSON, but no object: read as an object without members, as JSON.parse's value would be.
+    if (!(error instanceof NotAnObjectError) || error.value === null) throw error
+  }
+  return {objects, unreferenced}
+}
+
+/**
+ * The local deploy state as JSON (`{"objects":{key:digest},"unreferenced":{key:time}}`, keys
+ * sorted), in pieces: at 150,000 objects it is megabytes, never one string nor a copy of the map.
+ */
+function* stateJson(objects: ReadonlyMap<string, string>, unreferenced: ReadonlyMap<string, number>): Generator<string> {
+  yield '{"objects":{'
+  yield* jsonMembers(objects)
+  yield '}'
+  if (unreferenced.size > 0) {
+    yield ',"unreferenced":{'
+    yield* jsonMembers(new Map([...unreferenced].map(([key, since]) => [key, new Date(since).toISOString()])))
+    yield '}'
+  }
+  yield '}'
+}
+
+/**
  * Deploying into a local directory, shared by every file-serving backend (dir, nginx, apache).
  * Keys are relative file paths. Mutable files (tags, lists, configurations) are written under a
  * temporary name and renamed into place (a running server never sees a partial or mixed file);
@@ -103,8 +182,8 @@ export class LocalFileTarget {
 
   async describe(): Promise<RemoteState> {
     try {
-      const saved = JSON.parse(await readFile(path.join(this.root, LOCAL_STATE_FILE), 'utf8')) as {objects?: Record<string, string>; unreferenced?: Record<string, string>}
-      this.state = new Map(Object.entries(saved.objects ?? {}))
+      const saved = await readState(path.join(this.root, LOCAL_STATE_FILE))
+      this.state = saved.objects
       this.unreferenced = parseUnreferenced(saved.unreferenced)
     } catch (error) {
       if (errnoCode(error) !== 'ENOENT') throw new RegError(`${path.join(this.root, LOCAL_STATE_FILE)} is corrupt`, 'delete it: the next deploy rewrites what it cannot verify')
@@ -177,14 +256,7 @@ export class LocalFileTarget {
   /** Write a file atomically (temporary name, then rename). */
   async placeFile(file: string, write: (temp: string) => Promise<void>): Promise<void> {
     await this.directory(path.dirname(file))
-    const temp = path.join(path.dirname(file), `.tmp-${randomBytes(6).toString('hex')}`)
-    try {
-      await write(temp)
-      await rename(temp, file)
-    } catch (error) {
-      await unlink(temp).catch(() => undefined)
-      throw error
-    }
+    await replaceFileAtomically(file, write)
   }
 
   /** Hardlink (same file system) or copy `source` to the key's file. */
@@ -243,8 +315,6 @@ export class LocalFileTarget {
 
   /** Persist the digests of what is deployed, for the next run's plan. */
   async saveState(): Promise<void> {
-    const objects = Object.fromEntries([...this.state.entries()].sort(([a], [b]) => (a < b ? -1 : 1)))
-    const unreferenced = Object.fromEntries([...this.unreferenced].sort(([a], [b]) => (a < b ? -1 : 1)).map(([key, since]) => [key, new Date(since).toISOString()]))
-    await this.placeFile(path.join(this.root, LOCAL_STATE_FILE), (temp) => writeFile(temp, JSON.stringify({objects, ...(Object.keys(unreferenced).length > 0 ? {unreferenced} : {})})))
+    await this.placeFile(path.join(this.root, LOCAL_STATE_FILE), (temp) => writeFile(temp, stateJson(this.state, this.unreferenced)))
   }
 }

@@ -14,6 +14,7 @@ import {finalizeIndex, writeTreeFiles} from './finalize.js'
 import {repositoryBlobs, repositoryManifests} from './objects.js'
 import {isPublicUrl, readTreeIndex} from './registry-tree.js'
 import {summarizeConfigs} from '../page/config-summary.js'
+import {StringPool} from './string-pool.js'
 import {stampTagTimes} from './tag-times.js'
 import {lockTree} from './tree-lock.js'
 
@@ -276,6 +277,7 @@ async function rewriteLocked(dir: string, change: (state: Omit<TreeIndex, 'objec
 async function ingestSources(specs: SourceSpec[], options: BuildOptions, store: BlobStore, index: Omit<TreeIndex, 'objects'>, work: string): Promise<{images: BuiltImage[]; referrers: BuiltReferrer[]; bytesCopied: number; blobsAlreadyPresent: number}> {
   const order = new RecordOrder(index)
   const ingester = new GraphIngester(store, index, options.observer)
+  const strings = new ImageStrings(index)
   const images: BuiltImage[] = []
   const referrers: BuiltReferrer[] = []
   for (const [i, spec] of specs.entries()) {
@@ -289,11 +291,13 @@ async function ingestSources(specs: SourceSpec[], options: BuildOptions, store: 
       const records = await inOrder(roots, IMAGE_CONCURRENCY, (root, r) =>
         ingester.reuseStored(root.descriptor.digest) ?? ingester.ingest(source, root.descriptor, `${spec.text} (${targets[r].name}:${targets[r].tag})`))
       for (const [r, root] of roots.entries()) {
-        const {name, tag} = targets[r]
+        const name = strings.once(targets[r].name)
+        const {tag} = targets[r]
+        const digest = strings.once(root.descriptor.digest)
         const record = records[r]
-        repositoryRecord(index, name).tags[tag] = root.descriptor.digest
-        order.visit(root.descriptor.digest)
-        const image = {name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms: platformsOf(index, record), source: spec.text}
+        repositoryRecord(index, name).tags[tag] = digest
+        order.visit(digest)
+        const image = {name, tag, digest, mediaType: record.mediaType, platforms: strings.platforms(digest, record), source: spec.text}
         images.push(image)
         options.observer?.imageDone?.(image)
         if (options.withReferrers) {
@@ -310,6 +314,28 @@ async function ingestSources(specs: SourceSpec[], options: BuildOptions, store: 
   }
   order.apply()
   return {images, referrers, bytesCopied: ingester.bytesCopied, blobsAlreadyPresent: ingester.blobsAlreadyPresent}
+}
+
+/**
+ * The strings of the images a build records, each kept once: they come from the sources' listings,
+ * one set per tag, so at 100,000 tags a digest 5 tags name, a repository's name and a platform
+ * would each be held 100,000 times. One platforms list per manifest, shared by its tags.
+ */
+class ImageStrings {
+  private readonly strings = new StringPool()
+  private readonly platformLists = new Map<string, string[]>()
+
+  constructor(private readonly index: Pick<TreeIndex, 'manifests'>) {}
+
+  once(value: string): string {
+    return this.strings.once(value)
+  }
+
+  platforms(digest: string, record: ManifestRecord): string[] {
+    let platforms = this.platformLists.get(digest)
+    if (!platforms) this.platformLists.set(digest, (platforms = platformsOf(this.index, record).map((platform) => this.strings.once(platform))))
+    return platforms
+  }
 }
 
 function platformsOf(index: Pick<TreeIndex, 'manifests'>, record: ManifestRecord): string[] {
@@ -418,17 +444,20 @@ async function unchangedTree(specs: SourceSpec[], options: BuildOptions, previou
   for (const [name, record] of Object.entries(previous.repositories)) repositories[name] = {...record, tags: dict(Object.entries(record.tags))}
   const index: Omit<TreeIndex, 'objects'> = {...emptyIndex(settings.tagMaxAge), ...previous, settings, repositories, manifests: dict(Object.entries(previous.manifests)), blobs: dict(Object.entries(previous.blobs))}
   const ingester = new GraphIngester(store, index)
+  const strings = new ImageStrings(index)
   const images: BuiltImage[] = []
   for (const spec of specs) {
     const source = openSource(spec, `${out}.reg-unused`, options.sources)
     try {
       const roots = await source.roots()
       for (const root of roots) {
-        const {name, tag} = targetOf(spec, root, roots.length, options.prefix)
-        const record = ingester.reuseStored(root.descriptor.digest)
+        const target = targetOf(spec, root, roots.length, options.prefix)
+        const name = strings.once(target.name)
+        const digest = strings.once(root.descriptor.digest)
+        const record = ingester.reuseStored(digest)
         if (!record) return undefined
-        repositoryRecord(index, name).tags[tag] = root.descriptor.digest
-        images.push({name, tag, digest: root.descriptor.digest, mediaType: record.mediaType, platforms: platformsOf(index, record), source: spec.text})
+        repositoryRecord(index, name).tags[target.tag] = digest
+        images.push({name, tag: target.tag, digest, mediaType: record.mediaType, platforms: strings.platforms(digest, record), source: spec.text})
       }
     } finally {
       await source.close()

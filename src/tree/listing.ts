@@ -1,5 +1,5 @@
 import {formatPlatform} from '../core/manifest.js'
-import {blobAndManifestBytes, type TreeIndex} from './model.js'
+import {blobAndManifestBytes, type TreeState} from './model.js'
 import {RegistryTree} from './registry-tree.js'
 
 export interface ListedImage {
@@ -18,7 +18,7 @@ export interface TreeListing {
   bytesStored: number
 }
 
-function imageOf(index: TreeIndex, repository: string, tag: string, digest: string): ListedImage {
+function imageOf(index: TreeState, repository: string, tag: string, digest: string): ListedImage {
   const record = index.manifests[digest]
   const manifests = new Set<string>()
   const visit = (d: string) => {
@@ -34,7 +34,8 @@ function imageOf(index: TreeIndex, repository: string, tag: string, digest: stri
 }
 
 export async function listTree(dir: string): Promise<TreeListing> {
-  const {index} = await RegistryTree.load(dir)
+  // The state is all a listing needs: checked like any load, its objects not derived.
+  const {state: index} = await RegistryTree.loadState(dir)
   const images: ListedImage[] = []
   for (const repository of Object.keys(index.repositories).sort()) {
     for (const [tag, digest] of Object.entries(index.repositories[repository].tags).sort(([a], [b]) => (a < b ? -1 : 1))) {

@@ -1,4 +1,4 @@
-import {readFile} from 'node:fs/promises'
+import {createReadStream} from 'node:fs'
 import path from 'node:path'
 import {isDigest, sha256} from '../core/digest.js'
 import {errnoCode, RegError} from '../core/errors.js'
@@ -8,8 +8,10 @@ import {isManifestMediaType} from '../core/media-types.js'
 import {quoted} from '../core/quote.js'
 import {isTag, validateName} from '../core/reference.js'
 import {BlobStore} from './blob-store.js'
-import {dict, type ManifestRecord, type RegistryObject, TREE_INDEX_FILE, TREE_INDEX_SCHEMA_VERSION, type TreeIndex, type TreeState} from './model.js'
+import {InvalidJsonError, type JsonSectionsHandler, JsonSectionsReader, NotAnObjectError} from './json-sections.js'
+import {dict, type ManifestRecord, type RegistryObject, type RepositoryRecord, TREE_INDEX_FILE, TREE_INDEX_SCHEMA_VERSION, type TreeIndex, type TreeState} from './model.js'
 import {deriveObjects, type GeneratedDocument, generateDocuments} from './objects.js'
+import {StringPool} from './string-pool.js'
 import {validateTreeNames} from './validate.js'
 import {summarizeConfig} from '../page/config-summary.js'
 
@@ -19,12 +21,20 @@ import {summarizeConfig} from '../page/config-summary.js'
  */
 export class RegistryTree {
   readonly store: BlobStore
-  readonly objectsByPath: ReadonlyMap<string, RegistryObject>
+  private byPath?: Map<string, RegistryObject>
 
   /** `overlay`: a store of documents that exist only in this view (see `withNamePrefix`) */
   private constructor(readonly dir: string, readonly index: TreeIndex, private readonly overlay?: BlobStore) {
     this.store = new BlobStore(dir)
-    this.objectsByPath = new Map(index.objects.map((o) => [o.path, o]))
+  }
+
+  /** The objects by URL path: made when first asked (a server looks objects up; a deploy only goes through them). */
+  get objectsByPath(): ReadonlyMap<string, RegistryObject> {
+    if (!this.byPath) {
+      this.byPath = new Map()
+      for (const object of this.index.objects) this.byPath.set(object.path, object)
+    }
+    return this.byPath
   }
 
   /**
@@ -33,9 +43,19 @@ export class RegistryTree {
    * with the state; one missing means the tree is damaged (but for the catalog page's: see below).
    */
   static async load(dir: string): Promise<RegistryTree> {
+    const {state, documents} = await RegistryTree.loadState(dir)
+    return new RegistryTree(dir, {...state, objects: deriveObjects(state, documents)})
+  }
+
+  /**
+   * The tree in `dir` checked as `load` checks it, its objects not derived: what needs only the
+   * state (reg ls) does not hold 150,000 objects at 100,000 tags.
+   */
+  static async loadState(dir: string): Promise<{state: TreeState; documents: GeneratedDocument[]}> {
     const state = await readTreeIndex(dir)
     if (!state) throw new RegError(`${dir} is not a reg tree (no ${TREE_INDEX_FILE})`, 'build one first: reg build SOURCE -o DIR')
-    const {index, documents} = deriveTree(state)
+    validateTreeNames(state)
+    const documents = generateDocuments(state)
     const store = new BlobStore(dir)
     for (const doc of documents) {
       const digest = sha256(doc.bytes)
@@ -51,7 +71,7 @@ export class RegistryTree {
       }
       throw new RegError(`${path.join(dir, TREE_INDEX_FILE)} is damaged: the store has no ${doc.path} document (${digest})`, 'rebuild the tree with --clean; reg refuses to serve from an index it cannot trust')
     }
-    return new RegistryTree(dir, index)
+    return {state, documents}
   }
 
   /** Where the bytes of an object are. */
@@ -92,16 +112,21 @@ export function deriveTree(state: TreeState): {index: TreeIndex; documents: Gene
   return {index: {...state, objects: deriveObjects(state, documents)}, documents}
 }
 
-/** The state of a tree, or undefined when `dir` has none. */
+/**
+ * The state of a tree, or undefined when `dir` has none. registry.json is read as a stream and
+ * checked member by member: at 100,000 tags it is tens of megabytes, never held whole, as text or
+ * parsed.
+ */
 export async function readTreeIndex(dir: string): Promise<TreeState | undefined> {
-  let text: string
+  const file = path.join(dir, TREE_INDEX_FILE)
+  const reader = new TreeIndexReader(file)
   try {
-    text = await readFile(path.join(dir, TREE_INDEX_FILE), 'utf8')
+    for await (const chunk of createReadStream(file, {highWaterMark: 1 << 20})) reader.write(chunk as Buffer)
   } catch (error) {
     if (errnoCode(error) === 'ENOENT' || errnoCode(error) === 'ENOTDIR') return undefined
     throw error
   }
-  return parseTreeIndex(text, path.join(dir, TREE_INDEX_FILE))
+  return reader.end()
 }
 
 /** The registry's public URL (reg build --public-url): http or https, no credentials, of a sane length. */
@@ -123,89 +148,197 @@ export function isPublicUrl(value: unknown): value is string {
  * without a prototype (see `dict`).
  */
 export function parseTreeIndex(text: string, file: string): TreeState {
-  let raw: unknown
-  try {
-    raw = JSON.parse(text)
-  } catch {
-    // The parser's message quotes the input: refused bytes are never echoed.
-    throw new RegError(`${file} is corrupt (not valid JSON)`, 'rebuild the tree with --clean')
-  }
-  const fail = (what: string): never => {
-    throw new RegError(`${file} is damaged: ${what}`, 'rebuild the tree with --clean; reg refuses to serve from an index it cannot trust')
-  }
-  const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
-  const isSize = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0
-  const digestOf = (value: unknown, where: string): string => (typeof value === 'string' && isDigest(value) ? value : fail(`${where} is not a sha256 digest`))
-  /** The platform of a record as parsePlatform keeps it, field for field, or nothing: compared without walking whatever else it holds. */
-  const isKeptPlatform = (value: unknown, platform: Record<string, string> | undefined): boolean =>
-    isObject(value) && platform !== undefined && Object.keys(value).length === Object.keys(platform).length && Object.entries(platform).every(([k, v]) => value[k] === v)
-  if (!isObject(raw)) return fail('not a JSON object')
-  if ((raw.schemaVersion !== 1 && raw.schemaVersion !== TREE_INDEX_SCHEMA_VERSION) || raw.generator !== 'reg') throw new RegError(`${file} was not written by this version of reg`, 'rebuild the tree with --clean')
-  const settings: TreeState['settings'] = isObject(raw.settings) && isSize(raw.settings.tagMaxAge) ? {tagMaxAge: raw.settings.tagMaxAge} : fail('settings.tagMaxAge is not a number of seconds')
-  const rawSettings = raw.settings as Record<string, unknown>
-  if (rawSettings.page !== undefined) settings.page = rawSettings.page === true ? true : fail('settings.page is not true')
-  if (rawSettings.publicUrl !== undefined) settings.publicUrl = isPublicUrl(rawSettings.publicUrl) ? rawSettings.publicUrl : fail('settings.publicUrl is not an http(s) URL')
-  if (!isObject(raw.blobs) || !isObject(raw.manifests) || !isObject(raw.repositories)) return fail('blobs, manifests or repositories missing')
+  const reader = new TreeIndexReader(file)
+  reader.write(Buffer.from(text))
+  return reader.end()
+}
 
-  const blobs = dict<TreeIndex['blobs'][string]>()
-  for (const [digest, value] of Object.entries(raw.blobs)) {
-    digestOf(digest, `blob key ${quoted(digest)}`)
-    if (!isObject(value) || !isSize(value.size) || typeof value.mediaType !== 'string') return fail(`blob ${digest} has no size or media type`)
-    blobs[digest] = {size: value.size as number, mediaType: value.mediaType as string}
+/** A member of registry.json that is refused: why, once the whole file is read. */
+class MemberDamage extends Error {}
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value)
+const isSize = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0
+const damaged = (what: string): never => {
+  throw new MemberDamage(what)
+}
+const digestOf = (value: unknown, where: string): string => (typeof value === 'string' && isDigest(value) ? value : damaged(`${where} is not a sha256 digest`))
+/** The platform of a record as parsePlatform keeps it, field for field, or nothing: compared without walking whatever else it holds. */
+const isKeptPlatform = (value: unknown, platform: Record<string, string> | undefined): boolean =>
+  isObject(value) && platform !== undefined && Object.keys(value).length === Object.keys(platform).length && Object.entries(platform).every(([k, v]) => value[k] === v)
+
+type Section = 'repositories' | 'manifests' | 'blobs'
+/** distinct repeated values remembered while reading (media types, tag times): a bound, not an expectation */
+const MAX_REPEATED_VALUES = 10_000
+/** The order a damaged index is reported in: what the others refer to first. */
+const SECTIONS: readonly Section[] = ['blobs', 'manifests', 'repositories']
+
+/**
+ * registry.json read piece by piece (JsonSectionsReader): each repository, manifest and blob is
+ * checked and kept as it comes, so the file's text and its parsed form are never held whole. What
+ * one member names in another section (a tag's manifest, a manifest's blobs) is checked once all
+ * are read. A refused member is reported only when the file is whole: a later duplicate key
+ * replaces it, as JSON.parse would.
+ */
+class TreeIndexReader implements JsonSectionsHandler {
+  private readonly reader = new JsonSectionsReader(new Set(SECTIONS), this)
+  /** the top-level members that are not sections: the format, the generator, the settings */
+  private readonly head = dict<unknown>()
+  /** sections whose (last) value is an object */
+  private readonly read = new Set<Section>()
+  private readonly blobs = dict<TreeState['blobs'][string]>()
+  private readonly manifests = dict<ManifestRecord>()
+  private readonly repositories = dict<RepositoryRecord>()
+  /** by section: refused members, key → why */
+  private readonly refused = new Map<Section, Map<string, string>>(SECTIONS.map((section) => [section, new Map()]))
+  /** values many records repeat (media types, the time a build set its tags), each kept once */
+  private readonly repeated = new StringPool(MAX_REPEATED_VALUES)
+  /** every digest a record names, each kept once (100,000 tags naming 20,000 manifests hold 20,000 digests) */
+  private readonly digests = new StringPool()
+
+  constructor(private readonly file: string) {}
+
+  write(chunk: Buffer): void {
+    try {
+      this.reader.write(chunk)
+    } catch (error) {
+      throw this.corrupt(error)
+    }
   }
-  const manifests = dict<ManifestRecord>()
-  for (const [digest, value] of Object.entries(raw.manifests)) {
-    digestOf(digest, `manifest key ${quoted(digest)}`)
-    if (!isObject(value) || typeof value.mediaType !== 'string' || !isManifestMediaType(value.mediaType) || !isSize(value.size) || value.size > MAX_MANIFEST_BYTES || (value.kind !== 'index' && value.kind !== 'image')) return fail(`manifest ${digest} has no valid media type, size or kind`)
+
+  end(): TreeState {
+    const fail = (what: string): never => {
+      throw new RegError(`${this.file} is damaged: ${what}`, 'rebuild the tree with --clean; reg refuses to serve from an index it cannot trust')
+    }
+    try {
+      this.reader.end()
+    } catch (error) {
+      if (error instanceof NotAnObjectError) fail('not a JSON object')
+      throw this.corrupt(error)
+    }
+    const {head} = this
+    if ((head.schemaVersion !== 1 && head.schemaVersion !== TREE_INDEX_SCHEMA_VERSION) || head.generator !== 'reg') throw new RegError(`${this.file} was not written by this version of reg`, 'rebuild the tree with --clean')
+    const settings: TreeState['settings'] = isObject(head.settings) && isSize(head.settings.tagMaxAge) ? {tagMaxAge: head.settings.tagMaxAge} : fail('settings.tagMaxAge is not a number of seconds')
+    const rawSettings = head.settings as Record<string, unknown>
+    if (rawSettings.page !== undefined) settings.page = rawSettings.page === true ? true : fail('settings.page is not true')
+    if (rawSettings.publicUrl !== undefined) settings.publicUrl = isPublicUrl(rawSettings.publicUrl) ? rawSettings.publicUrl : fail('settings.publicUrl is not an http(s) URL')
+    if (SECTIONS.some((section) => !this.read.has(section))) return fail('blobs, manifests or repositories missing')
+    for (const refused of this.refused.values()) for (const why of refused.values()) fail(why)
+    try {
+      this.checkReferences()
+    } catch (error) {
+      if (error instanceof MemberDamage) fail(error.message)
+      throw error
+    }
+    return {schemaVersion: head.schemaVersion as TreeState['schemaVersion'], generator: 'reg', settings, repositories: this.repositories, manifests: this.manifests, blobs: this.blobs}
+  }
+
+  private corrupt(error: unknown): unknown {
+    // The parser's message would quote the input: refused bytes are never echoed.
+    return error instanceof InvalidJsonError ? new RegError(`${this.file} is corrupt (not valid JSON)`, 'rebuild the tree with --clean') : error
+  }
+
+  value(key: string, value: unknown): void {
+    if ((SECTIONS as readonly string[]).includes(key)) this.sectionStart(key, false)
+    else if (key === 'schemaVersion' || key === 'generator' || key === 'settings') this.head[key] = value
+  }
+
+  sectionStart(key: string, isObject = true): void {
+    const section = key as Section
+    const records = this.recordsOf(section)
+    for (const name of Object.keys(records)) delete records[name]
+    this.refused.get(section)!.clear()
+    if (isObject) this.read.add(section)
+    else this.read.delete(section)
+  }
+
+  member(key: string, name: string, value: unknown): void {
+    const section = key as Section
+    const refused = this.refused.get(section)!
+    try {
+      if (section === 'blobs') this.blob(name, value)
+      else if (section === 'manifests') this.manifest(name, value)
+      else this.repository(name, value)
+      refused.delete(name)
+    } catch (error) {
+      if (!(error instanceof MemberDamage)) throw error
+      delete this.recordsOf(section)[name]
+      refused.set(name, error.message)
+    }
+  }
+
+  private recordsOf(section: Section): Record<string, unknown> {
+    return section === 'blobs' ? this.blobs : section === 'manifests' ? this.manifests : this.repositories
+  }
+
+  private blob(digest: string, value: unknown): void {
+    if (!isDigest(digest)) damaged(`blob key ${quoted(digest)} is not a sha256 digest`)
+    if (!isObject(value) || !isSize(value.size) || typeof value.mediaType !== 'string') return damaged(`blob ${digest} has no size or media type`)
+    this.blobs[digest] = {size: value.size as number, mediaType: this.repeated.once(value.mediaType as string)}
+  }
+
+  private manifest(digest: string, value: unknown): void {
+    if (!isDigest(digest)) damaged(`manifest key ${quoted(digest)} is not a sha256 digest`)
+    if (!isObject(value) || typeof value.mediaType !== 'string' || !isManifestMediaType(value.mediaType) || !isSize(value.size) || value.size > MAX_MANIFEST_BYTES || (value.kind !== 'index' && value.kind !== 'image')) return damaged(`manifest ${digest} has no valid media type, size or kind`)
     // Version 2 leaves empty lists out.
     const record = {...value, children: value.children ?? [], blobs: value.blobs ?? []} as unknown as ManifestRecord
-    if (!Array.isArray(record.children) || !Array.isArray(record.blobs)) return fail(`manifest ${digest} has invalid children or blobs`)
-    for (const child of record.children) if (!(digestOf(child, `a child of ${digest}`) in raw.manifests)) return fail(`manifest ${digest} lists ${child}, which the index does not have`)
-    for (const blob of record.blobs) if (!(digestOf(blob, `a blob of ${digest}`) in blobs)) return fail(`manifest ${digest} lists blob ${blob}, which the index does not have`)
+    if (!Array.isArray(record.children) || !Array.isArray(record.blobs)) return damaged(`manifest ${digest} has invalid children or blobs`)
+    const children = record.children.map((child) => this.digests.once(digestOf(child, `a child of ${digest}`)))
+    const blobs = record.blobs.map((blob) => this.digests.once(digestOf(blob, `a blob of ${digest}`)))
     if (record.subject !== undefined) digestOf(record.subject, `the subject of ${digest}`)
-    if (record.artifactType !== undefined && !isMediaType(record.artifactType)) return fail(`manifest ${digest} has an invalid artifactType`)
-    if (record.annotations !== undefined && (!isObject(record.annotations) || Object.values(record.annotations).some((v) => typeof v !== 'string'))) return fail(`manifest ${digest} has invalid annotations`)
+    if (record.artifactType !== undefined && !isMediaType(record.artifactType)) return damaged(`manifest ${digest} has an invalid artifactType`)
+    if (record.annotations !== undefined && (!isObject(record.annotations) || Object.values(record.annotations).some((v) => typeof v !== 'string'))) return damaged(`manifest ${digest} has invalid annotations`)
     const platform = record.platform === undefined ? undefined : parsePlatform(record.platform)
-    if (record.platform !== undefined && !isKeptPlatform(record.platform, platform as Record<string, string> | undefined)) return fail(`manifest ${digest} has an invalid platform`)
-    manifests[digest] = {
-      mediaType: record.mediaType, size: record.size, kind: record.kind, children: record.children, blobs: record.blobs,
+    if (record.platform !== undefined && !isKeptPlatform(record.platform, platform as Record<string, string> | undefined)) return damaged(`manifest ${digest} has an invalid platform`)
+    this.manifests[digest] = {
+      mediaType: this.repeated.once(record.mediaType), size: record.size, kind: record.kind, children, blobs,
       ...(platform ? {platform} : {}), ...(record.subject ? {subject: record.subject} : {}), ...(record.artifactType ? {artifactType: record.artifactType} : {}),
       ...(record.annotations ? {annotations: dict(Object.entries(record.annotations))} : {}),
       // what the catalog page shows of the config: kept by the rules a build reads it with
       ...(record.config !== undefined && record.kind === 'image' ? {config: summarizeConfig(record.config)} : {}),
     }
   }
-  const repositories = dict<TreeIndex['repositories'][string]>()
-  for (const [name, value] of Object.entries(raw.repositories)) {
+
+  private repository(name: string, value: unknown): void {
     try {
       validateName(name)
     } catch {
-      fail(`repository name ${quoted(name)} is invalid`)
+      damaged(`repository name ${quoted(name)} is invalid`)
     }
-    if (!isObject(value) || !isObject(value.tags)) return fail(`repository ${name} has no tags`)
+    if (!isObject(value) || !isObject(value.tags)) return damaged(`repository ${name} has no tags`)
     const tags = dict<string>()
     for (const [tag, digest] of Object.entries(value.tags)) {
-      if (!isTag(tag)) return fail(`repository ${name} has an invalid tag ${quoted(tag)}`)
-      if (!(digestOf(digest, `${name}:${tag}`) in manifests)) return fail(`${name}:${tag} points at ${digest}, which the index does not have`)
-      tags[tag] = digest as string
+      if (!isTag(tag)) return damaged(`repository ${name} has an invalid tag ${quoted(tag)}`)
+      tags[tag] = this.digests.once(digestOf(digest, `${name}:${tag}`))
     }
     let untagged: string[] | undefined
     if (value.untagged !== undefined) {
-      if (!Array.isArray(value.untagged)) return fail(`repository ${name} has an invalid untagged list`)
-      untagged = value.untagged.map((digest) => digestOf(digest, `an untagged manifest of ${name}`))
-      for (const digest of untagged) if (!(digest in manifests)) return fail(`${name} holds ${digest}, which the index does not have`)
+      if (!Array.isArray(value.untagged)) return damaged(`repository ${name} has an invalid untagged list`)
+      untagged = value.untagged.map((digest) => this.digests.once(digestOf(digest, `an untagged manifest of ${name}`)))
     }
     // Times of tags that are no longer there (a tag deleted by a server) are dropped, not refused.
     let tagged: Record<string, string> | undefined
     if (value.tagged !== undefined) {
-      if (!isObject(value.tagged)) return fail(`repository ${name} has an invalid tagged map`)
+      if (!isObject(value.tagged)) return damaged(`repository ${name} has an invalid tagged map`)
       tagged = dict()
       for (const [tag, time] of Object.entries(value.tagged)) {
-        if (typeof time !== 'string' || time.length > 40 || !Number.isFinite(Date.parse(time))) return fail(`repository ${name} has an invalid time for a tag`)
-        if (Object.hasOwn(tags, tag)) tagged[tag] = time
+        if (typeof time !== 'string' || time.length > 40 || !Number.isFinite(Date.parse(time))) return damaged(`repository ${name} has an invalid time for a tag`)
+        if (Object.hasOwn(tags, tag)) tagged[tag] = this.repeated.once(time)
       }
     }
-    repositories[name] = {tags, ...(untagged ? {untagged} : {}), ...(tagged && Object.keys(tagged).length > 0 ? {tagged} : {})}
+    this.repositories[name] = {tags, ...(untagged ? {untagged} : {}), ...(tagged && Object.keys(tagged).length > 0 ? {tagged} : {})}
   }
-  return {schemaVersion: raw.schemaVersion, generator: 'reg', settings, repositories, manifests, blobs}
+
+  /** What each member names in another section is there. */
+  private checkReferences(): void {
+    for (const digest in this.manifests) {
+      const record = this.manifests[digest]
+      for (const child of record.children) if (!(child in this.manifests)) damaged(`manifest ${digest} lists ${child}, which the index does not have`)
+      for (const blob of record.blobs) if (!(blob in this.blobs)) damaged(`manifest ${digest} lists blob ${blob}, which the index does not have`)
+    }
+    for (const name in this.repositories) {
+      const {tags, untagged} = this.repositories[name]
+      for (const tag in tags) if (!(tags[tag] in this.manifests)) damaged(`${name}:${tag} points at ${tags[tag]}, which the index does not have`)
+      for (const digest of untagged ?? []) if (!(digest in this.manifests)) damaged(`${name} holds ${digest}, which the index does not have`)
+    }
+  }
 }
