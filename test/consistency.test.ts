@@ -92,9 +92,9 @@ describe('one vocabulary: reg build, reg ls, reg deploy', () => {
       `blobs\tupload\t${repo}/blobs/${LAYER}\t135 B`,
       `manifests\tupload\t${repo}/manifests/${MANIFEST}\t401 B`,
       'tags\tupload\tv2/index.json\t2 B',
-      'tags\tupload\tv2/_catalog\t35 B',
-      `tags\tupload\t${repo}/tags/list\t40 B`,
       `tags\tcopy\t${repo}/manifests/1.0\t401 B  (from ${repo}/manifests/${MANIFEST})`,
+      `tags\tupload\t${repo}/tags/list\t40 B`,
+      'tags\tupload\tv2/_catalog\t35 B',
       `dir ${dest}: would upload 6 objects (828 B), copy 1 object server-side (401 B), delete 0 objects; 0 objects unchanged`,
       `pull: docker pull HOST/examples/hello:1.0${PULL_HINT}`,
       '',
@@ -106,9 +106,9 @@ describe('one vocabulary: reg build, reg ls, reg deploy', () => {
       {phase: 'blobs', action: 'upload', key: `${repo}/blobs/${LAYER}`, size: 135},
       {phase: 'manifests', action: 'upload', key: `${repo}/manifests/${MANIFEST}`, size: 401},
       {phase: 'tags', action: 'upload', key: 'v2/index.json', size: 2},
-      {phase: 'tags', action: 'upload', key: 'v2/_catalog', size: 35},
-      {phase: 'tags', action: 'upload', key: `${repo}/tags/list`, size: 40},
       {phase: 'tags', action: 'copy', key: `${repo}/manifests/1.0`, size: 401, from: `${repo}/manifests/${MANIFEST}`},
+      {phase: 'tags', action: 'upload', key: `${repo}/tags/list`, size: 40},
+      {phase: 'tags', action: 'upload', key: 'v2/_catalog', size: 35},
     ])
     assert.deepEqual([report.plan.uploads, report.plan.copies], [6, 1])
 
