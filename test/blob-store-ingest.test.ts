@@ -274,3 +274,31 @@ describe('an OCI layout whose files open as files', () => {
     assert.ok((await storeFiles(store)).every((name) => !name.startsWith('.tmp-')), 'no temporary file is left')
   })
 })
+
+describe('BlobStore.sync', () => {
+  it('without `sync -f` (no syncfs), fsyncs every file a private store wrote, and its directories, once each', async () => {
+    const store = new BlobStore(await tempDir(), {private: true})
+    await store.init()
+    const digests = await Promise.all(['one', 'two', 'three'].map((text) => store.writeBytes(Buffer.from(text))))
+    assert.equal(new Set(digests).size, 3)
+    const probe = await open(store.pathOf(digests[0]), 'r')
+    const prototype = Object.getPrototypeOf(probe) as FileHandle
+    await probe.close()
+    const original = prototype.sync
+    let synced = 0
+    const path_ = process.env.PATH
+    // No `sync` command to be found: the store falls back to fsync, file by file.
+    process.env.PATH = await tempDir()
+    prototype.sync = async function (this: FileHandle) {
+      synced++
+      return original.call(this)
+    }
+    try {
+      await store.sync()
+    } finally {
+      prototype.sync = original
+      process.env.PATH = path_
+    }
+    assert.equal(synced, 3 + 3, 'the three files, the store directory, its parent and the root')
+  })
+})

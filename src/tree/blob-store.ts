@@ -35,7 +35,7 @@ export class BlobStore {
   readonly dir: string
   /** private stores: hex name → size of each stored file (undefined: present, size not asked yet) */
   protected contents?: Map<string, number | undefined>
-  /** private stores: files written since `init`, to fsync when `sync -f` is not at hand */
+  /** private stores: the hex digests of the files written since `init`, to fsync when `sync -f` is not at hand (the same strings as `contents`' keys, not a path each) */
   private written: string[] = []
   private readonly writeback = new WritebackSlots()
 
@@ -96,7 +96,7 @@ export class BlobStore {
       execFile('sync', ['-f', this.root], (error) => resolve(!error))
     })
     if (!syncfs) {
-      await mapLimit([...this.written, this.dir, path.dirname(this.dir), this.root], 16, async (file) => {
+      await mapLimit([...this.written.map((hex) => path.join(this.dir, hex)), this.dir, path.dirname(this.dir), this.root], 16, async (file) => {
         const handle = await open(file, 'r').catch((error: unknown) => {
           // collected since: not in the tree any more
           if (errnoCode(error) === 'ENOENT') return undefined
@@ -126,8 +126,9 @@ export class BlobStore {
 
   private remember(digest: string, size: number | undefined): void {
     if (!this.contents) return
-    this.contents.set(digestHex(digest), size)
-    this.written.push(this.pathOf(digest))
+    const hex = digestHex(digest)
+    this.contents.set(hex, size)
+    this.written.push(hex)
   }
 
   /**
