@@ -1,8 +1,7 @@
 import {existsSync} from 'node:fs'
 import {readFile} from 'node:fs/promises'
 import path from 'node:path'
-import {Ajv, type ErrorObject} from 'ajv'
-import {parseDocument} from 'yaml'
+import type {Ajv, ErrorObject} from 'ajv'
 import {RegError} from '../core/errors.js'
 import {BACKENDS} from '../../plugins/index.js'
 import {CONFIG_SCHEMA_ID, configSchema} from './config-schema.js'
@@ -49,8 +48,12 @@ export const CONFIG_FILE_NAMES = ['reg.config.json', 'reg.config.yaml', 'reg.con
 
 let validator: ReturnType<Ajv['compile']> | undefined
 
-function validate(config: unknown): ErrorObject[] {
-  validator ??= new Ajv({allErrors: true, strict: false}).compile(configSchema())
+// ajv and yaml are imported when a config file is read: a command run without one does not load them (~30 ms of start-up).
+async function validate(config: unknown): Promise<ErrorObject[]> {
+  if (!validator) {
+    const {Ajv} = await import('ajv')
+    validator = new Ajv({allErrors: true, strict: false}).compile(configSchema())
+  }
   return validator(config) ? [] : [...(validator.errors ?? [])]
 }
 
@@ -82,11 +85,12 @@ export async function readConfigFile(file: string): Promise<LoadedConfig> {
       throw new RegError(`${file}: not valid JSON: ${(error as Error).message}`)
     }
   } else {
+    const {parseDocument} = await import('yaml')
     const document = parseDocument(text, {prettyErrors: true})
     if (document.errors.length > 0) throw new RegError(`${file}: not valid YAML: ${document.errors[0]?.message}`)
     parsed = document.toJS()
   }
-  const errors = validate(parsed)
+  const errors = await validate(parsed)
   // anyOf reports each branch too; the anyOf line says it better.
   const anyOfPaths = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.instancePath)
   const shown = errors.filter((e) => e.keyword === 'anyOf' || !anyOfPaths.some((p) => e.instancePath.startsWith(p)))
