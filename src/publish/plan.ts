@@ -215,7 +215,7 @@ export async function createPublishPlan(tree: RegistryTree, remote: RemoteState,
   for (const deployed of remote.objects.values()) {
     if (wanted.has(deployed.key)) continue
     const since = contentAddressedKey(deployed.key) ? Math.min(remote.unreferencedSince?.get(deployed.key) ?? now, now) : undefined
-    if (options.prune && (since === undefined || now - since >= grace)) steps.push({action: 'delete', phase: 'prune', key: deployed.key, size: deployed.size})
+    if (options.prune && (since === undefined || now - since >= grace)) steps.push({action: 'delete', phase: 'prune', key: deployed.key, size: deployed.size, after: 'all-earlier'})
     else if (since !== undefined) unreferenced.set(deployed.key, since)
   }
   orderSteps(steps, tree, keyOf)
@@ -243,8 +243,8 @@ function orderSteps(steps: PublishStep[], tree: RegistryTree, keyOf: (object: Re
   // Within the tags: tags, then tags lists, the catalog, the page (the order they wait for each other in).
   const within: Partial<Record<RegistryObject['class'], number>> = {'tags-list': 1, 'catalog': 2, 'page-data': 3, 'page': 3}
   const order = (step: PublishStep) => PHASES.indexOf(step.phase) * 4 + ('object' in step ? within[step.object.class] ?? 0 : 0)
-  const positions = new Map(steps.map((step, i) => [step, i]))
-  steps.sort((a, b) => order(a) - order(b) || positions.get(a)! - positions.get(b)!)
+  // Stable: steps of one rank keep the order the plan made them in. Most plans are in order already.
+  if (steps.some((step, i) => i > 0 && order(steps[i - 1]) > order(step))) steps.sort((a, b) => order(a) - order(b))
   const planned = new Set<string>()
   /** keys whose bytes this plan writes (puts and copies) */
   const written = new Set<string>()
@@ -278,7 +278,7 @@ function orderSteps(steps: PublishStep[], tree: RegistryTree, keyOf: (object: Re
   }
   for (const step of steps) {
     if (step.action === 'configure' || step.action === 'delete' || pageDocument(step)) {
-      step.after = 'all-earlier'
+      step.after ??= 'all-earlier'
       continue
     }
     const {object} = step
