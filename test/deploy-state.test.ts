@@ -86,7 +86,7 @@ describe('generated host configuration', () => {
     const work = await tempDir()
     assert.equal((await runReg(['build', `oci:${EXAMPLE_LAYOUT}`, '-o', path.join(work, 'tree')])).code, 0)
     const tree = await RegistryTree.load(path.join(work, 'tree'))
-    const routes = tagRoutes(tree.objects.filter((o) => o.class === 'tag-manifest'))
+    const routes = [...tagRoutes(tree.objects)]
     const settings = {serverRoot: '/srv', listen: '80', serverName: '_'}
     const texts = [
       ...headerFileConfig(tree.index).map((f) => f.content), ...apacheConfigFiles(tree.index, routes).map((f) => f.content),

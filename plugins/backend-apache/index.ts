@@ -53,7 +53,7 @@ export const apacheBackend = defineBackend({
         const rules = access && htpasswd ? apacheAccess(access, htpasswd, privateOnlyDigests(access, tree.index.objects)) : ''
         return [
           ...ERROR_DOCUMENTS.map((doc) => ({path: `${ERRORS_DIR}/${doc.file}`, content: doc.body})),
-          ...apacheConfigFiles(tree.index, tagRoutes(routed), cors, rules, offloadRedirects(routed)),
+          ...apacheConfigFiles(tree.index, [...tagRoutes(routed)], cors, rules, offloadRedirects(routed)),
         ]
       },
       staleConfigFiles: async (current) => {

@@ -30,11 +30,7 @@ interface NginxConfig {
 
 /** The tag routes of `routed`, made one at a time on each pass (none kept: the maps read them twice). */
 function lazyTagRoutes(routed: readonly RegistryObject[]): Iterable<TagRoute> {
-  return {
-    * [Symbol.iterator]() {
-      for (const object of routed) if (object.class === 'tag-manifest') yield* tagRoutes([object])
-    },
-  }
+  return {[Symbol.iterator]: () => tagRoutes(routed)}
 }
 
 /** The sha256 of a file's bytes, read as a stream, or undefined when there is none. */

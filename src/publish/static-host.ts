@@ -53,14 +53,18 @@ export interface TagRoute {
   key: string
 }
 
-export function tagRoutes(routed: readonly RegistryObject[]): TagRoute[] {
-  return routed.filter((o) => o.class === 'tag-manifest').map((o) => ({
-    repository: o.repository ?? '',
-    tag: o.path.slice(o.path.lastIndexOf('/') + 1),
-    url: `/${o.path}`,
-    digest: o.digest,
-    key: manifestKey(o.digest, o.headers['Content-Type']),
-  }))
+/** The routes of the tags among `routed`, one at a time (a host configuration of 100,000 tags need not hold them all). */
+export function* tagRoutes(routed: Iterable<RegistryObject>): Generator<TagRoute> {
+  for (const o of routed) {
+    if (o.class !== 'tag-manifest') continue
+    yield {
+      repository: o.repository ?? '',
+      tag: o.path.slice(o.path.lastIndexOf('/') + 1),
+      url: `/${o.path}`,
+      digest: o.digest,
+      key: manifestKey(o.digest, o.headers['Content-Type']),
+    }
+  }
 }
 
 /** Cache-Control values by class, from the tree's settings. */
