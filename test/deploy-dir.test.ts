@@ -4,6 +4,7 @@ import {readdir, readFile, stat} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import type {Backend, RemoteState} from '../src/publish/backend.js'
+import {RegError} from '../src/core/errors.js'
 import {createPublishPlan} from '../src/publish/plan.js'
 import {runPublishPlan} from '../src/publish/run.js'
 import type {RegistryObject} from '../src/tree/model.js'
@@ -197,6 +198,23 @@ describe('publish order', () => {
       }
     }
     assert.ok(checked > 20, `${checked} references checked`)
+  })
+
+  it('a step that fails publishes nothing that needs it, and the error says so', async () => {
+    const registry = await threeRepositories(await tempDir())
+    const failing = registry.objects.find((o) => o.class === 'blob' && o.repository === 'team/app')!
+    const log: string[] = []
+    const recorder = recordingBackend(log, {
+      putObject: async (key) => {
+        if (key === failing.path) throw new RegError('the disk is full')
+      },
+    })
+    const plan = await createPublishPlan(registry, await recorder.describeRemote(), recorder)
+    await assert.rejects(runPublishPlan(plan, recorder, registry, {concurrency: 4}), /the disk is full/)
+    const published = (p: string) => log.some((line) => line.endsWith(` ${p}`))
+    // What needs the blob, directly or not: the image's manifest, its tag, its tags list, the catalog.
+    for (const needing of ['v2/team/app/manifests/1.0', 'v2/team/app/tags/list', 'v2/_catalog']) assert.ok(!published(needing), `${needing} must not be published`)
+    assert.ok(!log.some((line) => line.startsWith('put v2/team/app/manifests/sha256:')), 'nor the manifest by digest')
   })
 
   it("does not hold an image back for another image's slow blob: its manifest and tag go live while that blob is still on its way", async () => {
