@@ -200,6 +200,35 @@ describe('publish order', () => {
     assert.ok(checked > 20, `${checked} references checked`)
   })
 
+  it('a prune deletes side by side once everything else is done, after the host configuration', async () => {
+    const registry = await threeRepositories(await tempDir())
+    const log: string[] = []
+    let inFlight = 0
+    let most = 0
+    const stale = Array.from({length: 12}, (_, i) => `v2/gone/app/manifests/t${i}`)
+    const recorder: Backend = {
+      ...recordingBackend(log),
+      describeRemote: async (): Promise<RemoteState> => ({objects: new Map(stale.map((key) => [key, {key, size: 1}]))}),
+      writeHostConfig: async () => {
+        log.push('configure')
+      },
+      deleteObject: async (key: string) => {
+        most = Math.max(most, ++inFlight)
+        await new Promise((resolve) => setImmediate(resolve))
+        inFlight--
+        log.push(`delete ${key}`)
+      },
+    }
+    const plan = await createPublishPlan(registry, await recorder.describeRemote(), recorder, {prune: true, pruneGraceMs: 0})
+    const result = await runPublishPlan(plan, recorder, registry, {concurrency: 4})
+    assert.equal(result.deleted, stale.length)
+    assert.equal(most, 4, 'deletions run as many at a time as the concurrency allows')
+    const firstDelete = log.findIndex((line) => line.startsWith('delete '))
+    assert.equal(log.slice(firstDelete).filter((line) => !line.startsWith('delete ')).length, 0, 'nothing is published after a deletion starts')
+    assert.ok(log.indexOf('configure') < firstDelete, 'the host configuration goes before the prune')
+    assert.ok(log.indexOf('configure') > log.indexOf('put v2/_catalog'), 'and after every object')
+  })
+
   it('a step that fails publishes nothing that needs it, and the error says so', async () => {
     const registry = await threeRepositories(await tempDir())
     const failing = registry.objects.find((o) => o.class === 'blob' && o.repository === 'team/app')!

@@ -30,7 +30,9 @@ export function phaseOf(object: RegistryObject): Phase {
 
 /**
  * What a step waits for before it starts: the keys of other steps of the plan (each done first), or
- * `'all-earlier'`: every step before it in the plan's order.
+ * `'all-earlier'`: every step before it in the plan's order, but for the steps of its own phase
+ * that wait the same way right before it (the deletions of a prune wait for everything else, and
+ * then run side by side).
  */
 export type Prerequisites = readonly string[] | 'all-earlier'
 

@@ -114,8 +114,8 @@ export async function runPublishPlan(plan: PublishPlan, backend: Backend, tree: 
 
 /**
  * Run `steps` with at most `limit` at once: a step starts once every step it waits for is done
- * (`after`: keys of steps, or all the steps before it), the earliest ready step first. The first
- * failure stops new starts and rejects once the running steps settle.
+ * (`after`: keys of steps, or all the steps before it: see `Prerequisites`), the earliest ready step
+ * first. The first failure stops new starts and rejects once the running steps settle.
  */
 export async function runInOrder(steps: readonly PublishStep[], limit: number, work: (step: PublishStep) => Promise<void>): Promise<void> {
   const indexOfKey = new Map<string, number>()
@@ -124,12 +124,17 @@ export async function runInOrder(steps: readonly PublishStep[], limit: number, w
   })
   const waiting = new Array<number>(steps.length).fill(0)
   const dependents: number[][] = steps.map(() => [])
-  /** steps waiting for all the steps before them, by position */
+  /** steps waiting for all the steps before them, by position, with the position they wait up to */
   const barriers: number[] = []
+  const upTo: number[] = []
   const ready = new MinHeap()
   steps.forEach((step, i) => {
-    if (step.after === 'all-earlier') barriers.push(i)
-    else for (const key of step.after ?? []) {
+    if (step.after === 'all-earlier') {
+      // A run of such steps of one phase (a prune's deletions) waits for what comes before the run.
+      const previous = steps[i - 1]
+      upTo[i] = previous?.after === 'all-earlier' && previous.phase === step.phase ? upTo[i - 1] : i
+      barriers.push(i)
+    } else for (const key of step.after ?? []) {
       const j = indexOfKey.get(key)
       if (j === undefined || j === i) throw new RegError(`internal: the step for ${step.key} waits for ${key}, which the plan does not have`)
       waiting[i]++
@@ -143,7 +148,7 @@ export async function runInOrder(steps: readonly PublishStep[], limit: number, w
   let nextBarrier = 0
   const releaseBarriers = () => {
     while (donePrefix < steps.length && done[donePrefix]) donePrefix++
-    while (nextBarrier < barriers.length && barriers[nextBarrier] <= donePrefix) ready.push(barriers[nextBarrier++])
+    while (nextBarrier < barriers.length && upTo[barriers[nextBarrier]] <= donePrefix) ready.push(barriers[nextBarrier++])
   }
   releaseBarriers()
 
