@@ -54,8 +54,7 @@ export class RegistryTree {
   static async loadState(dir: string): Promise<{state: TreeState; documents: GeneratedDocument[]}> {
     const state = await readTreeIndex(dir)
     if (!state) throw new RegError(`${dir} is not a reg tree (no ${TREE_INDEX_FILE})`, 'build one first: reg build SOURCE -o DIR')
-    validateTreeNames(state)
-    const documents = generateDocuments(state)
+    const documents = documentsOf(state)
     const store = new BlobStore(dir)
     for (const doc of documents) {
       const digest = sha256(doc.bytes)
@@ -107,9 +106,14 @@ export class RegistryTree {
  * bytes the store holds under their digests). Refuses names no host could serve.
  */
 export function deriveTree(state: TreeState): {index: TreeIndex; documents: GeneratedDocument[]} {
-  validateTreeNames(state)
-  const documents = generateDocuments(state)
+  const documents = documentsOf(state)
   return {index: {...state, objects: deriveObjects(state, documents)}, documents}
+}
+
+/** The documents a checked state implies, once its names are ones every host can serve. */
+function documentsOf(state: TreeState): GeneratedDocument[] {
+  validateTreeNames(state)
+  return generateDocuments(state)
 }
 
 /**
