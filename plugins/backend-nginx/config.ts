@@ -71,7 +71,7 @@ export function nginxMaps(routes: Iterable<Pick<TagRoute, 'url' | 'key'>>, acces
 }
 
 /**
- * The same text in pieces, from `routes` read twice (its sizes first, then its lines): at 100,000
+ * The same text in pieces, from `routes` read three times (sizes and uppercase URLs, then the lowercase twins of those, then the lines): at 100,000
  * tags neither the lines nor the text are ever held whole. The routes have distinct URLs (each is
  * an object's); only URLs with an uppercase letter are remembered, to find tags equal but for case.
  */

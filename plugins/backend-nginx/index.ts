@@ -28,7 +28,7 @@ interface NginxConfig {
   files: HostConfigFile[]
 }
 
-/** The tag routes of `routed`, made one at a time on each pass (none kept: the maps read them twice). */
+/** The tag routes of `routed`, made one at a time on each pass (none kept: the maps read them three times). */
 function lazyTagRoutes(routed: readonly RegistryObject[]): Iterable<TagRoute> {
   return {[Symbol.iterator]: () => tagRoutes(routed)}
 }
