@@ -1,18 +1,79 @@
 // Real nginx and apache2 for the backend tests: started on free ports on 127.0.0.1, stopped by the test.
 import {execFileSync, spawn} from 'node:child_process'
-import {access, chmod, mkdir, readFile, writeFile} from 'node:fs/promises'
+import {readFileSync, rmSync} from 'node:fs'
+import {access, chmod, mkdir, readFile, rm, writeFile} from 'node:fs/promises'
 import net from 'node:net'
+import os from 'node:os'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
+/**
+ * A port of 127.0.0.1 that no other test of this run is given, for a server that must be told its port.
+ * Test files run side by side, so a port found free by binding 0 and closing could be handed out twice,
+ * and a readiness probe then answers from another test's server. Ports are drawn below the kernel's
+ * ephemeral range (where `listen(0)` and outgoing connections never land) and each is reserved, for the
+ * life of the process that drew it, by a file created exclusively; a reservation whose process is gone
+ * is taken over.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  const [low, high] = reservablePorts()
+  await mkdir(PORT_RESERVATIONS, {recursive: true})
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low))
+    if (!(await reservePort(port))) continue
+    if (await bindable(port)) return port
+  }
+  throw new Error(`no free port of 127.0.0.1 in ${low}-${high - 1} after 200 tries (reservations in ${PORT_RESERVATIONS})`)
+}
+
+const PORT_RESERVATIONS = path.join(os.tmpdir(), 'reg-test-ports')
+
+/** [low, high): the 12,000 ports below the kernel's ephemeral range, or below 32768 when it cannot be read. */
+function reservablePorts(): [number, number] {
+  let ephemeralLow = 32768
+  try {
+    ephemeralLow = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || ephemeralLow
+  } catch {
+    // not Linux: the IANA dynamic range starts at 49152, above 32768, so the default still holds
+  }
+  return [Math.max(1024, ephemeralLow - 12_000), ephemeralLow]
+}
+
+const reservedHere: string[] = []
+
+async function reservePort(port: number): Promise<boolean> {
+  const file = path.join(PORT_RESERVATIONS, String(port))
+  for (let round = 0; round < 2; round++) {
+    try {
+      await writeFile(file, String(process.pid), {flag: 'wx'})
+      reservedHere.push(file)
+      if (reservedHere.length === 1) process.once('exit', () => reservedHere.forEach((f) => rmSync(f, {force: true})))
+      return true
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    }
+    const owner = Number(await readFile(file, 'utf8').catch(() => ''))
+    if (owner === process.pid || processAlive(owner)) return false
+    await rm(file, {force: true})
+  }
+  return false
+}
+
+function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0))
-    })
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
   })
 }
 

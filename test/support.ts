@@ -206,15 +206,23 @@ export interface ServeProcess {
 
 /** `reg serve DIR FLAGS` as a child process of its own (clients in this process would otherwise deadlock it), ready when /v2/ answers. */
 export async function startServe(dir: string, flags: string[], env: NodeJS.ProcessEnv = {}): Promise<ServeProcess> {
-  const port = await freePort()
-  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'serve', dir, '-p', String(port), ...flags], {stdio: ['ignore', 'ignore', 'pipe'], env: {...process.env, ...env}})
+  // -p 0: the server takes a port no one else holds and says which; a port chosen here could be taken by
+  // another test's server before this one binds it, and the probe below would then answer from that one.
+  const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/run.js'), 'serve', dir, '-p', '0', ...flags], {stdio: ['ignore', 'pipe', 'pipe'], env: {...process.env, ...env}})
   let stderr = ''
+  let stdout = ''
   child.stderr.on('data', (chunk: Buffer) => {
     stderr += chunk.toString('utf8')
   })
-  const url = `http://127.0.0.1:${port}`
+  child.stdout.on('data', (chunk: Buffer) => {
+    if (stdout.length < 64 * 1024) stdout += chunk.toString('utf8')
+  })
+  let url = ''
   try {
-    await waitUntil(`reg serve ${flags.join(' ')} answers on ${url}/v2/`, () => fetch(`${url}/v2/`).then((r) => r.status < 500, () => false), {
+    await waitUntil(`reg serve ${flags.join(' ')} says where it listens, and answers there`, async () => {
+      url ||= /^reg serving .* at (http:\/\/[^/\s]+)\/v2\//m.exec(stdout)?.[1] ?? ''
+      return url !== '' && (await fetch(`${url}/v2/`).then((r) => r.status < 500, () => false))
+    }, {
       exited: () => (child.exitCode === null && child.signalCode === null ? undefined : `exited (${child.exitCode ?? child.signalCode}): ${stderr}`),
     })
   } catch (error) {
@@ -234,7 +242,7 @@ export async function startServe(dir: string, flags: string[], env: NodeJS.Proce
     }
     return {rss: kib('VmRSS'), peak: kib('VmHWM')}
   }
-  return {url, hostPort: `127.0.0.1:${port}`, pid: child.pid!, memory, stderr: () => stderr, stop: () => exited('SIGTERM'), kill: () => exited('SIGKILL')}
+  return {url, hostPort: url.replace(/^http:\/\//, ''), pid: child.pid!, memory, stderr: () => stderr, stop: () => exited('SIGTERM'), kill: () => exited('SIGKILL')}
 }
 
 /** `reg deploy TREE --backend nginx|apache --dest OUT`, then that real server on a free port of 127.0.0.1, serving OUT. */

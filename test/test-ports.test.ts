@@ -1,0 +1,63 @@
+// The test harness's own ports: test files run side by side, and a port handed to two of them makes one
+// test talk to another test's server (CI once saw `reg serve --cors off` answer with CORS headers).
+import assert from 'node:assert/strict'
+import {spawn} from 'node:child_process'
+import {readFile} from 'node:fs/promises'
+import net from 'node:net'
+import path from 'node:path'
+import {describe, it} from 'node:test'
+import {freePort} from './static-hosts.js'
+import {REPO_ROOT} from './support.js'
+
+const DRAWS = 300
+
+/** A process of its own drawing DRAWS ports, as a test file would; it holds them until `release`. */
+async function drawInChild(): Promise<{ports: number[]; release: () => Promise<void>}> {
+  const script = `import {freePort} from ${JSON.stringify(path.join(REPO_ROOT, 'test/static-hosts.ts'))}\nconst ports = []\nfor (let i = 0; i < ${DRAWS}; i++) ports.push(await freePort())\nconsole.log(JSON.stringify(ports))\nprocess.stdin.resume()\nprocess.stdin.on('end', () => process.exit(0))`
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit']})
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  let stdout = ''
+  for await (const chunk of child.stdout) {
+    stdout += String(chunk)
+    if (stdout.endsWith('\n')) break
+  }
+  assert.ok(stdout.endsWith('\n'), `the child drew no ports (exit ${child.exitCode})`)
+  return {ports: JSON.parse(stdout) as number[], release: async () => {
+    child.stdin.end()
+    await exited
+  }}
+}
+
+describe('test ports', () => {
+  it('processes drawing at once never get the same port, and none from the range listen(0) uses', async () => {
+    const children = await Promise.all([drawInChild(), drawInChild()])
+    const here = await Promise.all(Array.from({length: 20}, () => freePort()))
+    await Promise.all(children.map((c) => c.release()))
+    const all = [...children[0].ports, ...children[1].ports, ...here]
+    assert.equal(all.length, 2 * DRAWS + 20)
+    assert.equal(new Set(all).size, all.length, 'a port was handed out twice')
+    const [ephemeralLow] = (await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/).map(Number)
+    for (const port of all) assert.ok(port >= 1024 && port < ephemeralLow, `${port} is in the ephemeral range (from ${ephemeralLow})`)
+  })
+
+  it('a port held by a server outside the harness is never handed out', async () => {
+    // Hold the first 500 ports of the range: every draw must still be bindable, so none of them.
+    const [ephemeralLow] = (await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/).map(Number)
+    const low = Math.max(1024, ephemeralLow - 12_000)
+    const held: net.Server[] = []
+    for (let port = low; port < low + 500; port++) {
+      const server = net.createServer()
+      const ok = await new Promise<boolean>((resolve) => {
+        server.once('error', () => resolve(false))
+        server.listen(port, '127.0.0.1', () => resolve(true))
+      })
+      if (ok) held.push(server)
+    }
+    try {
+      const heldPorts = new Set(held.map((s) => (s.address() as net.AddressInfo).port))
+      for (let i = 0; i < 200; i++) assert.ok(!heldPorts.has(await freePort()))
+    } finally {
+      await Promise.all(held.map((s) => new Promise((resolve) => s.close(resolve))))
+    }
+  })
+})
