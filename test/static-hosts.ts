@@ -15,18 +15,19 @@ import {setTimeout as sleep} from 'node:timers/promises'
  * life of the process that drew it, by a file created exclusively; a reservation whose process is gone
  * is taken over.
  */
-export async function freePort(): Promise<number> {
+export async function freePort(draw?: () => number): Promise<number> {
   const [low, high] = reservablePorts()
   await mkdir(PORT_RESERVATIONS, {recursive: true})
   for (let attempt = 0; attempt < 200; attempt++) {
-    const port = low + Math.floor(Math.random() * (high - low))
+    // `draw`: the candidates, for the test of this function
+    const port = draw ? draw() : low + Math.floor(Math.random() * (high - low))
     if (!(await reservePort(port))) continue
     if (await bindable(port)) return port
   }
   throw new Error(`no free port of 127.0.0.1 in ${low}-${high - 1} after 200 tries (reservations in ${PORT_RESERVATIONS})`)
 }
 
-const PORT_RESERVATIONS = path.join(os.tmpdir(), 'reg-test-ports')
+export const PORT_RESERVATIONS = path.join(os.tmpdir(), 'reg-test-ports')
 
 /** [low, high): the 12,000 ports below the kernel's ephemeral range, or below 32768 when it cannot be read. */
 function reservablePorts(): [number, number] {

@@ -2,11 +2,11 @@
 // test talk to another test's server (CI once saw `reg serve --cors off` answer with CORS headers).
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
-import {readFile} from 'node:fs/promises'
+import {readFile, rm} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import {describe, it} from 'node:test'
-import {freePort} from './static-hosts.js'
+import {freePort, PORT_RESERVATIONS} from './static-hosts.js'
 import {REPO_ROOT} from './support.js'
 
 const DRAWS = 300
@@ -41,23 +41,24 @@ describe('test ports', () => {
   })
 
   it('a port held by a server outside the harness is never handed out', async () => {
-    // Hold the first 500 ports of the range: every draw must still be bindable, so none of them.
-    const [ephemeralLow] = (await readFile('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')).trim().split(/\s+/).map(Number)
-    const low = Math.max(1024, ephemeralLow - 12_000)
-    const held: net.Server[] = []
-    for (let port = low; port < low + 500; port++) {
+    // Ports this process drew, so no other test uses them; their reservations dropped, so only the
+    // servers bound here keep them: ports of outside servers, and one port free of both.
+    const drawn = await Promise.all(Array.from({length: 21}, () => freePort()))
+    const held = drawn.slice(0, 20)
+    const free = drawn[20]
+    const servers = await Promise.all(held.map((port) => new Promise<net.Server>((resolve, reject) => {
       const server = net.createServer()
-      const ok = await new Promise<boolean>((resolve) => {
-        server.once('error', () => resolve(false))
-        server.listen(port, '127.0.0.1', () => resolve(true))
-      })
-      if (ok) held.push(server)
-    }
+      server.once('error', reject)
+      server.listen(port, '127.0.0.1', () => resolve(server))
+    })))
     try {
-      const heldPorts = new Set(held.map((s) => (s.address() as net.AddressInfo).port))
-      for (let i = 0; i < 200; i++) assert.ok(!heldPorts.has(await freePort()))
+      await Promise.all(drawn.map((port) => rm(path.join(PORT_RESERVATIONS, String(port)))))
+      const candidates = [...held, ...held, free]
+      let next = 0
+      assert.equal(await freePort(() => candidates[next++]), free)
+      assert.equal(next, candidates.length, 'every held port was tried and passed over')
     } finally {
-      await Promise.all(held.map((s) => new Promise((resolve) => s.close(resolve))))
+      await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))))
     }
   })
 })
