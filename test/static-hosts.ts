@@ -93,13 +93,21 @@ export function requireTool(command: string): string {
  */
 export async function waitUntil(what: string, ready: () => Promise<boolean>, options: {attempts?: number; intervalMs?: number; exited?: () => string | undefined} = {}): Promise<void> {
   const {attempts = 200, intervalMs = 50} = options
+  // A check that throws counts as "not yet": a server that is starting or reloading may refuse or drop
+  // a connection (nginx closes its idle keep-alive connections on a reload). The last error is reported.
+  let lastError: unknown
   for (let i = 0; i < attempts; i++) {
-    if (await ready()) return
+    try {
+      if (await ready()) return
+    } catch (error) {
+      lastError = error
+    }
     const exited = options.exited?.()
     if (exited !== undefined) throw new Error(`${what}: ${exited}`)
     await sleep(intervalMs)
   }
-  throw new Error(`${what}: still not so after ${attempts} checks ${intervalMs} ms apart`)
+  const cause = lastError === undefined ? '' : `; the last check failed: ${lastError instanceof Error ? `${lastError.message}${lastError.cause instanceof Error ? ` (${lastError.cause.message})` : ''}` : String(lastError)}`
+  throw new Error(`${what}: still not so after ${attempts} checks ${intervalMs} ms apart${cause}`)
 }
 
 async function waitForHttp(url: string, what: string, logFile?: string): Promise<void> {

@@ -1,12 +1,14 @@
-// The test harness's own ports: test files run side by side, and a port handed to two of them makes one
-// test talk to another test's server (CI once saw `reg serve --cors off` answer with CORS headers).
+// The test harness itself, where CI found it flaky. Ports: test files run side by side, and a port handed
+// to two of them makes one test talk to another test's server (CI once saw `reg serve --cors off` answer
+// with CORS headers). Waits: a server that reloads drops connections, and a check that threw ended the
+// wait at once (CI once failed on nginx's reload).
 import assert from 'node:assert/strict'
 import {spawn} from 'node:child_process'
 import {readFile, rm} from 'node:fs/promises'
 import net from 'node:net'
 import path from 'node:path'
 import {describe, it} from 'node:test'
-import {freePort, PORT_RESERVATIONS} from './static-hosts.js'
+import {freePort, PORT_RESERVATIONS, waitUntil} from './static-hosts.js'
 import {REPO_ROOT} from './support.js'
 
 const DRAWS = 300
@@ -60,5 +62,18 @@ describe('test ports', () => {
     } finally {
       await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))))
     }
+  })
+
+  it('a wait counts a check that throws as "not yet", and reports the last error if it never succeeds', async () => {
+    let checks = 0
+    await waitUntil('a server that drops the first two connections', async () => {
+      checks++
+      if (checks <= 2) throw new TypeError('fetch failed', {cause: new Error('other side closed')})
+      return true
+    }, {intervalMs: 1})
+    assert.equal(checks, 3)
+    await assert.rejects(waitUntil('a server that never answers', async () => {
+      throw new TypeError('fetch failed', {cause: new Error('connect ECONNREFUSED 127.0.0.1:1')})
+    }, {attempts: 3, intervalMs: 1}), {message: 'a server that never answers: still not so after 3 checks 1 ms apart; the last check failed: fetch failed (connect ECONNREFUSED 127.0.0.1:1)'})
   })
 })
