@@ -6,6 +6,7 @@ import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
+import {processRunning} from '../src/core/process.js'
 
 /**
  * A port of 127.0.0.1 that no other test of this run is given, for a server that must be told its port.
@@ -54,20 +55,10 @@ async function reservePort(port: number): Promise<boolean> {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
     }
     const owner = Number(await readFile(file, 'utf8').catch(() => ''))
-    if (owner === process.pid || processAlive(owner)) return false
+    if (owner === process.pid || processRunning(owner)) return false
     await rm(file, {force: true})
   }
   return false
-}
-
-function processAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
-  }
 }
 
 function bindable(port: number): Promise<boolean> {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import {execFileSync, spawn} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'
-import {readdir, readFile, stat, truncate, writeFile} from 'node:fs/promises'
+import {mkdir, readdir, readFile, stat, truncate, writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {after, describe, it} from 'node:test'
@@ -132,7 +132,9 @@ describe('reg build', () => {
     const expected = JSON.parse(before) as {index: string; blobs: string[]}
     assert.equal(afterKill.index, expected.index)
     assert.deepEqual(afterKill.blobs, expected.blobs)
-    // the next build removes the dead build's staging directory
+    // the next build removes the dead build's staging directory, and one whose name gives no process
+    // (pid 0 would ask about this process group, which is alive)
+    await mkdir(path.join(work, 'tree.reg-staging-0-deadbeef'))
     const other = path.join(work, 'other')
     await writeTinyOciLayout(other, {'o.txt': 'o'}, 'o')
     assert.equal((await runReg(['build', `oci:${other}=team/o:1`, '-o', tree])).code, 0)

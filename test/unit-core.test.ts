@@ -1,8 +1,10 @@
 // The core's pure pieces: references, source specs, manifest media types, tree name checks.
 import assert from 'node:assert/strict'
+import {spawnSync} from 'node:child_process'
 import {describe, it} from 'node:test'
 import {RegError} from '../src/core/errors.js'
 import {parseManifest} from '../src/core/manifest.js'
+import {processRunning} from '../src/core/process.js'
 import {parseReference, validateName, validateTag, withPrefix} from '../src/core/reference.js'
 import {parseSourceSpec} from '../src/sources/index.js'
 import {validateTreeNames} from '../src/tree/validate.js'
@@ -72,5 +74,14 @@ describe('tree names', () => {
     assert.throws(() => validateTreeNames({repositories: {a: {tags: {}}, 'a/tags/x': {tags: {}}}}), /collides/)
     assert.doesNotThrow(() => validateTreeNames({repositories: {a: {tags: {Latest: 'x', latest: 'y'}}}}))
     assert.doesNotThrow(() => validateTreeNames({repositories: {a: {tags: {}}, 'a/manifest': {tags: {}}, 'b/manifests': {tags: {}}}}))
+  })
+})
+
+describe('process liveness (lock holders, staging directories)', () => {
+  it('this process runs, a reaped one does not, and a number that is no pid names no process', () => {
+    assert.equal(processRunning(process.pid), true)
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid
+    assert.equal(processRunning(gone), false)
+    for (const notAPid of [0, -1, -process.pid, 1.5, Number.NaN, 2 ** 53]) assert.equal(processRunning(notAPid), false, String(notAPid))
   })
 })

@@ -5,6 +5,7 @@ import {mapLimit} from '../core/concurrency.js'
 import {errnoCode, RegError} from '../core/errors.js'
 import type {ImageSource, SourceRoot} from '../core/image-source.js'
 import {formatPlatform} from '../core/manifest.js'
+import {processRunning} from '../core/process.js'
 import {validateName, validateTag, withPrefix} from '../core/reference.js'
 import {openSource, type SourceOptions, type SourceSpec} from '../sources/index.js'
 import {BlobStore, TreeCheckStore} from './blob-store.js'
@@ -85,15 +86,6 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return errnoCode(error) === 'EPERM'
-  }
-}
-
 /**
  * Put a tree left half-swapped by a killed build back, and remove staging directories of builds
  * that are no longer running.
@@ -112,7 +104,7 @@ async function recoverSiblings(out: string): Promise<void> {
   if (old && !(await exists(out))) await rename(path.join(parent, old), out)
   for (const name of names) {
     const staging = new RegExp(`^${base.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.reg-(staging|old)-(\\d+)-`).exec(name)
-    if (staging && !processAlive(Number(staging[2])) && (await exists(path.join(parent, name)))) {
+    if (staging && !processRunning(Number(staging[2])) && (await exists(path.join(parent, name)))) {
       await rm(path.join(parent, name), {recursive: true, force: true})
     }
   }

@@ -2,6 +2,7 @@ import {mkdir, open, stat, unlink} from 'node:fs/promises'
 import path from 'node:path'
 import {errnoCode, RegError} from '../core/errors.js'
 import {readFileBounded} from '../core/limits.js'
+import {processRunning} from '../core/process.js'
 
 /**
  * One writer at a time for a tree: `reg build`, `reg prune` and `reg serve --push`/`--proxy` each
@@ -22,15 +23,6 @@ interface Holder {
 export function treeLockFile(dir: string): string {
   const out = path.resolve(dir)
   return `${out}.reg-lock`
-}
-
-function running(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    return errnoCode(error) === 'EPERM'
-  }
 }
 
 /** Take the write lock of the tree at `dir` for `command` (`reg build`…), or refuse, naming who holds it. */
@@ -58,7 +50,7 @@ export async function lockTree(dir: string, command: string): Promise<TreeLock> 
     }
     const holder = await readHolder(file)
     const hint = `wait until it finishes, or stop it: two writers at once would lose one's changes (the lock is ${file})`
-    if (holder && running(holder.pid)) throw new RegError(`${dir} is being written by ${holder.command} (process ${holder.pid})`, hint, 'TREE_LOCKED')
+    if (holder && processRunning(holder.pid)) throw new RegError(`${dir} is being written by ${holder.command} (process ${holder.pid})`, hint, 'TREE_LOCKED')
     // Unreadable and fresh: its holder is still writing its name.
     if (!holder && (await ageMs(file)) < FRESH_MS) throw new RegError(`${dir} is being written by another reg command`, hint, 'TREE_LOCKED')
     // Stale (its holder is gone): take it over; a race with another taker is settled by 'wx'.
