@@ -10,12 +10,12 @@ import {writeFile} from 'node:fs/promises'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import nock from 'nock'
-import {chromium} from 'playwright-core'
 import {PAGES_LIMITS} from '../plugins/backend-cloudflare-pages/pages-layout.js'
 import {corsHeaders} from '../src/core/cors.js'
 import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
 import type {RegistryObject} from '../src/tree/model.js'
 import {RegistryTree} from '../src/tree/registry-tree.js'
+import {launchChromium, openPage} from './browser.js'
 import {requireTool} from './static-hosts.js'
 import {EXAMPLE_LAYOUT, removeTempDirs, runReg, tempDir, writeTinyIndexLayout} from './support.js'
 import {deployThroughR2, fakePagesApi, PAGES_ACCOUNT, PAGES_PROJECT, PAGES_TOKEN, type RunningWrangler, startUploadedWorker, startWrangler, type UploadedWorker, writePagesDeployment} from './wrangler.js'
@@ -223,16 +223,9 @@ describe('the catalog page on Cloudflare: the Worker over R2 and Pages', () => {
   })
 
   it('headless Chromium: the root page served by the Worker lists the repositories, no request leaves the host', async () => {
-    const browser = await chromium.launch({executablePath: '/usr/bin/chromium', args: ['--no-sandbox']})
+    const browser = await launchChromium()
     try {
-      const page = await browser.newPage()
-      const errors: string[] = []
-      const requests: string[] = []
-      page.on('console', (message) => {
-        if (message.type() === 'error') errors.push(message.text())
-      })
-      page.on('pageerror', (error) => errors.push(error.message))
-      page.on('request', (request) => requests.push(request.url()))
+      const {page, errors, requests} = await openPage(browser, worker.url)
       await page.goto(`${worker.url}/`)
       const names = await page.$$eval('#repositories > li:not([hidden])', (items) => items.map((li) => (li as HTMLElement).dataset.name))
       assert.deepEqual(names, Object.keys(tree.index.repositories).sort())

@@ -7,7 +7,8 @@ import os from 'node:os'
 import path from 'node:path'
 import {after, before, describe, it, type TestContext} from 'node:test'
 import {gzipSync} from 'node:zlib'
-import {type Browser, chromium, type Page} from 'playwright-core'
+import {type Browser, type Page} from 'playwright-core'
+import {launchChromium, openPage} from './browser.js'
 import {layerTarOf} from '../scripts/tiny-image.js'
 import {startRegistryServer, type RunningServer} from '../src/server/registry-server.js'
 import {RegistryTree} from '../src/tree/registry-tree.js'
@@ -15,7 +16,6 @@ import {buildCoreFixtures, type CoreFixtures} from './fixtures.js'
 import {type RunningHost, requireTool} from './static-hosts.js'
 import {deployToRealHost, removeTempDirs, runReg, tempDir, writeTinyOciLayout} from './support.js'
 
-const CHROMIUM = '/usr/bin/chromium'
 const HOSTILE = '</script><script>window.__pwned=1</script><img src=x onerror="window.__pwned=2">'
 
 const sha = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex')
@@ -45,20 +45,6 @@ async function writeLabelledLayout(out: string, labels: Record<string, string>, 
 }
 
 /** A browser page that records what a test must check: console errors, script errors, every request. */
-async function openPage(browser: Browser, origin: string, options: {javaScript?: boolean} = {}): Promise<{page: Page; errors: string[]; requests: string[]; close(): Promise<void>}> {
-  const context = await browser.newContext({javaScriptEnabled: options.javaScript ?? true, viewport: {width: 1000, height: 800}})
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], {origin})
-  const page = await context.newPage()
-  const errors: string[] = []
-  const requests: string[] = []
-  page.on('console', (message) => {
-    if (message.type() === 'error') errors.push(message.text())
-  })
-  page.on('pageerror', (error) => errors.push(error.message))
-  page.on('request', (request) => requests.push(request.url()))
-  return {page, errors, requests, close: () => context.close()}
-}
-
 const visibleRepositories = (page: Page) => page.$$eval('#repositories > li:not([hidden])', (items) => items.map((li) => (li as HTMLElement).dataset.name))
 
 async function screenshot(t: TestContext, page: Page, dir: string, name: string): Promise<void> {
@@ -94,7 +80,7 @@ describe('catalog page', () => {
       `oci:${path.join(work, 'src-labelled')}=team/labelled`,
       `oci:${path.join(work, 'src-sig')}=team/multi:${multiDigest.replace(':', '-')}.sig`])
     assert.equal(built.code, 0, built.stderr)
-    browser = await chromium.launch({executablePath: CHROMIUM, args: ['--no-sandbox']})
+    browser = await launchChromium()
     serve = await startRegistryServer(fixtures.tree, {port: 0})
     nginx = await deployToRealHost(fixtures.tree, 'nginx', path.join(work, 'nginx'))
   })
@@ -231,7 +217,7 @@ describe('catalog page of a larger registry: what the script loads', () => {
     const tags = Array.from({length: 120}, (_, i) => `oci:${layout}:1=big/tags:t${String(i).padStart(3, '0')}`)
     const built = await runReg(['build', '--page', '-o', path.join(work, 'tree'), ...names, ...tags])
     assert.equal(built.code, 0, built.stderr)
-    browser = await chromium.launch({executablePath: CHROMIUM, args: ['--no-sandbox']})
+    browser = await launchChromium()
     serve = await startRegistryServer(path.join(work, 'tree'), {port: 0})
   })
 

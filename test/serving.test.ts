@@ -9,7 +9,8 @@ import http from 'node:http'
 import path from 'node:path'
 import {after, before, describe, it} from 'node:test'
 import nock from 'nock'
-import {chromium, type Browser} from 'playwright-core'
+import type {Browser} from 'playwright-core'
+import {launchChromium} from './browser.js'
 import {BACKENDS} from '../plugins/index.js'
 import {deployTree} from '../src/publish/deploy.js'
 import {CORS_ALLOW_HEADERS, CORS_EXPOSE_HEADERS, CORS_MAX_AGE_SECONDS} from '../src/core/cors.js'
@@ -48,7 +49,7 @@ describe('CORS on every host that can send it', () => {
     work = await tempDir()
     ;({tree, image} = await treeOf(work, 'cors', 'cors\n'))
     requireTool('chromium')
-    browser = await chromium.launch({executablePath: '/usr/bin/chromium', args: ['--no-sandbox']})
+    browser = await launchChromium()
     // The registry UI's origin: another port of 127.0.0.1 is another origin.
     page = http.createServer((_req, res) => res.writeHead(200, {'Content-Type': 'text/html'}).end('<!doctype html><title>registry ui</title>'))
     const port = await freePort()
